@@ -1,0 +1,13 @@
+"""The `main.py` command line: one absl-py application per subcommand.
+
+Each subcommand lives in its own module of this package. Importing the module defines its absl flags
+(and nothing heavier: TensorFlow is imported inside `run`), and the module provides:
+
+- ``run(argv)``: does the work; ``argv`` holds the positional arguments left after flag parsing;
+- ``TAKES_ARGUMENTS = True`` (optional): the command accepts positional arguments (files, say);
+  without it any positional argument is refused;
+- ``validate()`` (optional): checks flag combinations and paths, raising ``FlagError`` before any work.
+
+`dispatch.main()` picks the module from ``sys.argv[1]`` so only that command's flags exist in a run,
+which keeps ``main.py COMMAND --helpfull`` to the flags that matter.
+"""

@@ -1,0 +1,13 @@
+"""Errors that the command line reports as one clear line instead of a traceback."""
+
+
+class UserError(Exception):
+    """Bad input from the user (a file, a record, a folder): reported in one line, exit code 1."""
+
+    exit_code = 1
+
+
+class FlagError(UserError):
+    """A flag value, or a combination of flags, that cannot work: refused before any work, exit code 2."""
+
+    exit_code = 2

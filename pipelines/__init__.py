@@ -1,0 +1,1 @@
+"""Data preparation (TFRecord shards, dataset statistics) and the tf.data input pipelines."""
