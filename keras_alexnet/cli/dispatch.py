@@ -1,5 +1,6 @@
 """Runs `python main.py COMMAND [flags]`: picks the command, parses its flags, reports errors in one line."""
 
+import contextlib
 import importlib
 import os
 import sys
@@ -8,7 +9,7 @@ from absl import app
 from absl import flags
 
 from keras_alexnet.cli.commands import COMMANDS
-from keras_alexnet.errors import FlagError, UserError
+from keras_alexnet.errors import UserError
 
 PROG = "main.py"
 FLAGS = flags.FLAGS
@@ -38,17 +39,33 @@ def _fail(command: str, message: str, exit_code: int) -> None:
     sys.exit(exit_code)
 
 
-def quiet_tensorflow() -> None:
-    """Keeps TensorFlow's start-up noise (CUDA probing, oneDNN notices) out of the terminal.
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Points file descriptor 2 at /dev/null for the duration (C++ logging writes there directly)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
-    Called after flag parsing and before TensorFlow is imported; `--verbosity=1` or more shows it.
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its start-up noise (CUDA probing, oneDNN notices) kept out of the terminal.
+
+    TensorFlow's C++ logging ignores `TF_CPP_MIN_LOG_LEVEL` once absl's Python logging is loaded (as
+    it is in an absl application), so the import runs with stderr silenced; `TF_CPP_MIN_LOG_LEVEL`
+    still quiets what it logs later. `--verbosity=1` or more shows everything.
     """
     if FLAGS["verbosity"].value >= 1:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    with _stderr_silenced():
+        import tensorflow  # noqa: F401  (the import itself is the point)
 
 
 def main(argv=None) -> None:
@@ -68,7 +85,6 @@ def main(argv=None) -> None:
             _fail(command, str(error).splitlines()[0], 2)
         if len(remaining) > 1 and not getattr(module, "TAKES_ARGUMENTS", False):
             _fail(command, f"unexpected argument '{remaining[1]}' (flags are written --name=value)", 2)
-        quiet_tensorflow()
         try:
             if hasattr(module, "validate"):
                 module.validate()
@@ -78,6 +94,7 @@ def main(argv=None) -> None:
 
     def run(remaining):
         try:
+            import_tensorflow_quietly()
             module.run(remaining[1:])
         except UserError as error:
             _fail(command, str(error), error.exit_code)
