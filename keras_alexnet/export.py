@@ -1,0 +1,280 @@
+"""Export to a SavedModel in TF Serving's layout, `<base_dir>/<name>/<version>/`.
+
+The exported signatures do the test-time preprocessing of the papers with core TensorFlow ops, so a
+TF Serving server (or `tf.saved_model.load` in a process without this project) needs nothing else:
+
+- ``serving_default(image_bytes: string[N])``: decodes JPEG/PNG bytes, rescales the shorter side to
+  `resize_size` and keeps the central `resize_size` square (AlexNet §2), subtracts the training mean
+  (per-pixel image, AlexNet §2, or mean RGB, VGG §2.1), takes the centre `image_size` crop or the ten
+  crops of AlexNet §4.1 (four corners, centre, and their reflections, softmax averaged), and returns
+  ``classes`` (int32[N,5]), ``probabilities`` (float32[N,5]) and ``class_names`` (string[N,5]).
+- ``serving_preprocessed(images: float32[N,S,S,3])``: the model on already mean-subtracted crops;
+  returns the same top-5 outputs plus ``all_probabilities`` (float32[N,C]).
+
+Bytes that are neither JPEG nor PNG, or truncated headers, fail with InvalidArgument; an image whose
+header claims more than `max_pixels` pixels (or a side above `max_side`) is refused from its header,
+before any decoding buffer is allocated.
+
+A version is written to a hidden temporary folder next to the versions and renamed to its number
+when complete, so a server watching `<base_dir>/<name>` never loads a partial version (TF Serving
+only considers folders whose names are integers).
+"""
+
+import os
+import re
+import shutil
+import uuid
+
+import numpy as np
+
+SIGNATURE_BYTES = "serving_default"
+SIGNATURE_PREPROCESSED = "serving_preprocessed"
+BYTES_INPUT = "image_bytes"
+PREPROCESSED_INPUT = "images"
+TOP_K = 5
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_SIDE = 16_384
+CROPS = ("center", "ten_crop")
+
+_VERSION_RE = re.compile(r"^\d+$")
+_TMP_PREFIX = ".tmp-export-"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def list_versions(model_dir: str) -> list:
+    """The complete versions in `<base_dir>/<name>` (integer folder names), sorted ascending."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(model_dir) if _VERSION_RE.match(n))
+
+
+def latest_version_dir(model_dir: str):
+    """The folder of the newest version in `model_dir`, or None when there is none."""
+    versions = list_versions(model_dir)
+    return os.path.join(model_dir, str(versions[-1])) if versions else None
+
+
+def _as_mean(mean, resize_size: int):
+    """The mean as float32: shape (3,) for mean RGB, or (resize_size, resize_size, 3) for a mean image."""
+    import tensorflow as tf
+
+    mean = np.asarray(0.0 if mean is None else mean, dtype=np.float32)
+    if mean.ndim == 0:
+        return np.full((3,), mean, np.float32)
+    if mean.shape == (3,):
+        return mean
+    if mean.ndim != 3 or mean.shape[-1] != 3:
+        raise ValueError(f"mean must be an RGB triple or an HxWx3 image, got shape {mean.shape}")
+    if mean.shape[:2] != (resize_size, resize_size):
+        mean = tf.image.resize(mean, (resize_size, resize_size), method="bilinear").numpy()
+    return mean.astype(np.float32)
+
+
+def _image_shape(data, max_pixels: int, max_side: int):
+    """Height and width read from a JPEG or PNG header, refused when too large; no pixel is decoded."""
+    import tensorflow as tf
+
+    is_jpeg = tf.io.is_jpeg(data)
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC)
+    known = tf.debugging.Assert(
+        tf.logical_or(is_jpeg, is_png), ["image bytes are neither JPEG nor PNG (could not decode)"]
+    )
+
+    def png_shape():
+        long_enough = tf.debugging.Assert(
+            tf.strings.length(data) >= 24, ["PNG bytes are truncated before the IHDR header"]
+        )
+        with tf.control_dependencies([long_enough]):
+            # IHDR: 8-byte signature, chunk length and type (8 bytes), then big-endian width, height.
+            header = tf.strings.substr(data, 16, 8)
+        raw = tf.cast(tf.io.decode_raw(header, tf.uint8), tf.int64)
+        big_endian = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
+        return tf.stack([tf.reduce_sum(raw[4:] * big_endian), tf.reduce_sum(raw[:4] * big_endian)])
+
+    def jpeg_shape():
+        return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
+
+    with tf.control_dependencies([known]):
+        shape = tf.cond(is_jpeg, jpeg_shape, png_shape)
+    height, width = shape[0], shape[1]
+    side_ok = tf.debugging.Assert(
+        tf.reduce_all([height > 0, width > 0, height <= max_side, width <= max_side]),
+        ["image header claims a size outside 1..max_side pixels a side (height, width, max_side):",
+         height, width, max_side],
+    )
+    with tf.control_dependencies([side_ok]):
+        # Both sides are at most max_side here, so the product cannot overflow int64.
+        pixels_ok = tf.debugging.Assert(
+            height * width <= max_pixels,
+            ["image header claims more pixels than max_pixels (height, width, max_pixels):",
+             height, width, max_pixels],
+        )
+    with tf.control_dependencies([side_ok, pixels_ok]):
+        return tf.identity(shape)
+
+
+def _resize_shorter_side(image, size: int):
+    """Isotropic rescaling so the shorter side is `size` (AlexNet §2, VGG §3.1 'S')."""
+    import tensorflow as tf
+
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
+    new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
+    return tf.image.resize(image, new_shape, method="bilinear", antialias=True)
+
+
+def _center_crop(image, size: int):
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    top = (shape[0] - size) // 2
+    left = (shape[1] - size) // 2
+    return image[top : top + size, left : left + size, :]
+
+
+def _ten_crop(image, size: int):
+    """The four corner crops, the centre crop, and their reflections: [10, size, size, 3] (AlexNet §4.1)."""
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    crops = [
+        image[:size, :size],
+        image[:size, width - size :],
+        image[height - size :, :size],
+        image[height - size :, width - size :],
+        _center_crop(image, size),
+    ]
+    crops = tf.stack(crops)
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+
+
+def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "center",
+                    max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE):
+    """A function string -> float32[K, image_size, image_size, 3] (K = 1 or 10) for one encoded image."""
+    import tensorflow as tf
+
+    if crops not in CROPS:
+        raise ValueError(f"crops must be one of {CROPS}, got {crops!r}")
+    if resize_size < image_size:
+        raise ValueError(f"resize_size ({resize_size}) is smaller than image_size ({image_size})")
+    mean_value = tf.constant(_as_mean(mean, resize_size))
+
+    def preprocess(data):
+        shape = _image_shape(data, max_pixels, max_side)
+        with tf.control_dependencies([shape]):
+            image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        image = tf.cast(image, tf.float32)  # 0..255 until mean subtraction
+        image = _center_crop(_resize_shorter_side(image, resize_size), resize_size)
+        image = tf.reshape(image, [resize_size, resize_size, 3]) - mean_value
+        if crops == "ten_crop":
+            return _ten_crop(image, image_size)
+        return _center_crop(image, image_size)[tf.newaxis]
+
+    return preprocess
+
+
+def _top_k_outputs(probabilities, class_names):
+    import tensorflow as tf
+
+    k = min(TOP_K, len(class_names))
+    top = tf.math.top_k(probabilities, k=k)
+    return {
+        "classes": top.indices,
+        "probabilities": top.values,
+        "class_names": tf.gather(tf.constant(class_names), top.indices),
+    }
+
+
+def _build_archive(model, *, class_names, mean, image_size, resize_size, crops, max_pixels, max_side):
+    import keras
+    import tensorflow as tf
+
+    num_crops = 10 if crops == "ten_crop" else 1
+    preprocess = make_preprocess(
+        mean=mean, image_size=image_size, resize_size=resize_size, crops=crops,
+        max_pixels=max_pixels, max_side=max_side,
+    )
+    crop_spec = tf.TensorSpec([num_crops, image_size, image_size, 3], tf.float32)
+
+    def from_bytes(image_bytes):
+        batch = tf.map_fn(preprocess, image_bytes, fn_output_signature=crop_spec)
+        flat = tf.reshape(batch, [-1, image_size, image_size, 3])
+        probabilities = tf.cast(model(flat, training=False), tf.float32)
+        probabilities = tf.reduce_mean(
+            tf.reshape(probabilities, [-1, num_crops, probabilities.shape[-1]]), axis=1
+        )
+        return _top_k_outputs(probabilities, class_names)
+
+    def from_preprocessed(images):
+        probabilities = tf.cast(model(images, training=False), tf.float32)
+        outputs = _top_k_outputs(probabilities, class_names)
+        outputs["all_probabilities"] = probabilities
+        return outputs
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SIGNATURE_BYTES, from_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)],
+    )
+    archive.add_endpoint(
+        SIGNATURE_PREPROCESSED, from_preprocessed,
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32,
+                                       name=PREPROCESSED_INPUT)],
+    )
+    return archive
+
+
+def _publish(tmp_dir: str, model_dir: str, version=None) -> str:
+    """Renames the finished `tmp_dir` to the next free integer version (or `version`) in `model_dir`."""
+    while True:
+        number = version if version is not None else (list_versions(model_dir) or [0])[-1] + 1
+        target = os.path.join(model_dir, str(number))
+        if os.path.exists(target):
+            if version is not None:
+                raise FileExistsError(f"version {version} already exists in {model_dir}")
+            continue  # another exporter took it between listing and here: take the next one
+        try:
+            # rename(2) refuses to replace a non-empty folder, so a race is detected, not overwritten.
+            os.rename(tmp_dir, target)
+        except OSError:
+            if version is not None or not os.path.exists(target):
+                raise
+            continue
+        return target
+
+
+def export_saved_model(model, base_dir: str, name: str, *, class_names=None, mean=None,
+                       image_size: int = None, resize_size: int = 256, crops: str = "center",
+                       max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE,
+                       version: int = None) -> str:
+    """Exports `model` (softmax outputs) as a new version of `<base_dir>/<name>`; returns its folder.
+
+    `class_names`: one string per class (default: the class ids). `mean`: the training mean on the
+    0..255 scale, a per-pixel image (AlexNet §2; resized to `resize_size` if its size differs) or an
+    RGB triple (VGG §2.1). `image_size`: the crop fed to the net (default: the model's input size).
+    `crops`: "center" or "ten_crop" (AlexNet §4.1) for the bytes signature. `version`: a fixed
+    version number instead of the next one (refused if it exists).
+    """
+    num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
+    if image_size is None:
+        image_size = int(model.inputs[0].shape[1])
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    class_names = [str(c) for c in class_names]
+    if num_classes is not None and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {num_classes} classes")
+    archive = _build_archive(
+        model, class_names=class_names, mean=mean, image_size=image_size, resize_size=resize_size,
+        crops=crops, max_pixels=max_pixels, max_side=max_side,
+    )
+    model_dir = os.path.join(base_dir, name)
+    os.makedirs(model_dir, exist_ok=True)
+    tmp_dir = os.path.join(model_dir, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+    try:
+        archive.write_out(tmp_dir, verbose=False)
+        return _publish(tmp_dir, model_dir, version)
+    finally:
+        if os.path.exists(tmp_dir):
+            shutil.rmtree(tmp_dir, ignore_errors=True)
