@@ -1,0 +1,97 @@
+"""The conv1 kernels drawn as an image grid, the two towers side by side (AlexNet §6.1, Figure 3).
+
+Figure 3 shows the 96 11×11×3 kernels of the first layer, 48 learned on each GPU. Each kernel is
+scaled to [0, 1] on its own (as such figures are drawn); each tower's kernels form one grid and the
+grids are placed side by side with a gap, so tower specialisation (colour-agnostic vs colour-specific
+kernels) is visible at a glance.
+"""
+
+import math
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+
+def conv1_kernels(model, layer_name="conv1"):
+    """The 4-D kernels [kh, kw, in, out] held by `layer_name`, one per tower (one for a plain conv)."""
+    layer = model.get_layer(layer_name)
+    kernels = [np.asarray(keras.ops.convert_to_numpy(w)) for w in layer.weights if len(w.shape) == 4]
+    if not kernels:
+        raise ValueError(f"layer '{layer_name}' holds no 4-D kernel")
+    if len(kernels) == 1:
+        return kernels
+    # Two towers may appear in either order of creation; keep the order of their variable paths.
+    paths = [w.path for w in layer.weights if len(w.shape) == 4]
+    return [k for _, k in sorted(zip(paths, kernels), key=lambda pair: pair[0])]
+
+
+def kernel_grid(kernel, columns=None, gap=1):
+    """[kh, kw, in, out] -> one image [H, W, 3] in [0, 1]: each kernel min-max scaled on its own."""
+    kh, kw, cin, n = kernel.shape
+    k = np.transpose(kernel, (3, 0, 1, 2)).astype(np.float32)  # [n, kh, kw, cin]
+    if cin == 1:
+        k = np.repeat(k, 3, axis=-1)
+    elif cin != 3:
+        k = k[..., :3] if cin > 3 else np.concatenate([k, np.repeat(k[..., -1:], 3 - cin, -1)], -1)
+    lo = k.min(axis=(1, 2, 3), keepdims=True)
+    hi = k.max(axis=(1, 2, 3), keepdims=True)
+    k = (k - lo) / np.maximum(hi - lo, 1e-12)
+    columns = columns or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / columns))
+    grid = np.ones((rows * (kh + gap) - gap, columns * (kw + gap) - gap, 3), np.float32)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        grid[r * (kh + gap):r * (kh + gap) + kh, c * (kw + gap):c * (kw + gap) + kw] = k[i]
+    return grid
+
+
+def towers_side_by_side(kernels, gap=3):
+    """One grid per tower, placed left to right with a white gap: [H, W, 3] in [0, 1]."""
+    grids = [kernel_grid(k) for k in kernels]
+    height = max(g.shape[0] for g in grids)
+    padded = [np.pad(g, ((0, height - g.shape[0]), (0, 0), (0, 0)), constant_values=1.0) for g in grids]
+    parts = []
+    for i, g in enumerate(padded):
+        if i:
+            parts.append(np.ones((height, gap, 3), np.float32))
+        parts.append(g)
+    return np.concatenate(parts, axis=1)
+
+
+class Conv1Images(keras.callbacks.Callback):
+    """Writes the conv1 kernel grid to TensorBoard (`conv1/kernels`) at the start and every epoch end.
+
+    `scale` enlarges each pixel (nearest neighbour) so the 11×11 kernels are legible.
+    """
+
+    TAG = "conv1/kernels"
+
+    def __init__(self, log_dir, layer_name="conv1", scale=4):
+        super().__init__()
+        self.log_dir = log_dir
+        self.layer_name = layer_name
+        self.scale = scale
+        self._writer = None
+
+    def _write(self, step):
+        image = towers_side_by_side(conv1_kernels(self.model, self.layer_name))
+        if self.scale > 1:
+            image = np.kron(image, np.ones((self.scale, self.scale, 1), np.float32))
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            tf.summary.image(self.TAG, image[None], step=step, max_outputs=1,
+                             description="conv1 kernels, one grid per tower [AlexNet §6.1, Figure 3]")
+        self._writer.flush()
+
+    def on_train_begin(self, logs=None):
+        self._epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,83 @@
+"""10-crop evaluation on the validation set (AlexNet §4.1).
+
+"At test time, the network makes a prediction by extracting five 224×224 patches (the four corner
+patches and the center patch) as well as their horizontal reflections (hence ten patches in all), and
+averaging the predictions made by the network's softmax layer on the ten patches."
+
+The dataset yields `(images [B, 10, h, w, 3], labels [B])`, as
+`pipelines.input_pipeline.build_eval_dataset(config, protocol="ten_crop")` makes them.
+"""
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+
+def ten_crop_probabilities(model, images):
+    """The softmax averaged over the crops: [B, C, h, w, 3] -> [B, classes]."""
+    shape = tf.shape(images)
+    flat = tf.reshape(images, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+    probs = tf.cast(model(flat, training=False), tf.float32)
+    probs = tf.reshape(probs, [shape[0], shape[1], -1])
+    return tf.reduce_mean(probs, axis=1)
+
+
+def evaluate_ten_crop(model, dataset, ks=(1, 5)):
+    """Top-k errors of 10-crop prediction over `dataset`: {"top1_error": .., "top5_error": .., "count": n}."""
+
+    @tf.function
+    def batch_wrong(images, labels):
+        probs = ten_crop_probabilities(model, images)
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        out = []
+        for k in ks:
+            hit = tf.math.in_top_k(targets=labels, predictions=probs, k=min(k, probs.shape[-1]))
+            out.append(tf.reduce_sum(1.0 - tf.cast(hit, tf.float32)))
+        return tf.stack(out), tf.shape(labels)[0]
+
+    wrong = np.zeros(len(ks))
+    count = 0
+    for images, labels in dataset:
+        w, n = batch_wrong(images, labels)
+        wrong += w.numpy()
+        count += int(n)
+    if count == 0:
+        raise ValueError("10-crop evaluation got an empty dataset")
+    result = {f"top{k}_error": float(w / count) for k, w in zip(ks, wrong)}
+    result["count"] = count
+    return result
+
+
+class TenCropEvaluation(keras.callbacks.Callback):
+    """Runs 10-crop evaluation every `every_n_epochs` epochs and at the end of training.
+
+    Adds `ten_crop_top1_error` and `ten_crop_top5_error` to the epoch logs (so CSV and TensorBoard
+    record them); the result at the end of training is kept in `self.final`.
+    """
+
+    def __init__(self, dataset, every_n_epochs=1, prefix="ten_crop_", printer=print):
+        super().__init__()
+        self.dataset = dataset
+        self.every_n_epochs = every_n_epochs
+        self.prefix = prefix
+        self.printer = printer
+        self.final = None
+        self._last = None
+
+    def _run(self):
+        result = evaluate_ten_crop(self.model, self.dataset)
+        return {self.prefix + k: v for k, v in result.items() if k != "count"}
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = None  # weights changed since the last evaluation
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every_n_epochs and (epoch + 1) % self.every_n_epochs == 0:
+            self._last = self._run()
+            if logs is not None:
+                logs.update(self._last)
+
+    def on_train_end(self, logs=None):
+        self.final = self._last if self._last is not None else self._run()
+        self.printer("10-crop validation [AlexNet §4.1]: top-1 error %.4f, top-5 error %.4f"
+                     % (self.final[self.prefix + "top1_error"], self.final[self.prefix + "top5_error"]))

@@ -1,0 +1,43 @@
+"""Top-1 and top-5 error, the numbers AlexNet §6 and VGG §4 report.
+
+`TopKError` is a Keras metric for `model.compile`; `topk_wrong` counts misses in a batch for the
+custom loop, which sums counts across replicas and divides once (exact for uneven last batches).
+"""
+
+import keras
+import tensorflow as tf
+
+
+def metric_name(k: int) -> str:
+    return f"top{k}_error"
+
+
+def topk_wrong(labels, probabilities, k: int):
+    """The number of examples whose label is not among the k highest scores (float32 scalar)."""
+    k = min(k, probabilities.shape[-1])
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    hit = tf.math.in_top_k(targets=labels, predictions=tf.cast(probabilities, tf.float32), k=k)
+    return tf.reduce_sum(1.0 - tf.cast(hit, tf.float32))
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class TopKError(keras.metrics.Mean):
+    """The fraction of examples whose label is not among the top k predictions. [AlexNet §6]"""
+
+    def __init__(self, k: int = 1, name=None, dtype=None):
+        super().__init__(name=name or metric_name(k), dtype=dtype)
+        self.k = k
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        k = min(self.k, y_pred.shape[-1])
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        hit = tf.math.in_top_k(targets=labels, predictions=tf.cast(y_pred, tf.float32), k=k)
+        return super().update_state(1.0 - tf.cast(hit, tf.float32), sample_weight=sample_weight)
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name, "dtype": self.dtype}
+
+
+def error_metrics():
+    """The compiled metrics for `model.fit`: top-1 and top-5 error."""
+    return [TopKError(1), TopKError(5)]

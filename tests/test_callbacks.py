@@ -1,0 +1,114 @@
+"""The callbacks with plain `model.fit` on a tiny stand-in model; TensorBoard event tags; 10-crop maths."""
+
+import csv
+import glob
+import os
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from callbacks.conv1_images import Conv1Images, kernel_grid, towers_side_by_side
+from callbacks.csv_log import MetricsCSV
+from callbacks.nan_guard import NanGuard, NonFiniteLoss
+from callbacks.plateau import PlateauDecay
+from callbacks.summaries import HParams, ScalarSummaries
+from callbacks.ten_crop import TenCropEvaluation, evaluate_ten_crop
+from callbacks.throughput import Progress, Throughput
+from keras_alexnet.training.metrics import error_metrics
+from keras_alexnet.training.optimizer import PaperSGD
+
+CLASSES = 6
+
+
+def tiny_model(size=12):
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv1")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(CLASSES, name="fc8")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs)
+
+
+def data(n=32, size=12, crops=None, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, CLASSES, size=n).astype("int32")
+    shape = (n, crops, size, size, 3) if crops else (n, size, size, 3)
+    images = rng.normal(size=shape).astype("float32")
+    images += labels.reshape((-1,) + (1,) * (len(shape) - 1)) * 0.5
+    return images, labels
+
+
+def tags_in(directory):
+    tags = set()
+    for path in glob.glob(os.path.join(directory, "**", "events.out.tfevents.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.add((os.path.relpath(os.path.dirname(path), directory), value.tag))
+    return tags
+
+
+def test_all_callbacks_with_model_fit(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    model.compile(optimizer=PaperSGD(0.05), loss="sparse_categorical_crossentropy",
+                  metrics=error_metrics())
+    x, y = data()
+    val = data(16, seed=1)
+    crops = tf.data.Dataset.from_tensor_slices(data(10, crops=10, seed=2)).batch(4)
+    log_dir = str(tmp_path / "logs")
+    printed = []
+    throughput = Throughput(global_batch_size=8)
+    ten_crop = TenCropEvaluation(crops, every_n_epochs=2, printer=printed.append)
+    plateau = PlateauDecay(patience=1, max_reductions=3, printer=printed.append)
+    callbacks = [NanGuard(), throughput, plateau, ten_crop, Progress(4, 3, throughput, printed.append),
+                 MetricsCSV(str(tmp_path / "metrics.csv")), ScalarSummaries(log_dir, update_freq=2),
+                 Conv1Images(os.path.join(log_dir, "train")), HParams(log_dir, {"lr": 0.05, "model": "x"})]
+    history = model.fit(x, y, batch_size=8, epochs=3, validation_data=val, callbacks=callbacks, verbose=0)
+    assert {"top1_error", "top5_error", "val_top1_error", "images_per_sec", "learning_rate"} <= set(history.history)
+    assert ten_crop.final is not None and 0.0 <= ten_crop.final["ten_crop_top1_error"] <= 1.0
+    assert any(line.startswith("epoch 3/3") for line in printed)
+
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert rows[1]["ten_crop_top1_error"] != "" and rows[0]["ten_crop_top1_error"] == ""
+
+    tags = tags_in(log_dir)
+    for expected in [("train", "loss"), ("train", "top1_error"), ("train", "top5_error"),
+                     ("train", "learning_rate"), ("train", "images_per_sec"), ("train", "batch_loss"),
+                     ("validation", "loss"), ("validation", "top1_error"), ("validation", "top5_error"),
+                     ("ten_crop", "top1_error"), ("ten_crop", "top5_error"), ("train", "conv1/kernels"),
+                     (".", "_hparams_/session_start_info")]:
+        assert expected in tags, (expected, sorted(tags))
+
+
+def test_nan_guard_stops_model_fit_with_one_clear_line():
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.SGD(1e30), loss="sparse_categorical_crossentropy")
+    x, y = data()
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at epoch 1, step 1"):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[NanGuard()], verbose=0, shuffle=False)
+
+
+def test_ten_crop_averages_softmax_over_crops():
+    model = tiny_model()
+    images, labels = data(6, crops=10, seed=3)
+    result = evaluate_ten_crop(model, tf.data.Dataset.from_tensor_slices((images, labels)).batch(4))
+    probs = model.predict(images.reshape((-1, 12, 12, 3)), verbose=0).reshape(6, 10, CLASSES).mean(1)
+    top1 = np.mean(np.argmax(probs, 1) != labels)
+    top5 = np.mean([label not in np.argsort(-p)[:5] for p, label in zip(probs, labels)])
+    assert result["count"] == 6
+    assert result["top1_error"] == pytest.approx(top1) and result["top5_error"] == pytest.approx(top5)
+
+
+def test_kernel_grid_towers_side_by_side():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(11, 11, 3, 48)), rng.normal(size=(11, 11, 3, 48))
+    grid = kernel_grid(a)
+    assert grid.shape == (7 * 12 - 1, 7 * 12 - 1, 3) and grid.min() >= 0 and grid.max() <= 1
+    both = towers_side_by_side([a, b], gap=3)
+    assert both.shape == (grid.shape[0], 2 * grid.shape[1] + 3, 3)
+    np.testing.assert_allclose(both[:, grid.shape[1] + 3:], kernel_grid(b))
