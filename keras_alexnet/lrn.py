@@ -1,0 +1,75 @@
+"""Local response normalization (AlexNet §3.3), as a Keras layer over `tf.nn.local_response_normalization`.
+
+The paper's formula, for the activity a^i of kernel map i (after the ReLU) at one spatial position:
+
+    b^i = a^i / (k + α · Σ_{j=max(0, i−n/2)}^{min(N−1, i+n/2)} (a^j)²)^β,   k=2, n=5, α=1e-4, β=0.75.
+
+Two readings of α exist, and this layer offers both explicitly:
+
+- ``convention="paper"`` (default): α multiplies the plain sum of squares, as the formula is printed.
+  This is also what TensorFlow's ``alpha`` means, so TF gets ``alpha=α``.
+- ``convention="cuda_convnet"``: α is divided by n before it multiplies the sum, as in cuda-convnet's
+  ``rnorm`` layers, Caffe's ``LRN`` layer and PyTorch's ``LocalResponseNorm``; TF gets ``alpha=α/n``.
+
+Near the first and last maps the sum runs over the maps that exist (the paper's max/min bounds), which is
+what TF's op does. The sum runs over all N maps of the layer (the paper's N), also across the boundary
+between the two towers. VGG's A-LRN uses the same layer with the same parameters (VGG §2.3).
+
+Under mixed precision the normalization is computed in float32 (the sum of squares overflows or loses
+the small α·Σ term in float16); the result is cast back to the layer's compute dtype.
+"""
+
+import keras
+import tensorflow as tf
+
+CONVENTIONS = ("paper", "cuda_convnet")
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class LocalResponseNormalization(keras.layers.Layer):
+    """b = a / (k + α' Σ a²)^β over ``size`` adjacent channels (last axis), α' = α or α/size. [AlexNet §3.3]
+
+    Args:
+        size: n, the number of adjacent maps in the sum (odd; 5 in the paper).
+        k: the additive constant (2 in the paper).
+        alpha: α (1e-4 in the paper).
+        beta: β (0.75 in the paper).
+        convention: "paper" (α multiplies the sum) or "cuda_convnet" (α/n multiplies the sum).
+    """
+
+    def __init__(self, size=5, k=2.0, alpha=1e-4, beta=0.75, convention="paper", **kwargs):
+        super().__init__(**kwargs)
+        if convention not in CONVENTIONS:
+            raise ValueError(f"LRN convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
+        if size < 1 or size % 2 == 0:
+            raise ValueError(f"LRN size must be a positive odd number of maps, got {size}")
+        self.size = int(size)
+        self.k = float(k)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.convention = convention
+
+    @property
+    def tf_alpha(self) -> float:
+        """The ``alpha`` that TF's op multiplies its plain sum of squares by."""
+        return self.alpha if self.convention == "paper" else self.alpha / self.size
+
+    def call(self, inputs):
+        outputs = tf.nn.local_response_normalization(
+            tf.cast(inputs, tf.float32),
+            depth_radius=self.size // 2,
+            bias=self.k,
+            alpha=self.tf_alpha,
+            beta=self.beta,
+        )
+        return tf.cast(outputs, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            size=self.size, k=self.k, alpha=self.alpha, beta=self.beta, convention=self.convention
+        )
+        return config

@@ -1,0 +1,90 @@
+"""LRN (AlexNet §3.3) against a NumPy transcription of the paper's formula, both α conventions."""
+
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from keras_alexnet.lrn import LocalResponseNormalization
+
+
+def lrn_reference(a, n=5, k=2.0, alpha=1e-4, beta=0.75, divide_alpha_by_n=False):
+    """b^i = a^i / (k + α Σ_{j=max(0,i−n/2)}^{min(N−1,i+n/2)} (a^j)²)^β, literally, channel by channel."""
+    a = np.asarray(a, dtype=np.float64)
+    N = a.shape[-1]
+    alpha = alpha / n if divide_alpha_by_n else alpha
+    b = np.empty_like(a)
+    for i in range(N):
+        lo, hi = max(0, i - n // 2), min(N - 1, i + n // 2)
+        total = np.sum(a[..., lo : hi + 1] ** 2, axis=-1)
+        b[..., i] = a[..., i] / (k + alpha * total) ** beta
+    return b
+
+
+@pytest.fixture
+def activations():
+    # Post-ReLU-like activities large enough that α·Σa² matters (as in real conv1 maps), 7 channels so
+    # both edges and a full window are covered.
+    rng = np.random.default_rng(0)
+    return (rng.uniform(0.0, 60.0, size=(2, 3, 4, 7))).astype(np.float32)
+
+
+@pytest.mark.parametrize("convention, divide", [("paper", False), ("cuda_convnet", True)])
+def test_matches_numpy_at_paper_constants(activations, convention, divide):
+    layer = LocalResponseNormalization(convention=convention)
+    got = keras.ops.convert_to_numpy(layer(activations))
+    want = lrn_reference(activations, divide_alpha_by_n=divide)
+    np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
+@pytest.mark.parametrize("convention, divide", [("paper", False), ("cuda_convnet", True)])
+def test_matches_numpy_with_large_alpha_and_edges(activations, convention, divide):
+    # A large α makes the normalization strong, so a wrong window at the channel edges would show.
+    layer = LocalResponseNormalization(size=5, k=1.0, alpha=0.01, beta=0.75, convention=convention)
+    got = keras.ops.convert_to_numpy(layer(activations))
+    want = lrn_reference(activations, n=5, k=1.0, alpha=0.01, divide_alpha_by_n=divide)
+    np.testing.assert_allclose(got, want, rtol=2e-6)
+    # The edge channels (0, 1, N-2, N-1) sum over fewer than n maps: check one of them independently.
+    first = activations[..., 0] / (1.0 + 0.01 / (5 if divide else 1) * np.sum(activations[..., :3] ** 2, -1)) ** 0.75
+    np.testing.assert_allclose(got[..., 0], first, rtol=2e-6)
+
+
+def test_conventions_differ_by_n(activations):
+    paper = LocalResponseNormalization(convention="paper")
+    cuda = LocalResponseNormalization(convention="cuda_convnet", alpha=5e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(paper(activations)), keras.ops.convert_to_numpy(cuda(activations)), rtol=1e-6
+    )
+    assert paper.tf_alpha == pytest.approx(1e-4) and cuda.tf_alpha == pytest.approx(1e-4)
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="convention"):
+        LocalResponseNormalization(convention="caffe2")
+    with pytest.raises(ValueError, match="odd"):
+        LocalResponseNormalization(size=4)
+
+
+def test_config_round_trip():
+    layer = LocalResponseNormalization(size=3, k=1.5, alpha=2e-4, beta=0.5, convention="cuda_convnet", name="lrn1")
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(clone, LocalResponseNormalization)
+    assert clone.get_config() == layer.get_config()
+
+
+def test_mixed_precision_computes_in_float32(activations):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = LocalResponseNormalization()
+        x = tf.constant(activations, tf.float16)
+        out = layer(x)
+        assert out.dtype == tf.float16
+        graph = tf.function(layer).get_concrete_function(tf.TensorSpec([None, 3, 4, 7], tf.float16)).graph
+        lrn_ops = [op for op in graph.get_operations() if op.type == "LRN"]
+        assert lrn_ops and all(op.get_attr("T") == tf.float32 for op in lrn_ops)
+        np.testing.assert_allclose(
+            np.asarray(out, np.float32), lrn_reference(activations.astype(np.float16)), rtol=2e-3
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
