@@ -1,0 +1,88 @@
+"""Checkpoints that let a killed run resume as if uninterrupted.
+
+A `tf.train.Checkpoint` holds the model, the optimizer (momentum buffers, iteration count, learning
+rate), the epoch and step-in-epoch counters, the running sums of the epoch's training metrics and the
+callbacks' state (the plateau schedule of AlexNet §5) as a JSON string variable — so every piece is
+written in one atomic save. `CheckpointManager` keeps the last few. Under `MultiWorkerMirroredStrategy`
+every worker saves (as TensorFlow requires), non-chief workers into a temporary folder.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+
+class RunState:
+    """The counters and sidecar state saved with the model."""
+
+    def __init__(self):
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        # Sums over the epoch so far: loss, top-1 misses, top-5 misses, examples.
+        self.train_sums = tf.Variable(tf.zeros([4], tf.float64), trainable=False, name="train_sums")
+        self.finished = tf.Variable(False, trainable=False, name="finished")
+        self.callbacks_json = tf.Variable("{}", dtype=tf.string, trainable=False, name="callbacks")
+
+    def callback_states(self) -> dict:
+        return json.loads(self.callbacks_json.numpy().decode("utf-8"))
+
+    def store_callback_states(self, callbacks) -> None:
+        states = {type(cb).__name__: cb.get_state() for cb in callbacks if hasattr(cb, "get_state")}
+        self.callbacks_json.assign(json.dumps(states))
+
+    def load_callback_states(self, callbacks) -> None:
+        states = self.callback_states()
+        for cb in callbacks:
+            if hasattr(cb, "set_state") and type(cb).__name__ in states:
+                cb.set_state(states[type(cb).__name__])
+
+
+class Checkpointer:
+    """Saves and restores model + optimizer + RunState in `directory` (chief) or a temporary folder."""
+
+    def __init__(self, directory, model, optimizer, state: RunState, is_chief=True, max_to_keep=3):
+        self.is_chief = is_chief
+        self.directory = directory if is_chief else tempfile.mkdtemp(prefix="keras_alexnet_worker_ckpt_")
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=state.epoch,
+                                              step_in_epoch=state.step_in_epoch,
+                                              train_sums=state.train_sums, finished=state.finished,
+                                              callbacks=state.callbacks_json)
+        # The chief's manager finds the checkpoint to resume from; every worker restores from it.
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep)
+        self.source = directory
+
+    def latest(self):
+        return tf.train.latest_checkpoint(self.source)
+
+    def restore_latest(self):
+        """Restores the newest checkpoint if there is one; returns its path or None."""
+        path = self.latest()
+        if path:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        return path
+
+    def save(self, global_step: int):
+        path = self.manager.save(checkpoint_number=global_step)
+        return path if self.is_chief else None
+
+    def close(self):
+        if not self.is_chief:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def restore_model_weights(model, checkpoint_path):
+    """Initialises `model` from another run's checkpoint (model only, no optimizer/counters): VGG §3.1
+    trains S=384 from the S=256 model. `checkpoint_path` is a checkpoint prefix or a run's folder."""
+    if os.path.isdir(checkpoint_path):
+        for candidate in (checkpoint_path, os.path.join(checkpoint_path, "checkpoints")):
+            latest = tf.train.latest_checkpoint(candidate)
+            if latest:
+                checkpoint_path = latest
+                break
+        else:
+            raise FileNotFoundError(f"no checkpoint in {checkpoint_path}")
+    tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
+    return checkpoint_path

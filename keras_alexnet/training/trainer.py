@@ -1,0 +1,234 @@
+"""One training loop for every strategy (default, mirrored, multi-worker, two towers).
+
+Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` (PerReplica conversion error, measured
+here), so training runs a custom loop: a `tf.function` step under `strategy.run`, datasets made per
+replica by `strategy.distribute_datasets_from_function`, and a `keras.callbacks.CallbackList` driven
+exactly as `model.fit` drives it (`on_epoch_begin/end` with the same log keys, `on_train_batch_end`,
+`model.stop_training`), so every callback works with both.
+
+The loss is the mean cross-entropy over the global batch (per-replica sums divided by the global
+batch size, so summing the replicas' gradients equals one-device training, VGG §3.3); the update is
+AlexNet §5's SGD rule (`optimizer.py`). Checkpoints are written every epoch and every
+`checkpoint_every_steps` steps; a resumed run restores model, optimizer, counters, learning rate and
+callback state, and skips the steps of the interrupted epoch it already took (the same per-epoch
+dataset order, see `train_dataset_fn`).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from callbacks.nan_guard import NonFiniteLoss
+from keras_alexnet.training.checkpointing import Checkpointer, RunState
+from keras_alexnet.training.metrics import error_metrics, topk_wrong
+
+
+def _sums(labels, probabilities):
+    """Per-replica [loss sum, top-1 misses, top-5 misses, count] for a batch."""
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    probabilities = tf.cast(probabilities, tf.float32)
+    per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+    count = tf.cast(tf.shape(labels)[0], tf.float32)
+    return per_example, tf.stack([tf.reduce_sum(per_example), topk_wrong(labels, probabilities, 1),
+                                  topk_wrong(labels, probabilities, 5), count])
+
+
+def _logs(sums, prefix=""):
+    count = max(float(sums[3]), 1.0)
+    return {prefix + "loss": float(sums[0]) / count, prefix + "top1_error": float(sums[1]) / count,
+            prefix + "top5_error": float(sums[2]) / count}
+
+
+class Trainer:
+    """Builds the model and optimizer under `strategy` and trains with callbacks and checkpoints.
+
+    Args:
+        strategy: a `tf.distribute.Strategy` (see `strategy.make_strategy`).
+        build_model: () -> Keras model whose output is softmax probabilities (built under the scope).
+        build_optimizer: () -> Keras optimizer (built under the scope).
+        train_dataset_fn: (input_context, epoch) -> tf.data.Dataset of per-replica batches
+            (images, labels) whose order depends only on `epoch`, so a resumed epoch sees the same
+            batches; it is repeated and `skip`ped here.
+        steps_per_epoch: training steps in an epoch (equal on every worker).
+        epochs: the epoch cap.
+        global_batch_size: examples per step over all replicas.
+        val_dataset_fn: (input_context) -> finite per-replica dataset, or None.
+        checkpoint_dir: where checkpoints go; None disables them.
+        checkpoint_every_steps: also save every this many steps (0: epoch ends only).
+        jit_compile: compile the forward/backward pass with XLA.
+        loss_scale: wrap the optimizer in a `LossScaleOptimizer` (float16 mixed precision).
+        initial_weights: callable(model) run once on a fresh start (warm start, init from another run).
+    """
+
+    def __init__(self, strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
+                 epochs, global_batch_size, val_dataset_fn=None, checkpoint_dir=None,
+                 checkpoint_every_steps=0, jit_compile=False, loss_scale=False, is_chief=True,
+                 initial_weights=None, printer=print):
+        self.strategy = strategy
+        self.train_dataset_fn = train_dataset_fn
+        self.val_dataset_fn = val_dataset_fn
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.epochs = int(epochs)
+        self.global_batch_size = int(global_batch_size)
+        self.checkpoint_every_steps = int(checkpoint_every_steps or 0)
+        self.jit_compile = jit_compile
+        self.is_chief = is_chief
+        self.printer = printer
+        with strategy.scope():
+            self.model = build_model()
+            optimizer = build_optimizer()
+            if loss_scale:
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.optimizer = optimizer
+            # Compiling only attaches the optimizer, loss and metrics, so callbacks (and `model.fit`
+            # users) find them where Keras puts them; the loop below does not call `fit`.
+            self.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                               metrics=error_metrics())
+            self.optimizer.build(self.model.trainable_variables)
+        self.state = RunState()
+        self.checkpointer = None
+        if checkpoint_dir:
+            self.checkpointer = Checkpointer(checkpoint_dir, self.model, self.optimizer, self.state,
+                                             is_chief=is_chief)
+        self.resumed_from = None
+        if self.checkpointer is not None:
+            self.resumed_from = self.checkpointer.restore_latest()
+        if self.resumed_from is None and initial_weights is not None:
+            initial_weights(self.model)
+        self._train_step = self._make_train_step()
+        self._eval_step = self._make_eval_step()
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _make_train_step(self):
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        global_batch = float(self.global_batch_size)
+        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+        def gradients(images, labels):
+            with tf.GradientTape() as tape:
+                probabilities = model(images, training=True)
+                per_example, sums = _sums(labels, probabilities)
+                loss = tf.reduce_sum(per_example) / global_batch
+                if model.losses:
+                    loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
+                if scaled:
+                    loss = optimizer.scale_loss(loss)
+            return tape.gradient(loss, model.trainable_variables), sums
+
+        if self.jit_compile:
+            gradients = tf.function(gradients, jit_compile=True)
+
+        def replica_step(images, labels):
+            grads, sums = gradients(images, labels)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return sums
+
+        @tf.function
+        def train_step(iterator):
+            images, labels = next(iterator)
+            per_replica = strategy.run(replica_step, args=(images, labels))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        return train_step
+
+    def _make_eval_step(self):
+        model, strategy = self.model, self.strategy
+
+        def replica_step(images, labels):
+            return _sums(labels, model(images, training=False))[1]
+
+        @tf.function
+        def eval_step(batch):
+            per_replica = strategy.run(replica_step, args=batch)
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        return eval_step
+
+    # -- data ------------------------------------------------------------------------------------
+    def _train_iterator(self, epoch, skip):
+        def dataset_fn(input_context):
+            dataset = self.train_dataset_fn(input_context, epoch).repeat()
+            return dataset.skip(skip) if skip else dataset
+
+        options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn, options))
+
+    def evaluate(self):
+        """Validation loss and top-1/top-5 error over the whole validation set (`val_` keys)."""
+        dataset = self.strategy.distribute_datasets_from_function(self.val_dataset_fn)
+        sums = np.zeros(4)
+        for batch in dataset:
+            sums += self._eval_step(batch).numpy()
+        return _logs(sums, "val_")
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _save(self, callbacks):
+        if self.checkpointer is None:
+            return None
+        self.state.store_callback_states(callbacks)
+        return self.checkpointer.save(int(self.optimizer.iterations.numpy()))
+
+    def _nan_message(self, error):
+        last = self.checkpointer.latest() if self.checkpointer else None
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written before it"
+        return f"{error}; {kept} (lower --learning_rate or check the data)"
+
+    # -- the loop --------------------------------------------------------------------------------
+    def fit(self, callbacks=()):
+        """Trains to the epoch cap or until a callback stops training; returns the History callback."""
+        history = keras.callbacks.History()
+        callbacks = list(callbacks) + [history]
+        if self.resumed_from:
+            self.state.load_callback_states(callbacks)
+        callback_list = keras.callbacks.CallbackList(
+            callbacks, add_history=False, add_progbar=False, model=self.model,
+            epochs=self.epochs, steps=self.steps_per_epoch, verbose=0)
+        model = self.model
+        model.stop_training = False
+        start_epoch = int(self.state.epoch.numpy())
+        start_step = int(self.state.step_in_epoch.numpy())
+        if self.resumed_from:
+            self.printer(f"Resuming from {self.resumed_from} at epoch {start_epoch + 1}, "
+                         f"step {start_step} of {self.steps_per_epoch}.")
+        if bool(self.state.finished.numpy()):
+            self.printer("This run already finished; nothing left to train.")
+            start_epoch = self.epochs
+        callback_list.on_train_begin()
+        logs = {}
+        try:
+            for epoch in range(start_epoch, self.epochs):
+                skip = start_step if epoch == start_epoch else 0
+                if not skip:
+                    self.state.train_sums.assign(tf.zeros([4], tf.float64))
+                sums = self.state.train_sums.numpy()
+                callback_list.on_epoch_begin(epoch)
+                iterator = self._train_iterator(epoch, skip)
+                for step in range(skip, self.steps_per_epoch):
+                    callback_list.on_train_batch_begin(step)
+                    batch_sums = self._train_step(iterator).numpy()
+                    sums = sums + batch_sums
+                    callback_list.on_train_batch_end(step, _logs(sums))
+                    self.state.train_sums.assign(sums)
+                    self.state.step_in_epoch.assign(step + 1)
+                    if (self.checkpoint_every_steps and (step + 1) < self.steps_per_epoch
+                            and int(self.optimizer.iterations.numpy()) % self.checkpoint_every_steps == 0):
+                        self._save(callbacks)
+                    if model.stop_training:
+                        break
+                logs = _logs(sums)
+                if self.val_dataset_fn is not None:
+                    logs.update(self.evaluate())
+                callback_list.on_epoch_end(epoch, logs)
+                self.state.epoch.assign(epoch + 1)
+                self.state.step_in_epoch.assign(0)
+                if model.stop_training or epoch + 1 == self.epochs:
+                    self.state.finished.assign(True)
+                self._save(callbacks)
+                if model.stop_training:
+                    break
+        except NonFiniteLoss as error:
+            raise NonFiniteLoss(self._nan_message(error)) from None
+        callback_list.on_train_end(logs)
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+        return history
