@@ -1,0 +1,62 @@
+"""The model registry: names, families, options, one-line FlagErrors."""
+
+import pytest
+
+from keras_alexnet.errors import FlagError
+from keras_alexnet.registry import MODEL_NAMES, build_model, model_family
+
+SMALL = dict(num_classes=5, input_shape=(64, 64, 3))
+
+
+def test_names_and_families():
+    assert MODEL_NAMES == ("alexnet", "alexnet_1tower", "vgg_a", "vgg_a_lrn", "vgg_b", "vgg_c", "vgg_d", "vgg_e")
+    assert [model_family(name) for name in MODEL_NAMES] == ["alexnet"] * 2 + ["vgg"] * 6
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_name_builds_small(name):
+    model = build_model(name, width=0.0625, **SMALL)
+    assert model.name == name
+    assert model.output.shape == (None, 5) and model.layers[-1].name == "softmax"
+    layer_names = [layer.name for layer in model.layers]
+    assert ("lrn1" in layer_names) == (name in ("alexnet", "alexnet_1tower", "vgg_a_lrn"))
+    assert {"fc6", "drop6", "fc7", "drop7", "fc8"} <= set(layer_names)
+
+
+def test_options_reach_the_builders():
+    model = build_model(
+        "alexnet", width=0.25, lrn=False, pooling="non_overlapping", extra_conv=True, init="glorot",
+        dropout=0.3, classifier_activation=None, tower_devices="auto", **SMALL
+    )
+    names = [layer.name for layer in model.layers]
+    assert "lrn1" not in names and "conv6" in names and names[-1] == "logits"
+    assert model.get_layer("drop6").rate == 0.3 and model.get_layer("pool1").pool_size == (2, 2)
+    vgg = build_model("vgg_b", width=0.125, lrn=True, lrn_convention="cuda_convnet", **SMALL)
+    assert vgg.get_layer("lrn1").convention == "cuda_convnet"
+    assert "lrn1" not in [layer.name for layer in build_model("vgg_a_lrn", lrn=False, width=0.0625, **SMALL).layers]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: build_model("alexnet2"), "unknown model 'alexnet2' (choose from: alexnet, alexnet_1tower, vgg_a"),
+        (lambda: model_family("resnet"), "unknown model 'resnet'"),
+        (lambda: build_model("vgg_d", pooling="overlapping"), "model 'vgg_d' has no option 'pooling'"),
+        (lambda: build_model("alexnet", colour=True), "model 'alexnet' has no option 'colour'"),
+        (lambda: build_model("alexnet", init="he"), "init must be one of paper, caffe, glorot"),
+        (lambda: build_model("alexnet", lrn_convention="caffe"), "lrn_convention must be one of"),
+        (lambda: build_model("alexnet", pooling="avg"), "pooling must be one of"),
+        (lambda: build_model("alexnet", classifier_activation="sigmoid"), "classifier_activation must be one of"),
+        (lambda: build_model("vgg_a", tower_devices=["/GPU:0", "/GPU:1"]), "has no towers"),
+        (lambda: build_model("alexnet", tower_devices=["/GPU:0"]), "two device strings"),
+        (lambda: build_model("alexnet", num_classes=0), "num_classes must be a positive integer"),
+        (lambda: build_model("alexnet", input_shape=(32, 32, 3)), "at least 63x63"),
+        (lambda: build_model("alexnet", width=0), "width must be positive"),
+        (lambda: build_model("vgg_a", dropout=1.0), "dropout must be in"),
+    ],
+)
+def test_one_line_flag_errors(call, message):
+    with pytest.raises(FlagError) as caught:
+        call()
+    text = str(caught.value)
+    assert message in text and "\n" not in text
