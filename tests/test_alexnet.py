@@ -160,3 +160,52 @@ def test_mixed_precision_builds_and_trains():
         assert np.isfinite(history.history["loss"][0])
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+EXPORT_CHECK = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import op_def_registry
+
+loaded = tf.saved_model.load(sys.argv[1])
+serve = loaded.signatures["serving_default"]
+x = np.load(sys.argv[2])
+outputs = serve(tf.constant(x))
+(probs,) = outputs.values()
+
+graph_def = serve.graph.as_graph_def()
+op_types = {node.op for node in graph_def.node}
+for function in graph_def.library.function:
+    op_types.update(node.op for node in function.node_def)
+# A node may call a library function by name; every other op type must be one TF itself registers.
+functions = {function.signature.name for function in graph_def.library.function}
+unknown = sorted(op for op in op_types if op_def_registry.get(op) is None and op not in functions)
+print(json.dumps({"probs": np.asarray(probs).tolist(), "ops": sorted(op_types), "unknown": unknown,
+                  "project_importable": any("keras_alexnet" in m for m in sys.modules)}))
+"""
+
+
+def test_exports_savedmodel_with_core_ops_only(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    model = build_alexnet(num_classes=6, input_shape=(63, 63, 3), width=0.125, init="glorot")
+    x = np.random.default_rng(3).normal(0, 50, size=(2, 63, 63, 3)).astype("float32")
+    want = model.predict(x, verbose=0)
+    export_dir = tmp_path / "alexnet_savedmodel"
+    model.export(str(export_dir), format="tf_saved_model", verbose=False)
+    np.save(tmp_path / "x.npy", x)
+    # A fresh interpreter in isolated mode (-I: no PYTHONPATH, no script dir) run from an empty folder: the
+    # SavedModel must load without any project code.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", EXPORT_CHECK, str(export_dir), str(tmp_path / "x.npy")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["unknown"] == [] and not report["project_importable"]
+    assert "LRN" in report["ops"] and "Conv2D" in report["ops"]
+    np.testing.assert_allclose(np.array(report["probs"]), want, rtol=1e-5, atol=1e-6)
