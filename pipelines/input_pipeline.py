@@ -1,0 +1,438 @@
+"""The tf.data input pipelines for training and evaluation (AlexNet §2, §4.1; VGG §3.1, §3.2).
+
+Training (`build_train_dataset`):
+  shard list -> [per-worker shard] -> [file shuffle] -> parallel interleave (records tagged with their
+  shard and index) -> [cache] -> shuffle -> per-image seed -> parse + check -> decode (undecodable
+  records dropped and counted) -> augment -> mean subtraction -> batch (drop remainder) -> prefetch,
+  with AUTOTUNE parallelism. Yields `(images float32 [B, H, W, 3], labels int32 [B])`, labels 0-based,
+  B the per-replica batch. One pass over the data per iteration (an epoch): call `.repeat()` for more;
+  the order and the augmentation draws change every iteration.
+
+Evaluation (`build_eval_dataset`): the shards read in order (record order preserved) without
+shuffling or augmentation, then one of the test protocols:
+
+- "center": `[B, s, s, 3]`, the central crop of the image rescaled to shorter side Q.
+- "ten_crop": `[B, 10, s, s, 3]`, AlexNet §4.1's ten patches of the central Q x Q square, in
+  `eval_crops.TEN_CROP_ORDER` (4 corners + centre, then their mirrors in that order).
+- "multi_crop": `[B, 50, s, s, 3]`, VGG §3.2's 5x5 grid with flips over the whole image at scale Q
+  (order in `eval_crops.grid_crops`).
+- "dense": `[1, H', W', 3]`, the whole image rescaled to shorter side Q (VGG §3.2 dense evaluation).
+  Batches of one image, as sizes differ between images; the fully convolutional net averages its
+  class score map and the caller the flipped image's, per image.
+
+Q is `scale` when given, else `test_scale(config)`: resize_size (AlexNet, 256), the fixed S, or
+0.5 (Smin + Smax) for jittered S (VGG §3.2, single scale). Evaluation never drops a remainder.
+
+Mean subtraction (`mean`): "image" subtracts the per-pixel mean image (AlexNet §2), lined up with the
+crop (the same window of the resize_size x resize_size frame, mirrored with the image; for eval the
+mean image rescaled to Q x Q if it is another size, and its mean colour for "multi_crop" and "dense"
+whose frames are not square); "rgb" subtracts the mean colour (VGG §2.1); "none" keeps 0..255.
+
+Distribution: pass the `tf.distribute.InputContext` (from `distribute_datasets_from_function`): with
+at least as many shards as input pipelines each pipeline reads shards `id::n`; otherwise all read
+every shard in the same order and keep records `id::n`. The batch is
+`input_context.get_per_replica_batch_size(config.batch_size)` (config.batch_size is global).
+
+Bad input (see record_parser): undecodable images are dropped and counted in the `DropCounter` given
+as `drop_counter` (a new one otherwise, available as `dataset.drop_counter`); read it with
+`counter.take()` at the end of each epoch. Records missing a key or with an out-of-range label raise
+`tf.errors.InvalidArgumentError` naming the shard while iterating: run the loop inside
+`record_parser.user_errors()` to get a one-line `UserError`. A missing or empty data directory, a
+missing split, a missing statistics file are `UserError`s when the dataset is built; impossible
+settings are `FlagError`s.
+"""
+
+import dataclasses
+import os
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+
+from keras_alexnet.errors import FlagError, UserError
+from pipelines import augment, eval_crops, records, record_parser
+
+AUTOTUNE = tf.data.AUTOTUNE
+PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
+MEANS = ("image", "rgb", "none")
+STATS_KEYS = ("mean_image", "mean_rgb", "eigenvalues", "eigenvectors")
+
+
+@dataclasses.dataclass
+class InputConfig:
+    """What to read and how to turn it into network inputs.
+
+    Source (exactly one): `data_dir`, a folder of our shards (`train-00000-of-00128`, with
+    `dataset.json`) or of tensorflow/models ones (no `dataset.json`: 1-based labels); or `tfds_name`, a
+    TFDS dataset prepared in `tfds_data_dir` (TFDS's default when None), prepared offline from
+    `tfds_manual_dir` if needed.
+
+    - split: "train", "validation", ... (shard prefix / TFDS split name).
+    - image_size: side of the crop fed to the network (224, AlexNet §4.1 / VGG §2.1).
+    - resize_size: AlexNet §2's rescaling: shorter side to this (256), central square, then crops.
+      Images stored that way (the "alexnet" policy) are used as they are.
+    - scale_jitter: VGG §3.1 training scale instead of resize_size: None (AlexNet), an int S (fixed:
+      256 or 384), or (Smin, Smax) for S ~ U[Smin, Smax] per image (256, 512). Crops then come from the
+      whole rescaled image, not its central square.
+    - random_crop / flip: random crop position (else central) and random horizontal flips (AlexNet
+      §4.1, VGG §3.1); training only.
+    - pca_jitter_std: std of AlexNet §4.1's α for PCA colour jitter (0.1); 0 disables it.
+    - mean: "image" (per-pixel mean image, AlexNet §2), "rgb" (mean colour, VGG §2.1) or "none".
+    - stats_path: `stats.npz` (mean_image float32 HxWx3, mean_rgb (3,), eigenvalues (3,) descending,
+      eigenvectors (3, 3) with column i for eigenvalue i; 0..255 scale); default
+      `<data_dir>/stats.npz`. Only read when mean or PCA jitter needs it.
+    - label_offset: subtracted from stored labels; None = from `dataset.json`, else 1 (tensorflow/models).
+      TFDS labels are 0-based.
+    - num_classes: None = from `dataset.json` / TFDS; labels must lie in [0, num_classes).
+    - batch_size: global batch (split across replicas through the input context); 128 (AlexNet §5).
+    - shuffle_buffer: records in the shuffle buffer (encoded, ~110 kB each for ImageNet JPEGs).
+    - cache: False, True (records cached in memory after the first pass) or a file path prefix.
+    - deterministic: same batches in the same order on every build (seeded shuffle and augmentation,
+      ordered parallelism; a little slower). seed: the seed (None: random; 0 in deterministic mode).
+    - drop_remainder: drop the last partial training batch (static batch shape).
+    - cycle_length: shards read at once by the interleave.
+    """
+
+    data_dir: Optional[str] = None
+    tfds_name: Optional[str] = None
+    tfds_data_dir: Optional[str] = None
+    tfds_manual_dir: Optional[str] = None
+    split: str = "train"
+    image_size: int = 224
+    resize_size: int = 256
+    scale_jitter: Union[None, int, Tuple[int, int]] = None
+    random_crop: bool = True
+    flip: bool = True
+    pca_jitter_std: float = 0.1
+    mean: str = "image"
+    stats_path: Optional[str] = None
+    label_offset: Optional[int] = None
+    num_classes: Optional[int] = None
+    batch_size: int = 128
+    shuffle_buffer: int = 10_000
+    cache: Union[bool, str] = False
+    deterministic: bool = False
+    seed: Optional[int] = None
+    drop_remainder: bool = True
+    cycle_length: int = 16
+
+    def validate(self) -> None:
+        """Raises FlagError for settings that cannot work."""
+        if bool(self.data_dir) == bool(self.tfds_name):
+            raise FlagError("give exactly one data source: --data_dir or --tfds")
+        if self.mean not in MEANS:
+            raise FlagError(f"--mean={self.mean}: expected one of {', '.join(MEANS)}")
+        if self.image_size < 1 or self.resize_size < self.image_size:
+            raise FlagError(f"--resize_size={self.resize_size} must be at least --image_size={self.image_size}")
+        if self.scale_jitter is not None:
+            low, high = _scale_range(self.scale_jitter)
+            if not self.image_size <= low <= high:
+                raise FlagError(f"--scale_jitter={self.scale_jitter}: need {self.image_size} <= Smin <= Smax")
+            if self.mean == "image":
+                raise FlagError("--mean=image needs the fixed AlexNet framing: use --mean=rgb with --scale_jitter (VGG §2.1)")
+        if self.pca_jitter_std < 0:
+            raise FlagError(f"--pca_jitter_std={self.pca_jitter_std} must be >= 0")
+        if self.batch_size < 1:
+            raise FlagError(f"--batch_size={self.batch_size} must be positive")
+
+
+@dataclasses.dataclass
+class DataInfo:
+    """What is known about a source: classes, examples per split (when recorded), label offset."""
+
+    num_classes: Optional[int]
+    num_examples: dict
+    label_offset: int
+    source: str
+    files: list
+    record_spec: record_parser.RecordSpec
+    default_stats_path: Optional[str]
+
+
+def _scale_range(scale_jitter):
+    if isinstance(scale_jitter, (tuple, list)):
+        return int(scale_jitter[0]), int(scale_jitter[1])
+    return int(scale_jitter), int(scale_jitter)
+
+
+def test_scale(config: InputConfig) -> int:
+    """The default test scale Q: resize_size, the fixed S, or 0.5 (Smin + Smax) (VGG §3.2)."""
+    if config.scale_jitter is None:
+        return config.resize_size
+    low, high = _scale_range(config.scale_jitter)
+    return (low + high) // 2
+
+
+def dataset_info(config: InputConfig, split: Optional[str] = None) -> DataInfo:
+    """Resolves the source of `config` (for `split`, default config.split) without reading records.
+
+    UserError for a missing or empty data directory, a split without shards, an unknown TFDS dataset.
+    """
+    config.validate()
+    split = split or config.split
+    if config.tfds_name:
+        from pipelines import tfds_source
+
+        src = tfds_source.source(config.tfds_name, split, config.tfds_data_dir, config.tfds_manual_dir)
+        offset = config.label_offset or 0
+        num_classes = config.num_classes or src.num_classes
+        spec = record_parser.RecordSpec(src.image_key, src.label_key, offset, num_classes)
+        stats = os.path.join(config.data_dir, records.STATS_FILE) if config.data_dir else None
+        return DataInfo(num_classes, src.num_examples, offset, f"tfds:{config.tfds_name}", src.files, spec, stats)
+    data_dir = config.data_dir
+    if not os.path.isdir(data_dir):
+        raise UserError(f"{data_dir}: data directory does not exist")
+    files = records.list_shards(data_dir, split)
+    if not files:
+        pattern = records.shard_name(split, 0, 1).replace("00000-of-00001", "NNNNN-of-NNNNN")
+        what = "is empty" if not os.listdir(data_dir) else f"has no {split} shards ({pattern})"
+        raise UserError(f"{data_dir}: data directory {what}")
+    metadata = records.read_metadata(data_dir)
+    if config.label_offset is not None:
+        offset = config.label_offset
+    else:
+        offset = metadata.label_offset if metadata else records.TF_MODELS_LABEL_OFFSET
+    num_classes = config.num_classes or (metadata.num_classes if metadata else None)
+    num_examples = {name: s.num_examples for name, s in metadata.splits.items()} if metadata else {}
+    spec = record_parser.RecordSpec(records.ENCODED, records.LABEL, offset, num_classes)
+    stats = os.path.join(data_dir, records.STATS_FILE)
+    return DataInfo(num_classes, num_examples, offset, data_dir, files, spec, stats)
+
+
+def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
+    """Examples in `split` (default config.split): from `dataset.json` / TFDS when recorded, else
+    counted by reading every shard once (tensorflow/models shards; takes a while on ImageNet)."""
+    split = split or config.split
+    info = dataset_info(config, split)
+    if split in info.num_examples:
+        return int(info.num_examples[split])
+    files = tf.data.Dataset.from_tensor_slices(info.files)
+    counts = files.map(lambda f: tf.data.TFRecordDataset(f).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    return int(counts.reduce(tf.constant(0, tf.int64), lambda a, b: a + b).numpy())
+
+
+def load_stats(path: str) -> dict:
+    """`stats.npz` as float32 arrays (keys STATS_KEYS); UserError naming the file when unusable."""
+    if not path or not os.path.exists(path):
+        raise UserError(f"{path}: statistics file not found (prepare them, or use --mean=none --pca_jitter_std=0)")
+    try:
+        with np.load(path) as data:
+            stats = {k: np.asarray(data[k], np.float32) for k in data.files}
+    except Exception as error:
+        raise UserError(f"{path}: not a readable stats.npz ({error})") from None
+    shapes = {"mean_rgb": (3,), "eigenvalues": (3,), "eigenvectors": (3, 3)}
+    for key, shape in shapes.items():
+        if key in stats and stats[key].shape != shape:
+            raise UserError(f"{path}: {key} has shape {stats[key].shape}, expected {shape}")
+    if "mean_image" in stats and (stats["mean_image"].ndim != 3 or stats["mean_image"].shape[-1] != 3):
+        raise UserError(f"{path}: mean_image has shape {stats['mean_image'].shape}, expected (H, W, 3)")
+    return stats
+
+
+def _stat(stats, key, path):
+    if key == "mean_rgb" and key not in stats and "mean_image" in stats:
+        return stats["mean_image"].mean(axis=(0, 1))
+    if key not in stats:
+        raise UserError(f"{path}: no {key} in the statistics file")
+    return stats[key]
+
+
+def _load_needed_stats(config, info, need_pca):
+    if config.mean == "none" and not need_pca:
+        return {}, None
+    path = config.stats_path or info.default_stats_path
+    if not path:
+        raise UserError(f"--tfds={config.tfds_name}: no statistics file: pass --stats_path (or --mean=none --pca_jitter_std=0)")
+    return load_stats(path), path
+
+
+def _per_replica_batch(config, input_context):
+    if input_context is None:
+        return config.batch_size
+    try:
+        return input_context.get_per_replica_batch_size(config.batch_size)
+    except ValueError as error:
+        raise FlagError(f"--batch_size={config.batch_size}: {error}") from None
+
+
+def _seed(config):
+    if config.seed is not None:
+        return config.seed
+    return 0 if config.deterministic else None
+
+
+def _read_records(info, config, input_context, shuffle, seed, deterministic):
+    """Dict elements {record, shard, index}, sharded per input pipeline: for training, shards shuffled
+    and interleaved record by record; for evaluation, shards read one after the other in order."""
+    files = list(info.files)
+    shard_records = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if len(files) >= count:
+            files = files[index::count]
+        else:
+            shard_records = True
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle and not shard_records:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+    def read(path):
+        shard = tf.data.TFRecordDataset(path)
+        return shard.enumerate().map(lambda index, record: {"record": record, "shard": path, "index": index})
+
+    dataset = dataset.interleave(
+        read,
+        cycle_length=max(1, min(len(files), config.cycle_length)) if shuffle else 1,
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic or shard_records,
+    )
+    if shard_records:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return dataset
+
+
+def _options(dataset, deterministic):
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.autotune.enabled = True
+    return dataset.with_options(options)
+
+
+def _counter(drop_counter):
+    return drop_counter if drop_counter is not None else record_parser.DropCounter()
+
+
+def build_train_dataset(config: InputConfig, input_context=None, drop_counter=None) -> tf.data.Dataset:
+    """The training pipeline of the module docstring (AlexNet §4.1 or VGG §3.1 augmentation)."""
+    info = dataset_info(config)
+    stats, stats_path = _load_needed_stats(config, info, need_pca=config.pca_jitter_std > 0)
+    batch = _per_replica_batch(config, input_context)
+    counter = _counter(drop_counter)
+    size = config.image_size
+    deterministic = bool(config.deterministic)
+    seed = _seed(config)
+    jitter = config.scale_jitter
+    center_square = jitter is None
+
+    mean_image = None
+    if config.mean == "image":
+        mean_image = _stat(stats, "mean_image", stats_path)
+        if mean_image.shape[:2] != (config.resize_size, config.resize_size):
+            raise UserError(
+                f"{stats_path}: mean_image is {mean_image.shape[0]}x{mean_image.shape[1]}, "
+                f"expected {config.resize_size}x{config.resize_size} (--resize_size)"
+            )
+        mean_image = tf.constant(mean_image)
+    mean_rgb = tf.constant(_stat(stats, "mean_rgb", stats_path)) if config.mean == "rgb" else None
+    if config.pca_jitter_std > 0:
+        eigenvalues = tf.constant(_stat(stats, "eigenvalues", stats_path))
+        eigenvectors = tf.constant(_stat(stats, "eigenvectors", stats_path))
+
+    dataset = _read_records(info, config, input_context, shuffle=True, seed=seed, deterministic=deterministic)
+    if config.cache:
+        dataset = dataset.cache(config.cache if isinstance(config.cache, str) else "")
+    dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+    dataset = tf.data.Dataset.zip(dataset, seeds)
+
+    def parse(element, element_seed):
+        encoded, label = record_parser.parse(element["record"], element["shard"], element["index"], info.record_spec)
+        return {"encoded": encoded, "label": label, "shard": element["shard"], "index": element["index"], "seed": element_seed}
+
+    dataset = dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+    def decode(element):
+        seeds = augment.split_seed(element["seed"], 4)
+        scale = config.resize_size if jitter is None else augment.sample_scale(jitter, seeds[0])
+
+        def plan(height, width):
+            return augment.crop_window(height, width, scale, size, seeds[1], center_square, config.random_crop)
+
+        window, frame_y, frame_x = augment.decode_window(element["encoded"], plan)
+        return {"window": window, "frame": tf.stack([frame_y, frame_x])}
+
+    dataset = record_parser.map_dropping_undecodable(dataset, decode, counter, deterministic)
+
+    def finish(element):
+        seeds = augment.split_seed(element["seed"], 4)
+        image = augment.resize_window(element["window"], size)
+        flipped = tf.constant(False)
+        if config.flip:
+            image, flipped = augment.random_flip(image, seeds[2])
+        if config.pca_jitter_std > 0:
+            alphas = augment.pca_alphas(config.pca_jitter_std, seeds[3])
+            image = augment.pca_jitter(image, eigenvalues, eigenvectors, alphas)
+        if mean_image is not None:
+            frame = element["frame"]
+            patch = tf.slice(mean_image, tf.stack([frame[0], frame[1], 0]), [size, size, 3])
+            patch = tf.cond(flipped, lambda: eval_crops.flip_left_right(patch), lambda: patch)
+            image = image - patch
+        elif mean_rgb is not None:
+            image = image - mean_rgb
+        return image, element["label"]
+
+    dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.batch(batch, drop_remainder=config.drop_remainder, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = _options(dataset.prefetch(AUTOTUNE), deterministic)
+    dataset.drop_counter = counter
+    return dataset
+
+
+def build_eval_dataset(
+    config: InputConfig, protocol: str = "center", scale: Optional[int] = None, input_context=None, drop_counter=None
+) -> tf.data.Dataset:
+    """An evaluation pipeline (AlexNet §4.1 test patches, VGG §3.2 test scale Q; module docstring)."""
+    if protocol not in PROTOCOLS:
+        raise FlagError(f"--protocol={protocol}: expected one of {', '.join(PROTOCOLS)}")
+    info = dataset_info(config)
+    stats, stats_path = _load_needed_stats(config, info, need_pca=False)
+    q = int(scale or test_scale(config))
+    size = config.image_size
+    if q < size:
+        raise FlagError(f"test scale {q} is smaller than --image_size={size}")
+    counter = _counter(drop_counter)
+
+    mean = None
+    if config.mean == "image" and protocol in ("center", "ten_crop"):
+        mean_image = _stat(stats, "mean_image", stats_path)
+        if mean_image.shape[:2] != (q, q):
+            mean_image = tf.image.resize(mean_image, [q, q], method="bilinear", antialias=True).numpy()
+        mean = tf.constant(mean_image)
+    elif config.mean != "none":
+        mean = tf.constant(_stat(stats, "mean_rgb", stats_path))
+
+    def subtract(image):
+        return eval_crops.subtract_mean(image, mean) if mean is not None else image
+
+    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True)
+
+    def parse(element):
+        encoded, label = record_parser.parse(element["record"], element["shard"], element["index"], info.record_spec)
+        return {"encoded": encoded, "label": label, "shard": element["shard"], "index": element["index"]}
+
+    dataset = dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def decode(element):
+        return {"image": tf.io.decode_image(element["encoded"], channels=3, expand_animations=False)}
+
+    dataset = record_parser.map_dropping_undecodable(dataset, decode, counter, deterministic=True)
+
+    def view(element):
+        image = eval_crops.resize_shorter_side(element["image"], q)
+        if protocol == "center":
+            image = subtract(eval_crops.center_crop(image, size))
+        elif protocol == "ten_crop":
+            image = eval_crops.ten_crop(subtract(eval_crops.center_square(image)), size)
+        elif protocol == "multi_crop":
+            image = eval_crops.grid_crops(subtract(image), size, grid=5, flip=True)
+        else:
+            image = subtract(image)
+        return image, element["label"]
+
+    dataset = dataset.map(view, num_parallel_calls=AUTOTUNE, deterministic=True)
+    batch = 1 if protocol == "dense" else _per_replica_batch(config, input_context)
+    dataset = dataset.batch(batch, drop_remainder=False, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = _options(dataset.prefetch(AUTOTUNE), True)
+    dataset.drop_counter = counter
+    return dataset

@@ -1,0 +1,190 @@
+"""Reading `tf.train.Example` records in tf.data: parsing, label offset, bad-record handling.
+
+Bad input never crashes the pipeline with an anonymous TensorFlow error:
+
+- A record whose image fails to decode is dropped and counted in a `DropCounter` (a tf.Variable
+  updated inside the pipeline) and reported on stderr with its shard and record index. The decode
+  runs in a one-element nested dataset with `ignore_errors()` so only decode errors are swallowed,
+  then a counting `filter` removes the failed element; no py_function anywhere.
+- A record missing a required key, or whose label (after the offset) is outside [0, num_classes),
+  fails a `tf.debugging.Assert` whose message names the shard and the record's index in it. The error
+  reaches the caller as `tf.errors.InvalidArgumentError` from the iterator (or from `model.fit`);
+  `user_errors()` / `as_user_error()` turn it into a one-line `keras_alexnet.errors.UserError`:
+
+      with record_parser.user_errors():
+          model.fit(train_dataset, ...)   # or: for images, labels in dataset: ...
+
+  which raises e.g. `UserError("/data/train-00003-of-00128: record 17: label 1000 outside [0, 1000)")`.
+
+Label offsets (pipelines/records.py): tensorflow/models' ImageNet scripts write 1-based labels; the
+offset is subtracted so the pipeline always yields 0-based labels.
+"""
+
+import contextlib
+import dataclasses
+import re
+import sys
+
+import tensorflow as tf
+
+from keras_alexnet.errors import UserError
+from pipelines import records
+
+_BEGIN = "<<keras-alexnet bad record: "
+_END = " :keras-alexnet>>"
+_MESSAGE_RE = re.compile(re.escape(_BEGIN) + r"(.*?)" + re.escape(_END), re.DOTALL)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordSpec:
+    """Where the image and label are in a record, and how to map the label to 0-based.
+
+    `num_classes` None skips the upper bound of the label check (tensorflow/models shards carry no
+    class count).
+    """
+
+    image_key: str = records.ENCODED
+    label_key: str = records.LABEL
+    label_offset: int = 0
+    num_classes: object = None
+
+
+class DropCounter:
+    """How many records were dropped because their image failed to decode.
+
+    The count lives in an int64 `tf.Variable` that the pipeline increments; read it from Python
+    between epochs (`count()`, or `take()` to read and reset it). One counter may be shared by several
+    datasets (pass it to the builders). Create it eagerly; under a `tf.distribute` strategy scope it
+    becomes a mirrored variable, which works too.
+    """
+
+    def __init__(self, name="dropped_records"):
+        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+
+    def count(self) -> int:
+        return int(tf.convert_to_tensor(self.variable).numpy())
+
+    def reset(self) -> None:
+        self.variable.assign(0)
+
+    def take(self) -> int:
+        """The count so far, then zero (call at the end of each epoch)."""
+        value = self.count()
+        self.reset()
+        return value
+
+
+def _bad_record(condition, shard, index, *parts):
+    """An assertion whose message is `<shard>: record <index>: <parts...>` between markers."""
+    message = tf.strings.join(
+        [_BEGIN, shard, ": record ", tf.strings.as_string(index), ": "]
+        + [p if isinstance(p, str) else tf.strings.as_string(p) for p in parts]
+        + [_END]
+    )
+    return tf.debugging.Assert(condition, [message], summarize=1)
+
+
+def parse(serialized, shard, index, spec: RecordSpec):
+    """One serialized Example -> (encoded image bytes, 0-based int32 label), checked (see module doc).
+
+    `shard` (the file path) and `index` (the record's position in it) only name the record in errors.
+    """
+    features = tf.io.parse_single_example(
+        serialized,
+        {spec.image_key: tf.io.VarLenFeature(tf.string), spec.label_key: tf.io.VarLenFeature(tf.int64)},
+    )
+    encoded_values = features[spec.image_key].values
+    label_values = features[spec.label_key].values
+    has_image = tf.size(encoded_values) > 0
+    has_label = tf.size(label_values) > 0
+    checks = [
+        _bad_record(has_image, shard, index, f"missing key {spec.image_key}"),
+        _bad_record(has_label, shard, index, f"missing key {spec.label_key}"),
+    ]
+    with tf.control_dependencies(checks):
+        encoded = encoded_values[0]
+        label = label_values[0] - spec.label_offset
+    in_range = label >= 0
+    bound = f"[0, {spec.num_classes})" if spec.num_classes is not None else "[0, ...)"
+    if spec.num_classes is not None:
+        in_range = tf.logical_and(in_range, label < spec.num_classes)
+    offset = f" (stored {spec.label_offset}-based)" if spec.label_offset else ""
+    check = _bad_record(in_range, shard, index, "label ", label, f" outside {bound}{offset}")
+    with tf.control_dependencies([check]):
+        return tf.identity(encoded), tf.cast(label, tf.int32)
+
+
+def map_dropping_undecodable(dataset, decode, counter: DropCounter, deterministic: bool, cycle_length=16):
+    """Adds `decode(element)` (a dict of new values) to dict elements, dropping (and counting) failures.
+
+    Each element runs in a one-element dataset with `ignore_errors()`, followed by a marker element
+    that only survives when the decode failed; a sequential `filter` counts and removes the markers.
+    Decode errors are the only errors swallowed: the input's own errors (failed record checks) pass
+    through. `element["shard"]` and `element["index"]` name a dropped record on stderr.
+    """
+
+    def one(element):
+        decoded = tf.data.Dataset.from_tensors(element).map(lambda e: dict(e, **decode(e), ok=tf.constant(True)))
+        decoded = decoded.ignore_errors()
+        failed = tf.data.Dataset.from_tensors(element).map(_failure_marker(decoded.element_spec))
+        return decoded.concatenate(failed).take(1)
+
+    dataset = dataset.interleave(
+        one, cycle_length=cycle_length, block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+    )
+
+    def keep(element):
+        ok = element["ok"]
+        count = counter.variable.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
+        report = tf.cond(
+            ok,
+            tf.no_op,
+            lambda: tf.print(
+                tf.strings.join(
+                    [element["shard"], ": record ", tf.strings.as_string(element["index"]),
+                     ": image does not decode, record dropped"]
+                ),
+                output_stream=sys.stderr,
+            ),
+        )
+        with tf.control_dependencies([count, report]):
+            return tf.identity(ok)
+
+    return dataset.filter(keep).map(lambda element: {k: v for k, v in element.items() if k != "ok"})
+
+
+def _failure_marker(spec):
+    """A function making the placeholder element: the input, zeros for the decoded values, ok=False."""
+
+    def marker(element):
+        out = dict(element)
+        for key, value_spec in spec.items():
+            if key not in element:
+                shape = [d if d is not None else 1 for d in value_spec.shape.as_list()]
+                out[key] = tf.zeros(shape, value_spec.dtype)
+        out["ok"] = tf.constant(False)
+        return out
+
+    return marker
+
+
+def as_user_error(error: Exception):
+    """The `UserError` a failed record check carries, or None for any other error."""
+    message = getattr(error, "message", None) or str(error)
+    match = _MESSAGE_RE.search(message)
+    if match is None:
+        return None
+    text = match.group(1).replace('\\"', '"').replace("\\\\", "\\")
+    return UserError(text)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turns failed record checks raised inside the block into a one-line `UserError`."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        converted = as_user_error(error)
+        if converted is None:
+            raise
+        raise converted from None
