@@ -113,46 +113,12 @@ def _image_shape(data, max_pixels: int, max_side: int):
         return tf.identity(shape)
 
 
-def _resize_shorter_side(image, size: int):
-    """Isotropic rescaling so the shorter side is `size` (AlexNet §2, VGG §3.1 'S')."""
-    import tensorflow as tf
-
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
-    new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
-    return tf.image.resize(image, new_shape, method="bilinear", antialias=True)
-
-
-def _center_crop(image, size: int):
-    import tensorflow as tf
-
-    shape = tf.shape(image)
-    top = (shape[0] - size) // 2
-    left = (shape[1] - size) // 2
-    return image[top : top + size, left : left + size, :]
-
-
-def _ten_crop(image, size: int):
-    """The four corner crops, the centre crop, and their reflections: [10, size, size, 3] (AlexNet §4.1)."""
-    import tensorflow as tf
-
-    shape = tf.shape(image)
-    height, width = shape[0], shape[1]
-    crops = [
-        image[:size, :size],
-        image[:size, width - size :],
-        image[height - size :, :size],
-        image[height - size :, width - size :],
-        _center_crop(image, size),
-    ]
-    crops = tf.stack(crops)
-    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
-
-
 def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "center",
                     max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE):
     """A function string -> float32[K, image_size, image_size, 3] (K = 1 or 10) for one encoded image."""
     import tensorflow as tf
+
+    from pipelines import eval_crops
 
     if crops not in CROPS:
         raise ValueError(f"crops must be one of {CROPS}, got {crops!r}")
@@ -164,12 +130,12 @@ def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "ce
         shape = _image_shape(data, max_pixels, max_side)
         with tf.control_dependencies([shape]):
             image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
-        image = tf.cast(image, tf.float32)  # 0..255 until mean subtraction
-        image = _center_crop(_resize_shorter_side(image, resize_size), resize_size)
-        image = tf.reshape(image, [resize_size, resize_size, 3]) - mean_value
+        # 0..255 until mean subtraction; AlexNet §2: shorter side to resize_size, central square.
+        image = eval_crops.center_square(eval_crops.resize_shorter_side(image, resize_size))
+        image = eval_crops.subtract_mean(tf.reshape(image, [resize_size, resize_size, 3]), mean_value)
         if crops == "ten_crop":
-            return _ten_crop(image, image_size)
-        return _center_crop(image, image_size)[tf.newaxis]
+            return eval_crops.ten_crop(image, image_size)
+        return eval_crops.center_crop(image, image_size)[tf.newaxis]
 
     return preprocess
 
@@ -186,8 +152,12 @@ def _top_k_outputs(probabilities, class_names):
     }
 
 
-def _build_archive(model, *, class_names, mean, image_size, resize_size, crops, max_pixels, max_side):
-    import keras
+def make_bytes_function(model, *, class_names, mean, image_size, resize_size, crops="center",
+                        max_pixels=DEFAULT_MAX_PIXELS, max_side=DEFAULT_MAX_SIDE):
+    """The `serving_default` computation: string[N] of JPEG/PNG bytes -> top-5 dict (see module doc).
+
+    `main.py predict` calls it on a checkpoint so local and served predictions are the same code.
+    """
     import tensorflow as tf
 
     num_crops = 10 if crops == "ten_crop" else 1
@@ -196,6 +166,7 @@ def _build_archive(model, *, class_names, mean, image_size, resize_size, crops, 
         max_pixels=max_pixels, max_side=max_side,
     )
     crop_spec = tf.TensorSpec([num_crops, image_size, image_size, 3], tf.float32)
+    class_names = [str(c) for c in class_names]
 
     def from_bytes(image_bytes):
         batch = tf.map_fn(preprocess, image_bytes, fn_output_signature=crop_spec)
@@ -205,6 +176,16 @@ def _build_archive(model, *, class_names, mean, image_size, resize_size, crops, 
             tf.reshape(probabilities, [-1, num_crops, probabilities.shape[-1]]), axis=1
         )
         return _top_k_outputs(probabilities, class_names)
+
+    return from_bytes
+
+
+def _build_archive(model, *, class_names, image_size, **preprocess_options):
+    import keras
+    import tensorflow as tf
+
+    from_bytes = make_bytes_function(model, class_names=class_names, image_size=image_size,
+                                     **preprocess_options)
 
     def from_preprocessed(images):
         probabilities = tf.cast(model(images, training=False), tf.float32)

@@ -8,7 +8,10 @@ HTTP 400 when the signature fails (as TF Serving reports InvalidArgument).
 import base64
 import http.server
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -80,7 +83,7 @@ def served(tmp_path_factory):
     server.timeout = 5
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", loaded, requests
+    yield f"http://127.0.0.1:{server.server_address[1]}", loaded, requests, path
     server.shutdown()
     server.server_close()
     thread.join(timeout=10)
@@ -93,7 +96,7 @@ def _images():
 
 
 def test_request_format_and_parsed_predictions(served):
-    url, loaded, requests = served
+    url, loaded, requests, _ = served
     images = _images()
     predictions = serving_client.predict(url, "tiny", images, version=3, timeout=30)
     path, content_type, body = requests[-1]
@@ -112,13 +115,13 @@ def test_request_format_and_parsed_predictions(served):
 
 
 def test_url_without_version_or_scheme(served):
-    url, _, requests = served
+    url, _, requests, _ = served
     serving_client.predict(url.replace("http://", ""), "tiny", _images()[:1], timeout=30)
     assert requests[-1][0] == "/v1/models/tiny:predict"
 
 
 def test_server_errors_become_one_line_user_errors(served):
-    url, _, _ = served
+    url, _, _, _ = served
     with pytest.raises(serving_client.ServingError, match="HTTP 400: .*neither JPEG nor PNG") as error:
         serving_client.predict(url, "tiny", [b"not an image"], timeout=30)
     assert "\n" not in str(error.value) and "[[" not in str(error.value)
@@ -162,3 +165,32 @@ def test_b64_encoded_names_are_decoded():
     row = {"classes": [2], "probabilities": [0.5],
            "class_names": [{"b64": base64.b64encode("café".encode()).decode()}]}
     assert serving_client.parse_response({"predictions": [row]}, 1)[0].class_names == ["café"]
+
+
+def _main(*args):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, os.path.join(root, "main.py"), *args], capture_output=True,
+                          text=True, cwd=root, timeout=300)
+
+
+def test_predict_command_from_server_and_from_saved_model(served, tmp_path):
+    url, loaded, _, path = served
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, data in zip(("a.png", "b.jpg"), _images()):
+        (folder / name).write_bytes(data)
+    (folder / "notes.txt").write_text("not an image")
+    remote = _main("predict", f"--server={url}", "--model_name=tiny", f"--output_csv={tmp_path / 'p.csv'}",
+                   str(folder))
+    assert remote.returncode == 0, remote.stderr
+    direct = loaded.signatures["serving_default"](image_bytes=tf.constant(_images()))
+    first = NAMES[direct["classes"].numpy()[0][0]]
+    lines = remote.stdout.splitlines()
+    assert lines[0] == str(folder / "a.png") and lines[1].endswith(first) and len(lines) == 12
+    csv_lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert csv_lines[0] == "file,rank,class,name,probability" and len(csv_lines) == 11
+
+    local = _main("predict", f"--model={os.path.dirname(path)}", str(folder))
+    assert local.returncode == 0, local.stderr
+    assert local.stdout == remote.stdout  # same model, same answers, locally and over REST
+

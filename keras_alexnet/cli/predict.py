@@ -1,0 +1,144 @@
+"""`python main.py predict FILE_OR_FOLDER...`: top-5 class names for images (AlexNet §6.1, Figure 4 left).
+
+From an exported SavedModel (its `serving_default` signature does all the preprocessing), from a
+checkpoint (the same preprocessing code, with `--data_dir` giving class names and the training mean),
+or from a running TF Serving over REST (`--server=http://host:8501 --model_name=NAME`).
+"""
+
+import csv
+import os
+import sys
+
+from absl import flags
+
+from keras_alexnet.errors import FlagError, UserError
+
+TAKES_ARGUMENTS = True
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPEG", ".JPG", ".PNG")
+
+flags.DEFINE_string("model", None, "A SavedModel version folder, a saved_models/NAME folder (newest version), "
+                    "a .keras file or a training run folder. [AlexNet §6.1]")
+flags.DEFINE_string("server", None, "Address of a running TF Serving REST API, e.g. http://localhost:8501; "
+                    "used instead of --model. [AlexNet §6.1]")
+flags.DEFINE_string("model_name", None, "The model's name on --server (the folder under TF Serving's "
+                    "base path). [AlexNet §6.1]")
+flags.DEFINE_integer("model_version", None, "A version on --server instead of the newest. [AlexNet §6.1]")
+flags.DEFINE_string("data_dir", None, "Prepared data folder (dataset.json, stats.npz) giving class names and "
+                    "the training mean; needed for a checkpoint. [AlexNet §2]")
+flags.DEFINE_enum("crops", "center", ["center", "ten_crop"], "Checkpoint only: the centre crop, or the "
+                  "ten crops whose softmax is averaged. [AlexNet §4.1]")
+flags.DEFINE_enum("mean", "auto", ["auto", "image", "rgb"], "Checkpoint only: subtract the per-pixel mean "
+                  "image (AlexNet) or the mean RGB (VGG); auto follows the model name. [AlexNet §2, VGG §2.1]")
+flags.DEFINE_integer("resize_size", 256, "Checkpoint only: the shorter side is rescaled to this, then the "
+                     "central square is kept before cropping. [AlexNet §2]", lower_bound=1)
+flags.DEFINE_integer("batch_size", 16, "Images per request or model call. [AlexNet §5]", lower_bound=1)
+flags.DEFINE_string("output_csv", None, "Also write the predictions to this CSV file "
+                    "(file, rank, class, name, probability). [AlexNet §6.1]")
+FLAGS = flags.FLAGS
+
+
+def validate():
+    if FLAGS.server and FLAGS.model:
+        raise FlagError("--server and --model are exclusive: predict from one or the other")
+    if not FLAGS.server and not FLAGS.model:
+        raise FlagError("--model (SavedModel or checkpoint) or --server (TF Serving) is required")
+    if FLAGS.server and not FLAGS.model_name:
+        raise FlagError("--model_name is required with --server")
+    if FLAGS.model and not os.path.exists(FLAGS.model):
+        raise FlagError(f"--model: {FLAGS.model} does not exist")
+
+
+def image_files(arguments) -> list:
+    """The image files named, folders expanded to their JPEG/PNG files (sorted, not recursive)."""
+    if not arguments:
+        raise FlagError("name at least one image file or folder")
+    files = []
+    for path in arguments:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise UserError(f"{path}: holds no .jpg/.jpeg/.png image")
+            files += found
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such image file or folder")
+    return files
+
+
+def _local_predictor():
+    """A function list[bytes] -> list[Prediction] running the SavedModel or checkpoint in this process."""
+    import tensorflow as tf
+
+    from keras_alexnet import export
+    from keras_alexnet.evaluation import models
+    from keras_alexnet.serving_client import Prediction
+
+    if models.saved_model_dir(FLAGS.model):
+        loaded = models.load_saved_model(FLAGS.model)  # kept alive by `run`, which uses its variables
+
+        def run(images):
+            return loaded.signatures[export.SIGNATURE_BYTES](**{export.BYTES_INPUT: images})
+    else:
+        model = models.load_keras_model(FLAGS.model)
+        kind = models.mean_kind(model.name, FLAGS.mean)
+        run = tf.function(export.make_bytes_function(
+            model, class_names=models.class_names(FLAGS.data_dir),
+            mean=models.training_mean(FLAGS.data_dir, kind), image_size=int(model.inputs[0].shape[1]),
+            resize_size=FLAGS.resize_size, crops=FLAGS.crops,
+        ))
+
+    def predict(images):
+        out = run(tf.constant(images))
+        return [Prediction(out["classes"][i].numpy().tolist(),
+                           [n.decode() for n in out["class_names"][i].numpy()],
+                           out["probabilities"][i].numpy().tolist()) for i in range(len(images))]
+
+    return predict
+
+
+def _remote_predictor():
+    from keras_alexnet import serving_client
+
+    def predict(images):
+        return serving_client.predict(FLAGS.server, FLAGS.model_name, images, version=FLAGS.model_version)
+
+    return predict
+
+
+def _predict_batch(predict, files, images):
+    """Predictions for a batch; when the batch is refused, the first refused file is named."""
+    try:
+        return predict(images)
+    except Exception as error:  # noqa: BLE001 - narrowed below to the one file at fault
+        from keras_alexnet.serving_client import one_line
+
+        if len(files) == 1:
+            message = getattr(error, "message", None) or str(error)
+            raise UserError(f"{files[0]}: {one_line(message)}") from None
+        for file, data in zip(files, images):
+            _predict_batch(predict, [file], [data])
+        raise
+
+
+def run(argv):
+    files = image_files(argv)
+    predict = _remote_predictor() if FLAGS.server else _local_predictor()
+    rows = []
+    for start in range(0, len(files), FLAGS.batch_size):
+        batch = files[start:start + FLAGS.batch_size]
+        images = []
+        for file in batch:
+            with open(file, "rb") as f:
+                images.append(f.read())
+        for file, prediction in zip(batch, _predict_batch(predict, batch, images)):
+            print(file)
+            for rank, (class_id, name, probability) in enumerate(prediction.rows(), 1):
+                print(f"  {rank}. {probability:7.4f}  {class_id:>5d}  {name}")
+                rows.append((file, rank, class_id, name, f"{probability:.6f}"))
+    if FLAGS.output_csv:
+        with open(FLAGS.output_csv, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(("file", "rank", "class", "name", "probability"))
+            writer.writerows(rows)
+        print(f"wrote {FLAGS.output_csv}", file=sys.stderr)

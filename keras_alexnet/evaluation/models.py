@@ -1,0 +1,139 @@
+"""Finding and loading what `evaluate`, `predict` and `neighbors` run: exported SavedModels and checkpoints.
+
+A model path is one of:
+- a SavedModel version folder (`saved_models/alexnet/3`, holds `saved_model.pb`);
+- a TF Serving model folder (`saved_models/alexnet`): its newest integer version;
+- a Keras model file (`*.keras`);
+- a training run folder: its `*.keras` file (`best.keras` when present, else the newest).
+"""
+
+import dataclasses
+import glob
+import os
+
+from keras_alexnet.errors import UserError
+from keras_alexnet.export import latest_version_dir
+
+
+def saved_model_dir(path: str):
+    """The SavedModel folder `path` designates (itself or its newest version), or None if it is not one."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    latest = latest_version_dir(path) if os.path.isdir(path) else None
+    if latest and os.path.isfile(os.path.join(latest, "saved_model.pb")):
+        return latest
+    return None
+
+
+def keras_model_file(path: str) -> str:
+    """The `.keras` file of `path` (a file or a run folder); UserError naming the path otherwise."""
+    if os.path.isfile(path):
+        if not path.endswith(".keras"):
+            raise UserError(f"{path}: not a .keras model file, a SavedModel or a run folder")
+        return path
+    if not os.path.isdir(path):
+        raise UserError(f"{path}: no such model file or folder")
+    best = os.path.join(path, "best.keras")
+    if os.path.isfile(best):
+        return best
+    candidates = glob.glob(os.path.join(path, "*.keras")) + glob.glob(os.path.join(path, "*", "*.keras"))
+    if not candidates:
+        raise UserError(f"{path}: holds no SavedModel (saved_model.pb or integer versions) and no .keras model")
+    return max(candidates, key=os.path.getmtime)
+
+
+def load_keras_model(path: str):
+    """The Keras model saved at `path` (file or run folder), with the project's layers registered."""
+    import keras
+
+    import keras_alexnet.alexnet  # noqa: F401  registers the LRN and tower layers
+    import keras_alexnet.vgg  # noqa: F401
+
+    model_file = keras_model_file(path)
+    try:
+        return keras.saving.load_model(model_file, compile=False)
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(f"{model_file}: cannot load the model ({str(error).splitlines()[0]})") from None
+
+
+def load_saved_model(path: str):
+    """`tf.saved_model.load` of the SavedModel `path` designates; UserError when there is none."""
+    import tensorflow as tf
+
+    folder = saved_model_dir(path)
+    if folder is None:
+        raise UserError(f"{path}: not a SavedModel folder (no saved_model.pb, no integer versions)")
+    return tf.saved_model.load(folder)
+
+
+def class_names(data_dir: str) -> list:
+    """One display name per class from `dataset.json`: its text (words), else its synset."""
+    from pipelines import records
+
+    info = records.read_metadata(data_dir) if data_dir else None
+    if info is None:
+        raise UserError(f"--data_dir: {data_dir or '(unset)'} holds no {records.METADATA_FILE} (run `main.py prepare`)")
+    return [c.text or c.synset or str(c.label) for c in info.classes]
+
+
+def mean_kind(model_name: str, choice: str = "auto") -> str:
+    """"image" (per-pixel mean, AlexNet §2) or "rgb" (mean RGB, VGG §2.1); "auto" follows the model family."""
+    if choice != "auto":
+        return choice
+    return "image" if model_name.startswith("alexnet") else "rgb"
+
+
+def training_mean(data_dir: str, kind: str):
+    """The training-set mean on the 0..255 scale from `stats.npz`: the mean image or the mean RGB."""
+    from pipelines import records
+    from pipelines.input_pipeline import load_stats
+
+    path = os.path.join(data_dir, records.STATS_FILE)
+    stats = load_stats(path)
+    if kind == "image" and "mean_image" in stats:
+        return stats["mean_image"]
+    if "mean_rgb" in stats:
+        return stats["mean_rgb"]
+    if "mean_image" in stats:
+        return stats["mean_image"].mean(axis=(0, 1))
+    raise UserError(f"{path}: holds neither mean_image nor mean_rgb")
+
+
+@dataclasses.dataclass
+class Evaluable:
+    """A model ready for the protocols: `predict(crops [N, s, s, 3]) -> softmax [N, C]` and, for
+    checkpoints, `score_map(images [B, H, W, 3]) -> [B, h, w, C]` (the fully-convolutional net, VGG §3.2)."""
+
+    name: str
+    image_size: int
+    predict: object
+    score_map: object = None
+
+
+def evaluable(path: str) -> Evaluable:
+    """The model at `path` (SavedModel or checkpoint, see the module docstring) for evaluation."""
+    from keras_alexnet.export import PREPROCESSED_INPUT, SIGNATURE_PREPROCESSED
+
+    folder = saved_model_dir(path)
+    if folder is not None:
+        loaded = load_saved_model(folder)  # referenced by `predict`: its variables must outlive this call
+        spec = loaded.signatures[SIGNATURE_PREPROCESSED].structured_input_signature[1][PREPROCESSED_INPUT]
+        name = os.path.basename(os.path.dirname(os.path.abspath(folder)))
+
+        def predict(images):
+            return loaded.signatures[SIGNATURE_PREPROCESSED](**{PREPROCESSED_INPUT: images})["all_probabilities"]
+
+        return Evaluable(name, int(spec.shape[1]), predict)
+
+    from keras_alexnet.dense_eval import to_fully_convolutional
+
+    model = load_keras_model(path)
+    fully_convolutional = to_fully_convolutional(model)
+
+    def predict(images):
+        return model(images, training=False)
+
+    def score_map(images):
+        return fully_convolutional(images, training=False)["score_map"]
+
+    return Evaluable(model.name, int(model.inputs[0].shape[1]), predict, score_map)
