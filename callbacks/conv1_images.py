@@ -14,16 +14,32 @@ import tensorflow as tf
 
 
 def conv1_kernels(model, layer_name="conv1"):
-    """The 4-D kernels [kh, kw, in, out] held by `layer_name`, one per tower (one for a plain conv)."""
+    """conv1's kernels [kh, kw, in, out], one array per tower.
+
+    In AlexNet conv1 is one convolution whose first half of output maps feeds tower 1 and the second
+    half tower 2 (conv2 is split by input channels, `keras_alexnet.towers.TowerConv2D`); the kernel
+    is split the same way when the model has such a towered conv2. A layer holding one kernel per
+    tower gives them in the order of their variable paths.
+    """
     layer = model.get_layer(layer_name)
-    kernels = [np.asarray(keras.ops.convert_to_numpy(w)) for w in layer.weights if len(w.shape) == 4]
-    if not kernels:
+    weights = sorted((w for w in layer.weights if len(w.shape) == 4), key=lambda w: w.path)
+    if not weights:
         raise ValueError(f"layer '{layer_name}' holds no 4-D kernel")
+    kernels = [np.asarray(keras.ops.convert_to_numpy(w)) for w in weights]
     if len(kernels) == 1:
-        return kernels
-    # Two towers may appear in either order of creation; keep the order of their variable paths.
-    paths = [w.path for w in layer.weights if len(w.shape) == 4]
-    return [k for _, k in sorted(zip(paths, kernels), key=lambda pair: pair[0])]
+        groups = _towers_after(model, layer_name)
+        if groups > 1 and kernels[0].shape[-1] % groups == 0:
+            return np.split(kernels[0], groups, axis=-1)
+    return kernels
+
+
+def _towers_after(model, layer_name):
+    """The tower count of the towered layer following `layer_name` (conv1 -> conv2), else 1."""
+    following = {"conv1": "conv2"}.get(layer_name)
+    try:
+        return int(getattr(model.get_layer(following), "groups", 1)) if following else 1
+    except ValueError:
+        return 1
 
 
 def kernel_grid(kernel, columns=None, gap=1):

@@ -66,7 +66,7 @@ def test_callbacks_validation_and_checkpoints(tmp_path):
     val = data(20, seed=1)
     trainer = Trainer(tf.distribute.get_strategy(), tiny_model, lambda: PaperSGD(0.05),
                       dataset_fn(x, y, 8), steps_per_epoch=4, epochs=3, global_batch_size=8,
-                      val_dataset_fn=dataset_fn(*val, 8), checkpoint_dir=str(tmp_path / "ckpt"),
+                      val_dataset_fn=dataset_fn(*val, 8), val_examples=20, checkpoint_dir=str(tmp_path / "ckpt"),
                       checkpoint_every_steps=2)
     seen = []
 
@@ -148,6 +148,6 @@ def test_learns_real_fashion_mnist():
     trainer = Trainer(tf.distribute.get_strategy(), build, lambda: PaperSGD(0.02),
                       train_fn, steps_per_epoch=64, epochs=2, global_batch_size=64,
                       val_dataset_fn=lambda ctx: tf.data.Dataset.from_tensor_slices(
-                          (prep(test_x), test_y)).batch(250))
+                          (prep(test_x), test_y)).batch(250), val_examples=1000)
     history = trainer.fit().history
     assert history["val_top1_error"][-1] < 0.35  # chance is 0.9

@@ -12,12 +12,14 @@ def metric_name(k: int) -> str:
     return f"top{k}_error"
 
 
-def topk_wrong(labels, probabilities, k: int):
-    """The number of examples whose label is not among the k highest scores (float32 scalar)."""
+def topk_wrong(labels, probabilities, k: int, weights=None):
+    """The number of examples whose label is not among the k highest scores (float32 scalar);
+    `weights` (0 or 1 per example) leaves out padding."""
     k = min(k, probabilities.shape[-1])
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     hit = tf.math.in_top_k(targets=labels, predictions=tf.cast(probabilities, tf.float32), k=k)
-    return tf.reduce_sum(1.0 - tf.cast(hit, tf.float32))
+    wrong = 1.0 - tf.cast(hit, tf.float32)
+    return tf.reduce_sum(wrong if weights is None else wrong * weights)
 
 
 @keras.saving.register_keras_serializable(package="keras_alexnet")

@@ -80,3 +80,12 @@ def is_chief(strategy) -> bool:
 def task_id(strategy) -> int:
     resolver = getattr(strategy, "cluster_resolver", None)
     return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
+
+
+def num_workers(strategy) -> int:
+    """The number of processes (input pipelines) training together: 1 unless multi-worker."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    spec = resolver.cluster_spec().as_dict() or {}
+    return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))

@@ -14,6 +14,8 @@ callback state, and skips the steps of the interrupted epoch it already took (th
 dataset order, see `train_dataset_fn`).
 """
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -21,16 +23,20 @@ import tensorflow as tf
 from callbacks.nan_guard import NonFiniteLoss
 from keras_alexnet.training.checkpointing import Checkpointer, RunState
 from keras_alexnet.training.metrics import error_metrics, topk_wrong
+from keras_alexnet.training.strategy import num_workers
 
 
-def _sums(labels, probabilities):
-    """Per-replica [loss sum, top-1 misses, top-5 misses, count] for a batch."""
+def _sums(labels, probabilities, weights=None):
+    """Per-replica [loss sum, top-1 misses, top-5 misses, count] for a batch; `weights` (1 for real
+    examples, 0 for padding) leave padding out."""
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     probabilities = tf.cast(probabilities, tf.float32)
     per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-    count = tf.cast(tf.shape(labels)[0], tf.float32)
-    return per_example, tf.stack([tf.reduce_sum(per_example), topk_wrong(labels, probabilities, 1),
-                                  topk_wrong(labels, probabilities, 5), count])
+    if weights is None:
+        weights = tf.ones_like(per_example)
+    return per_example, tf.stack([tf.reduce_sum(per_example * weights),
+                                  topk_wrong(labels, probabilities, 1, weights),
+                                  topk_wrong(labels, probabilities, 5, weights), tf.reduce_sum(weights)])
 
 
 def _logs(sums, prefix=""):
@@ -53,6 +59,7 @@ class Trainer:
         epochs: the epoch cap.
         global_batch_size: examples per step over all replicas.
         val_dataset_fn: (input_context) -> finite per-replica dataset, or None.
+        val_examples: the number of validation examples (needed with `val_dataset_fn`).
         checkpoint_dir: where checkpoints go; None disables them.
         checkpoint_every_steps: also save every this many steps (0: epoch ends only).
         jit_compile: compile the forward/backward pass with XLA.
@@ -61,12 +68,15 @@ class Trainer:
     """
 
     def __init__(self, strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
-                 epochs, global_batch_size, val_dataset_fn=None, checkpoint_dir=None,
+                 epochs, global_batch_size, val_dataset_fn=None, val_examples=None, checkpoint_dir=None,
                  checkpoint_every_steps=0, jit_compile=False, loss_scale=False, is_chief=True,
                  initial_weights=None, printer=print):
         self.strategy = strategy
         self.train_dataset_fn = train_dataset_fn
         self.val_dataset_fn = val_dataset_fn
+        if val_dataset_fn is not None and not val_examples:
+            raise ValueError("val_dataset_fn needs val_examples (the validation set size)")
+        self.val_examples = val_examples
         self.steps_per_epoch = int(steps_per_epoch)
         self.epochs = int(epochs)
         self.global_batch_size = int(global_batch_size)
@@ -134,12 +144,12 @@ class Trainer:
     def _make_eval_step(self):
         model, strategy = self.model, self.strategy
 
-        def replica_step(images, labels):
-            return _sums(labels, model(images, training=False))[1]
+        def replica_step(images, labels, weights):
+            return _sums(labels, model(images, training=False), weights)[1]
 
         @tf.function
-        def eval_step(batch):
-            per_replica = strategy.run(replica_step, args=batch)
+        def eval_step(iterator):
+            per_replica = strategy.run(replica_step, args=next(iterator))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
         return eval_step
@@ -153,12 +163,31 @@ class Trainer:
         options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn, options))
 
+    def _val_steps(self):
+        """Steps that cover every input pipeline's share of the validation set, assuming it is split
+        by example (at most ceil(n / pipelines) each), plus one for file-level splits."""
+        pipelines = num_workers(self.strategy)
+        per_pipeline = math.ceil(self.val_examples / pipelines)
+        return math.ceil(per_pipeline * pipelines / self.global_batch_size) + (1 if pipelines > 1 else 0)
+
     def evaluate(self):
-        """Validation loss and top-1/top-5 error over the whole validation set (`val_` keys)."""
-        dataset = self.strategy.distribute_datasets_from_function(self.val_dataset_fn)
+        """Validation loss and top-1/top-5 error over the whole validation set (`val_` keys).
+
+        Every replica gets full batches: each pipeline's examples are followed by zero-weight padding
+        (Keras convolutions fail on the empty batches `tf.distribute` gives replicas without data),
+        and a fixed number of steps covers the largest share.
+        """
+        def dataset_fn(input_context):
+            examples = self.val_dataset_fn(input_context).unbatch()
+            examples = examples.map(lambda x, y: (x, y, tf.constant(1.0)))
+            padding = examples.take(1).map(lambda x, y, w: (tf.zeros_like(x), y, tf.constant(0.0)))
+            return examples.concatenate(padding.repeat()).batch(
+                input_context.get_per_replica_batch_size(self.global_batch_size), drop_remainder=True)
+
+        iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
         sums = np.zeros(4)
-        for batch in dataset:
-            sums += self._eval_step(batch).numpy()
+        for _ in range(self._val_steps()):
+            sums += self._eval_step(iterator).numpy()
         return _logs(sums, "val_")
 
     # -- checkpoints -----------------------------------------------------------------------------

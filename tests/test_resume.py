@@ -1,0 +1,99 @@
+"""Kill -9 a training run mid-epoch, run the same command again: it resumes from the last checkpoint
+(model, optimizer, epoch/step, learning rate, plateau state) and ends exactly where an uninterrupted
+run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = r'''
+import json, os, sys, time
+import numpy as np
+import keras, tensorflow as tf
+tf.config.experimental.enable_op_determinism()
+from callbacks.plateau import PlateauDecay
+from keras_alexnet.training.optimizer import PaperSGD
+from keras_alexnet.training.trainer import Trainer
+
+run_dir, out = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+y = rng.integers(0, 4, 64).astype("int32")
+x = rng.normal(size=(64, 8, 8, 3)).astype("float32") + y[:, None, None, None] * 0.2
+
+def model():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(i)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(4, name="fc8")(h)
+    return keras.Model(i, keras.layers.Activation("softmax", name="softmax")(h))
+
+def train_fn(ctx, epoch):
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64, seed=epoch).batch(8, drop_remainder=True)
+
+def val_fn(ctx):
+    return tf.data.Dataset.from_tensor_slices((x[:24], y[:24])).batch(8)
+
+class Slow(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        print("STEP", int(self.model.optimizer.iterations.numpy()), flush=True)
+        time.sleep(0.15)
+
+plateau = PlateauDecay(patience=1, min_delta=0.05, printer=lambda m: print(m, flush=True))
+trainer = Trainer(tf.distribute.get_strategy(), model, lambda: PaperSGD(0.05), train_fn,
+                  steps_per_epoch=8, epochs=5, global_batch_size=8, val_dataset_fn=val_fn, val_examples=24,
+                  checkpoint_dir=os.path.join(run_dir, "checkpoints"), checkpoint_every_steps=3)
+trainer.fit([Slow(), plateau])
+np.savez(out, *trainer.model.get_weights(), *[v.numpy() for v in trainer.optimizer.variables])
+with open(out + ".json", "w") as f:
+    json.dump({"lr": float(trainer.optimizer.learning_rate.numpy()), "plateau": plateau.get_state(),
+               "iterations": int(trainer.optimizer.iterations.numpy())}, f)
+'''
+
+
+def run(script, run_dir, out, kill_at=None):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.Popen([sys.executable, "-u", script, str(run_dir), str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if kill_at is not None and line.strip() == f"STEP {kill_at}":
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=300)
+    return proc.returncode, "".join(lines)
+
+
+def load(out):
+    with np.load(str(out)) as data:
+        arrays = [data[k] for k in sorted(data.files, key=lambda k: int(k.split("_")[1]))]
+    with open(str(out) + ".json") as f:
+        return arrays, json.load(f)
+
+
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    code, log = run(script, tmp_path / "reference", tmp_path / "reference.npz")
+    assert code == 0, log
+    # Killed at step 20: epoch 3, step 4 of 8; the last checkpoint is at step 18 (every 3 steps).
+    code, log = run(script, tmp_path / "killed", tmp_path / "killed.npz", kill_at=20)
+    assert code == -signal.SIGKILL, log
+    assert not os.path.exists(tmp_path / "killed.npz")
+    code, log = run(script, tmp_path / "killed", tmp_path / "killed.npz")
+    assert code == 0, log
+    assert "Resuming from" in log and "at epoch 3, step 2 of 8" in log, log
+    reference, ref_info = load(tmp_path / "reference.npz")
+    resumed, info = load(tmp_path / "killed.npz")
+    assert info == ref_info
+    assert len(reference) == len(resumed)
+    for a, b in zip(reference, resumed):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
