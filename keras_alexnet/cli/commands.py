@@ -1,8 +1,11 @@
 """The table of subcommands: name -> (module, one-line description). Order is the order of `--help`."""
 
 COMMANDS = {
+    "train": ("keras_alexnet.cli.train", "Train AlexNet or VGG with the papers' recipe; no flags: the CPU default run."),
     "summary": ("keras_alexnet.cli.summary", "Print a model's layer table, feature-map sizes and parameter count."),
     "evaluate": ("keras_alexnet.cli.evaluate", "top-1/top-5 error tables under the papers' test protocols"),
     "export": ("keras_alexnet.cli.export", "write a trained model as a TF Serving SavedModel version"),
     "predict": ("keras_alexnet.cli.predict", "top-5 classes for images, locally or from TF Serving (REST)"),
+    "neighbors": ("keras_alexnet.cli.neighbors", "training images nearest in fc7 space, as an image grid"),
+    "figures": ("keras_alexnet.cli.figures", "conv1 kernel grid and top-5 panels as PNG (and TensorBoard)"),
 }

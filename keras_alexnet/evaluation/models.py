@@ -137,3 +137,20 @@ def evaluable(path: str) -> Evaluable:
         return fully_convolutional(images, training=False)["score_map"]
 
     return Evaluable(model.name, int(model.inputs[0].shape[1]), predict, score_map)
+
+
+def center_crops_with_originals(data_dir: str, split: str, image_size: int, scale: int, mean: str,
+                                batch_size: int):
+    """Batches of `(pixels 0..255, network inputs, labels)` of the centre crops of `split` at scale
+    `scale`, in file order: the pictures to draw and what the net sees (mean subtracted, AlexNet §2)."""
+    import tensorflow as tf
+
+    from pipelines.input_pipeline import InputConfig, build_eval_dataset
+
+    def crops(mean_kind):
+        config = InputConfig(data_dir=data_dir, split=split, image_size=image_size, resize_size=scale,
+                             mean=mean_kind, batch_size=batch_size, pca_jitter_std=0.0)
+        return build_eval_dataset(config, "center", scale)
+
+    pairs = tf.data.Dataset.zip((crops("none"), crops(mean)))
+    return pairs.map(lambda shown, fed: (shown[0], fed[0], fed[1]))
