@@ -1,0 +1,151 @@
+"""`python main.py train`: bad flags refused in one line, the help, and a small real run on
+Fashion-MNIST images (run folder layout, metrics, TensorBoard tags, 10-crop test accuracy well above
+chance, final report)."""
+
+import csv
+import glob
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION = "/usr/share/datasets/fashion-mnist"
+NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+         "Ankle boot"]
+
+
+def main_py(args, cwd, env=None, timeout=600):
+    full_env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    full_env.pop("TF_CONFIG", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "train"] + args, cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_idx(name):
+    with gzip.open(os.path.join(FASHION, name)) as f:
+        raw = f.read()
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(raw[3])]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
+
+
+def make_fashion_dir(data_dir, counts=None, size=72):
+    """Real Fashion-MNIST images as prepared data (records.py contract): RGB JPEGs at `size`."""
+    import tensorflow as tf
+
+    from pipelines import records
+
+    counts = counts or {"train": 2048, "validation": 256, "test": 500}
+    images = read_idx("train-images-idx3-ubyte.gz")
+    labels = read_idx("train-labels-idx1-ubyte.gz")
+    test_images = read_idx("t10k-images-idx3-ubyte.gz")
+    test_labels = read_idx("t10k-labels-idx1-ubyte.gz")
+    sources = {"train": (images[:counts["train"]], labels[:counts["train"]]),
+               "validation": (images[-counts["validation"]:], labels[-counts["validation"]:]),
+               "test": (test_images[:counts["test"]], test_labels[:counts["test"]])}
+    os.makedirs(data_dir, exist_ok=True)
+    splits, train_pixels = {}, None
+    for split, (x, y) in sources.items():
+        rgb = tf.image.grayscale_to_rgb(tf.image.resize(x[..., None], (size, size)))
+        rgb = tf.cast(tf.clip_by_value(tf.round(rgb), 0, 255), tf.uint8).numpy()
+        if split == "train":
+            train_pixels = rgb.astype(np.float64)
+        path = os.path.join(data_dir, records.shard_name(split, 0, 1))
+        with tf.io.TFRecordWriter(path) as writer:
+            for image, label in zip(rgb, y):
+                feature = {
+                    records.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(
+                        value=[tf.io.encode_jpeg(image, quality=95).numpy()])),
+                    records.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                    records.HEIGHT: tf.train.Feature(int64_list=tf.train.Int64List(value=[size])),
+                    records.WIDTH: tf.train.Feature(int64_list=tf.train.Int64List(value=[size])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        splits[split] = records.SplitInfo(num_examples=len(y), num_shards=1)
+    classes = [records.ClassInfo(i, f"c{i}", name) for i, name in enumerate(NAMES)]
+    records.write_metadata(data_dir, records.DatasetInfo(classes=classes, splits=splits, image_policy="alexnet",
+                                                         image_size=size, source="fashion-mnist test"))
+    pixels = train_pixels.reshape(-1, 3)
+    values, vectors = np.linalg.eigh(np.cov(pixels, rowvar=False) + np.eye(3) * 1e-3)
+    order = np.argsort(values)[::-1]
+    np.savez(os.path.join(data_dir, records.STATS_FILE), mean_image=train_pixels.mean(0).astype(np.float32),
+             mean_rgb=pixels.mean(0).astype(np.float32), eigenvalues=values[order].astype(np.float32),
+             eigenvectors=vectors[:, order].astype(np.float32))
+    return data_dir
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model=alexnet_huge", "--data_dir=."], "unknown model"),
+    (["--data_dir=/no/such/dir"], "--data_dir=/no/such/dir: no such directory"),
+    (["--data_dir=.", "--strategy=mirrored", "--logical_cpus=3", "--batch_size=128"],
+     "--batch_size=128 is not divisible across 3 replicas"),
+    (["--data_dir=.", "--strategy=multi_worker"], "TF_CONFIG"),
+    (["--data_dir=.", "--model=vgg_a", "--strategy=towers"], "--strategy=towers"),
+    (["--data_dir=.", "--momentum=1.5"], "--momentum=1.5"),
+    (["--data_dir=.", "--model=alexnet", "--warm_start=."], "--warm_start"),
+    (["--data_dir=.", "--image_size=32"], "--image_size=32"),
+    (["--data_dir=.", "--learning_rate=-1"], "--learning_rate=-1"),
+    (["--data_dir=.", "--strategy=gpu"], "--strategy"),
+])
+def test_bad_flags_refused_in_one_line(tmp_path, args, message):
+    result = main_py(args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("main.py train: error:") and message in lines[0], lines
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_help_cites_paper_sections(tmp_path):
+    result = main_py(["--helpfull"], cwd=tmp_path, timeout=120)
+    text = result.stdout + result.stderr
+    for flag in ("--learning_rate", "--momentum", "--weight_decay", "--lr_max_reductions", "--strategy",
+                 "--ten_crop_every", "--scale_jitter", "--warm_start", "--init_from", "mixed_precision"):
+        assert flag in text, flag
+    assert "[AlexNet §5]" in text and "[VGG §3.1]" in text
+
+
+def tags_in(directory):
+    import tensorflow as tf
+
+    tags = set()
+    for path in glob.glob(os.path.join(directory, "**", "events.out.tfevents.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.add((os.path.relpath(os.path.dirname(path), directory), value.tag))
+    return tags
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
+def test_small_real_run_learns_and_reports(tmp_path):
+    data_dir = make_fashion_dir(str(tmp_path / "data"))
+    args = [f"--data_dir={data_dir}", "--width=0.125", "--image_size=64", "--resize_size=72",
+            "--init=glorot", "--learning_rate=0.03", "--lr_schedule=linear", "--warmup_epochs=0.5",
+            "--epochs=3", "--batch_size=64", "--pca_jitter_std=0", "--ten_crop_every=2",
+            "--test_split=test", "--checkpoint_every_steps=10", "--run_name=small",
+            "--export_dir=" + str(tmp_path / "saved_models"), "--noprogress"]
+    result = main_py(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    run_dir = tmp_path / "runs" / "small"
+    assert f"tensorboard --logdir {os.path.join('runs', 'small', 'logs')}" in out
+    assert "epoch 3/3 |" in out and "Done in" in out and "SavedModel:" in out
+    with open(run_dir / "test_ten_crop.json") as f:
+        test = json.load(f)
+    assert test["count"] == 500 and test["top1_error"] < 0.45, test  # chance: 0.9
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert rows[1]["ten_crop_top1_error"] and {"val_top1_error", "top5_error", "images_per_sec",
+                                              "learning_rate"} <= set(rows[0])
+    assert (run_dir / "model.keras").exists() and glob.glob(str(run_dir / "checkpoints" / "ckpt-*.index"))
+    tags = tags_in(str(run_dir / "logs"))
+    for expected in [("train", "loss"), ("train", "top1_error"), ("train", "learning_rate"),
+                     ("train", "images_per_sec"), ("validation", "top5_error"), ("ten_crop", "top1_error"),
+                     ("train", "conv1/kernels"), (".", "_hparams_/session_start_info")]:
+        assert expected in tags, (expected, sorted(tags))
+    assert glob.glob(str(tmp_path / "saved_models" / "small" / "*" / "saved_model.pb"))
