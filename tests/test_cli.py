@@ -70,7 +70,9 @@ def test_train_help_cites_paper_sections():
     result = run_main("train", "--helpfull")
     assert result.returncode == 0
     assert "[AlexNet §5]" in result.stdout
-    assert "--batch_size" in result.stdout and "(default: '128')" in result.stdout
+    assert "--batch_size" in result.stdout and "--momentum" in result.stdout
+    assert "(default: '0.9')" in result.stdout and "(default: '0.0005')" in result.stdout
+    assert "python main.py train" in result.stdout.splitlines()[0]
 
 
 def test_bad_flag_value_is_one_line_exit_2():

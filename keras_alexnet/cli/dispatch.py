@@ -13,6 +13,7 @@ from keras_alexnet.errors import UserError
 
 PROG = "main.py"
 FLAGS = flags.FLAGS
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
 def _usage() -> str:
@@ -31,6 +32,10 @@ def _usage() -> str:
         "section each comes from. `--flagfile=FILE` reads flags from a file.",
     ]
     return "\n".join(lines)
+
+
+def _asks_for_help(command_argv) -> bool:
+    return any(arg.split("=")[0] in HELP_FLAGS for arg in command_argv[1:])
 
 
 def _fail(command: str, message: str, exit_code: int) -> None:
@@ -83,6 +88,8 @@ def main(argv=None) -> None:
             remaining = FLAGS(command_argv)
         except flags.Error as error:
             _fail(command, str(error).splitlines()[0], 2)
+        except SystemExit as done:  # absl's --help/--helpfull print, then exit with status 1
+            sys.exit(0 if done.code == 1 and _asks_for_help(command_argv) else done.code)
         if len(remaining) > 1 and not getattr(module, "TAKES_ARGUMENTS", False):
             _fail(command, f"unexpected argument '{remaining[1]}' (flags are written --name=value)", 2)
         try:
@@ -101,4 +108,10 @@ def main(argv=None) -> None:
         except KeyboardInterrupt:
             _fail(command, "interrupted", 130)
 
-    app.run(run, argv=[f"{PROG} {command}"] + argv[2:], flags_parser=parse_flags)
+    # absl's --help prints the main module's docstring first: show the command's own.
+    sys.modules["__main__"].__doc__ = module.__doc__ or f"python {PROG} {command}"
+    try:
+        app.run(run, argv=[f"{PROG} {command}"] + argv[2:], flags_parser=parse_flags)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
