@@ -95,3 +95,12 @@ def test_flagfile_and_quiet_tensorflow(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "alexnet_1tower" in result.stdout
     assert "cuda" not in result.stderr.lower() and "oneDNN" not in result.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_the_commands_own_flags(command):
+    result = run_main(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"python main.py {command}" in result.stdout.splitlines()[0]
+    assert COMMANDS[command][0] in result.stdout or "keras_alexnet.cli.flagdefs" in result.stdout
+    assert "absl.logging" not in result.stdout

@@ -13,6 +13,7 @@ from keras_alexnet.errors import UserError
 
 PROG = "main.py"
 FLAGS = flags.FLAGS
+SHORT_HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort")
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
@@ -32,6 +33,16 @@ def _usage() -> str:
         "section each comes from. `--flagfile=FILE` reads flags from a file.",
     ]
     return "\n".join(lines)
+
+
+def _command_help(module) -> str:
+    """The command's description and its own flags (the project's modules, not absl's)."""
+    sections = [(module.__doc__ or "").strip(), ""]
+    for name in sorted(FLAGS.flags_by_module_dict()):
+        if name.split(".")[0] in ("keras_alexnet", "pipelines", "callbacks"):
+            sections.append(FLAGS.module_help(name))
+    sections.append("\n`--helpfull` adds absl's own flags (--verbosity, --flagfile, ...).")
+    return "\n".join(sections)
 
 
 def _asks_for_help(command_argv) -> bool:
@@ -84,6 +95,9 @@ def main(argv=None) -> None:
     module = importlib.import_module(COMMANDS[command][0])
 
     def parse_flags(command_argv):
+        if any(arg in SHORT_HELP_FLAGS for arg in command_argv[1:]):
+            print(_command_help(module))
+            sys.exit(0)
         try:
             remaining = FLAGS(command_argv)
         except flags.Error as error:
