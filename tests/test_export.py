@@ -272,3 +272,48 @@ def test_export_best_callback_writes_a_version_per_improvement(tmp_path):
     fit_callback = ExportBest(str(tmp_path), "fit", monitor="val_loss", image_size=SIZE, resize_size=RESIZE)
     model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=[fit_callback])
     assert export.list_versions(str(tmp_path / "fit")) == [1]  # LR 0: the loss never improves again
+
+
+def _main(*args):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, os.path.join(root, "main.py"), *args], capture_output=True,
+                          text=True, cwd=root, timeout=600)
+
+
+def test_export_and_predict_commands_from_a_run_folder(tmp_path):
+    """`main.py export` of a run's model.keras; `predict` from it and from the checkpoint agree."""
+    from keras_alexnet.registry import build_model
+    from pipelines import records
+
+    data = tmp_path / "data"
+    classes = [records.ClassInfo(i, f"n{i:08d}", f"thing {i}") for i in range(CLASSES)]
+    records.write_metadata(str(data), records.DatasetInfo(classes=classes, splits={}))
+    np.savez(data / records.STATS_FILE, mean_image=np.full((40, 40, 3), 118.0, np.float32), mean_rgb=MEAN_RGB)
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.utils.set_random_seed(8)
+    build_model("vgg_a", num_classes=CLASSES, input_shape=(32, 32, 3), width=0.125).save(run / "model.keras")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(tf.io.encode_jpeg(np.random.default_rng(9).integers(0, 256, (50, 70, 3), np.uint8)).numpy())
+
+    base = tmp_path / "saved_models"
+    exported = _main("export", f"--model={run}", f"--data_dir={data}", f"--base_dir={base}", "--crops=ten_crop",
+                     "--resize_size=40")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert exported.stdout.strip() == str(base / "vgg_a" / "1")
+    again = _main("export", f"--model={run}", f"--data_dir={data}", f"--base_dir={base}", "--version=1")
+    assert again.returncode == 2 and "version 1 already exists" in again.stderr
+
+    served = _main("predict", f"--model={base / 'vgg_a'}", str(photo))
+    local = _main("predict", f"--model={run}", f"--data_dir={data}", "--crops=ten_crop", "--resize_size=40",
+                  str(photo))
+    assert served.returncode == 0 and local.returncode == 0, served.stderr[-2000:] + local.stderr[-2000:]
+    assert served.stdout == local.stdout and "thing" in served.stdout
+    assert len(served.stdout.splitlines()) == 6
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"definitely not a jpeg")
+    refused = _main("predict", f"--model={base / 'vgg_a'}", str(photo), str(bad))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"main.py predict: error: {bad}: assertion failed: [image bytes are neither JPEG nor PNG (could not decode)]"]

@@ -4,7 +4,9 @@ A model path is one of:
 - a SavedModel version folder (`saved_models/alexnet/3`, holds `saved_model.pb`);
 - a TF Serving model folder (`saved_models/alexnet`): its newest integer version;
 - a Keras model file (`*.keras`);
-- a training run folder: its `*.keras` file (`best.keras` when present, else the newest).
+- a training run folder (`main.py train`): its `model.keras`, written when the run ends (else the newest
+  `*.keras` in it). A run stopped before its end holds only `checkpoints/`: evaluate the last export,
+  or resume the run to its end.
 """
 
 import dataclasses
@@ -33,12 +35,15 @@ def keras_model_file(path: str) -> str:
         return path
     if not os.path.isdir(path):
         raise UserError(f"{path}: no such model file or folder")
-    best = os.path.join(path, "best.keras")
-    if os.path.isfile(best):
-        return best
+    final = os.path.join(path, "model.keras")
+    if os.path.isfile(final):
+        return final
     candidates = glob.glob(os.path.join(path, "*.keras")) + glob.glob(os.path.join(path, "*", "*.keras"))
     if not candidates:
-        raise UserError(f"{path}: holds no SavedModel (saved_model.pb or integer versions) and no .keras model")
+        unfinished = " (a run stopped before its end: resume it)" if os.path.isdir(
+            os.path.join(path, "checkpoints")) else ""
+        raise UserError(f"{path}: holds no SavedModel (saved_model.pb or integer versions) and no "
+                        f".keras model{unfinished}")
     return max(candidates, key=os.path.getmtime)
 
 
