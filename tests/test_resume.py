@@ -97,3 +97,47 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     assert len(reference) == len(resumed)
     for a, b in zip(reference, resumed):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_kill_9_a_real_cli_run_then_the_same_command_finishes(tmp_path):
+    """`main.py train` on real Fashion-MNIST images, killed with SIGKILL once a mid-epoch checkpoint
+    exists; the same command resumes (epoch/step, learning rate restored) and writes every epoch."""
+    import csv
+    import glob
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_train_cli import FASHION, make_fashion_dir
+
+    if not os.path.isdir(FASHION):
+        import pytest
+        pytest.skip("Fashion-MNIST not installed")
+    data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 1024, "validation": 128, "test": 128})
+    command = [sys.executable, os.path.join(ROOT, "main.py"), "train", f"--data_dir={data_dir}",
+               "--width=0.125", "--image_size=64", "--resize_size=72", "--init=glorot",
+               "--learning_rate=0.02", "--epochs=3", "--batch_size=32", "--pca_jitter_std=0",
+               "--ten_crop_every=0", "--checkpoint_every_steps=5", "--run_name=killed", "--noexport",
+               "--noprogress", "--lr_patience=1"]
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    checkpoints = tmp_path / "runs" / "killed" / "checkpoints"
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    # Epoch 1 has 32 steps; kill once the step-40 checkpoint (epoch 2, step 8) is written.
+    while time.time() < deadline and not glob.glob(str(checkpoints / "ckpt-40.index")):
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Resuming from" in result.stdout and "at epoch 2, step" in result.stdout, result.stdout
+    assert "epoch 1/3 |" not in result.stdout and "epoch 3/3 |" in result.stdout
+    with open(tmp_path / "runs" / "killed" / "metrics.csv", newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+    assert tf_latest_step(checkpoints) == 96
+
+
+def tf_latest_step(directory):
+    import tensorflow as tf
+
+    return int(tf.train.latest_checkpoint(str(directory)).rsplit("-", 1)[1])

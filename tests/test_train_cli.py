@@ -149,3 +149,15 @@ def test_small_real_run_learns_and_reports(tmp_path):
                      ("train", "conv1/kernels"), (".", "_hparams_/session_start_info")]:
         assert expected in tags, (expected, sorted(tags))
     assert glob.glob(str(tmp_path / "saved_models" / "small" / "*" / "saved_model.pb"))
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
+@pytest.mark.parametrize("extra", [["--mixed_precision"], ["--jit_compile"],
+                                   ["--strategy=mirrored", "--logical_cpus=2"]])
+def test_precision_xla_and_mirrored_flags_run(tmp_path, extra):
+    data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 256, "validation": 64, "test": 64})
+    result = main_py([f"--data_dir={data_dir}", "--width=0.125", "--image_size=64", "--resize_size=72",
+                      "--epochs=1", "--steps_per_epoch=3", "--batch_size=32", "--pca_jitter_std=0",
+                      "--noexport", "--noprogress", "--run_name=flags"] + extra, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "epoch 1/1 |" in result.stdout and "10-crop validation" in result.stdout
