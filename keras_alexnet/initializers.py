@@ -10,12 +10,13 @@ AlexNet (`family="alexnet"`):
 - ``"glorot"``: Glorot-uniform weights, zero biases.
 
 VGG (`family="vgg"`):
-- ``"paper"`` (VGG §3.1): weights from a zero-mean normal with variance 1e-2, read literally (standard
-  deviation 0.1), biases 0. The text gives no other detail; the deeper nets were warm-started from net A
-  (see `keras_alexnet.vgg.warm_start`), because plain random init of them stalls.
-- ``"caffe"``: standard deviation 0.01 (the common reading of "10^-2" in Caffe model zoo recipes), biases 0.
+- ``"paper"`` (VGG §3.1): weights from a zero-mean normal, biases 0. The text says "variance 10^-2"; this
+  uses standard deviation 0.01 (variance 1e-4), the value of AlexNet §5 and of common Caffe recipes for
+  VGG (an interpretation: the authors' training configuration was not published). Read literally (std 0.1), every 3x3x512 layer would multiply the activation variance by
+  about 4608 * 0.01 / 2 = 23, and net A's logits would start around 10^6: it could not be trained.
+- ``"caffe"``: the same (Caffe's gaussian std 0.01, zero bias).
 - ``"glorot"`` (VGG §3.1, the note after submission): Glorot-uniform weights, zero biases; works without
-  pre-training.
+  pre-training. The deeper nets were otherwise warm-started from net A (see `keras_alexnet.vgg.warm_start`).
 
 The extra AlexNet layer ``conv6`` (the sixth convolutional layer of AlexNet §6) is initialized like conv5.
 """
@@ -38,8 +39,7 @@ def init_for(scheme: str, family: str, layer_name: str):
     if scheme == "glorot":
         return keras.initializers.GlorotUniform(), keras.initializers.Zeros()
     if family == "vgg":
-        stddev = 0.1 if scheme == "paper" else 0.01
-        return keras.initializers.RandomNormal(0.0, stddev), keras.initializers.Zeros()
+        return keras.initializers.RandomNormal(0.0, 0.01), keras.initializers.Zeros()
     one_bias = layer_name in _ALEXNET_ONE_BIAS
     if scheme == "paper":
         bias = keras.initializers.Constant(1.0) if one_bias else keras.initializers.Zeros()
