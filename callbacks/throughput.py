@@ -62,7 +62,7 @@ class Progress(keras.callbacks.Callback):
         if self.bar:
             self.printer(f"Epoch {epoch + 1}/{self.epochs}")
             self._progbar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=[
-                "loss", "top1_error", "img/s"], unit_name="step")
+                "loss", "top1_error", "img/s"], unit_name="step", interval=0.5)
 
     def on_train_batch_end(self, batch, logs=None):
         if self._progbar is not None:

@@ -151,3 +151,13 @@ def test_learns_real_fashion_mnist():
                           (prep(test_x), test_y)).batch(250), val_examples=1000)
     history = trainer.fit().history
     assert history["val_top1_error"][-1] < 0.35  # chance is 0.9
+
+
+def test_fold_input_scale_gives_the_same_function_on_unscaled_inputs():
+    from keras_alexnet.training.checkpointing import fold_input_scale
+
+    model = tiny_model()
+    x, _ = data(4)
+    expected = model(x * 0.25).numpy()
+    assert fold_input_scale(model, 0.25) == "conv1"
+    np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-5, atol=1e-6)

@@ -72,8 +72,13 @@ flags.DEFINE_string("warm_start", None, "VGG: a trained net A (run folder or .ke
                     "conv and three FC layers initialise this deeper net. [VGG §3.1]")
 flags.DEFINE_string("init_from", None, "Initialise the whole model from another run (run folder, "
                     "checkpoint or .keras), e.g. S=384 from S=256 with --learning_rate=0.001. [VGG §3.1]")
+flags.DEFINE_float("input_scale", 1.0, "Inputs (mean-subtracted, 0..255 scale) are multiplied by this "
+                   "while training; the first conv kernel is multiplied by it when the model is saved, so the "
+                   "saved model takes the usual inputs. A reparametrisation that slows conv1's learning "
+                   "relative to the other layers; 1 = the paper. [AlexNet §2, §5]")
 flags.DEFINE_integer("seed", 0, "Seed for initialisation, data order and augmentation. [AlexNet §5]")
-flags.DEFINE_boolean("progress", True, "A progress bar per epoch (images/s, ETA). [AlexNet §5]")
+flags.DEFINE_boolean("progress", True, "A progress bar per epoch (images/s, ETA) when the output is a "
+                     "terminal. [AlexNet §5]")
 flags.DEFINE_boolean("export", True, "Export the trained model as a TF Serving SavedModel at the end. "
                      "[AlexNet §4.1]")
 flags.DEFINE_string("export_dir", "saved_models", "Export root (TF Serving layout). [AlexNet §4.1]")
@@ -129,6 +134,8 @@ def validate():
         raise FlagError("--lr_patience must be >= 1, --lr_max_reductions and --lr_min_delta >= 0")
     if FLAGS.warmup_epochs < 0 or FLAGS.ten_crop_every < 0 or FLAGS.checkpoint_every_steps < 0:
         raise FlagError("--warmup_epochs, --ten_crop_every and --checkpoint_every_steps must be >= 0")
+    if not FLAGS.input_scale > 0:
+        raise FlagError(f"--input_scale={FLAGS.input_scale}: must be positive")
     if FLAGS.logical_cpus < 0:
         raise FlagError(f"--logical_cpus={FLAGS.logical_cpus}: must be >= 0")
     if FLAGS.strategy == "towers" and FLAGS.model != "alexnet":
@@ -232,6 +239,7 @@ def run(argv):
     from callbacks.ten_crop import TenCropEvaluation, evaluate_ten_crop
     from callbacks.throughput import Progress, Throughput
     from keras_alexnet import registry
+    from keras_alexnet.training.checkpointing import fold_input_scale
     from keras_alexnet.training.optimizer import PaperSGD
     from keras_alexnet.training.strategy import is_chief, make_strategy
     from keras_alexnet.training.trainer import Trainer
@@ -284,17 +292,21 @@ def run(argv):
         # One seed per epoch: an epoch's batches are the same when it is run again after a resume.
         config = flagdefs.input_config("train", data_dir, batch, seed=FLAGS.seed * 100003 + epoch,
                                        deterministic=True)
-        return input_pipeline.build_train_dataset(config, input_context)
+        return scaled(input_pipeline.build_train_dataset(config, input_context))
 
     def val_dataset_fn(input_context):
-        return input_pipeline.build_eval_dataset(val_config, "center", input_context=input_context)
+        return scaled(input_pipeline.build_eval_dataset(val_config, "center", input_context=input_context))
 
     eval_batch = max(1, min(batch, 64))
 
-    def ten_crop_dataset(split):
+    def scaled(dataset, scale=None):
+        scale = FLAGS.input_scale if scale is None else scale
+        return dataset if scale == 1.0 else dataset.map(lambda x, y: (x * scale, y))
+
+    def ten_crop_dataset(split, scale=None):
         config = flagdefs.input_config(split, data_dir, eval_batch, random_crop=False, flip=False,
                                        pca_jitter_std=0.0, cache=False)
-        return input_pipeline.build_eval_dataset(config, "ten_crop", scale=FLAGS.resize_size)
+        return scaled(input_pipeline.build_eval_dataset(config, "ten_crop", scale=FLAGS.resize_size), scale)
 
     with record_parser.user_errors():
         trainer = Trainer(strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
@@ -317,7 +329,8 @@ def run(argv):
                                          every_n_epochs=FLAGS.ten_crop_every, printer=printer)
             hparams = {name: FLAGS[name].value for name in _hparam_flags()}
             hparams.update(batch_size=batch, epochs=epochs, replicas=replicas)
-            callbacks += [ten_crop, Progress(steps_per_epoch, epochs, throughput, printer, bar=FLAGS.progress),
+            callbacks += [ten_crop, Progress(steps_per_epoch, epochs, throughput, printer,
+                                                   bar=FLAGS.progress and sys.stdout.isatty()),
                           MetricsCSV(os.path.join(run_dir, "metrics.csv")),
                           ScalarSummaries(log_dir, update_freq=FLAGS.log_every_steps),
                           Conv1Images(os.path.join(log_dir, "train")) if FLAGS.model.startswith("alexnet") else None,
@@ -332,11 +345,14 @@ def run(argv):
         if not chief:
             return
         model = trainer.model
+        if FLAGS.input_scale != 1.0:
+            fold_input_scale(model, FLAGS.input_scale)
         model_path = os.path.join(run_dir, "model.keras")
         model.save(model_path)
         test_result = None
         if FLAGS.test_split:
-            test_result = evaluate_ten_crop(model, ten_crop_dataset(FLAGS.test_split))
+            # On the usual inputs: the saved model, with the scale folded into its first kernel.
+            test_result = evaluate_ten_crop(model, ten_crop_dataset(FLAGS.test_split, scale=1.0))
             printer(f"10-crop {FLAGS.test_split} [AlexNet §4.1]: accuracy {1 - test_result['top1_error']:.4f}, "
                     f"top-1 error {test_result['top1_error']:.4f}, top-5 error "
                     f"{test_result['top5_error']:.4f} ({test_result['count']} images)")
@@ -348,7 +364,7 @@ def run(argv):
 def _hparam_flags():
     return ("model", "width", "lrn", "init", "dropout", "image_size", "resize_size", "pca_jitter_std",
             "learning_rate", "momentum", "weight_decay", "decay_biases", "lr_schedule", "lr_patience",
-            "lr_max_reductions", "warmup_epochs", "strategy", "mixed_precision", "jit_compile", "seed")
+            "lr_max_reductions", "warmup_epochs", "input_scale", "strategy", "mixed_precision", "jit_compile", "seed")
 
 
 def _write_json(path, data):
