@@ -13,7 +13,9 @@ Placement: Keras 3 does not keep `tf.device` scopes around functional-model cons
 enters ``tf.device(device_i)`` for tower i inside `call()`. ``tower_devices`` is
 - ``None``: no placement (TensorFlow decides);
 - ``"auto"``: ``/GPU:0``, ``/GPU:1``, ... when at least ``groups`` GPUs are visible, else no placement
-  (resolved when the layer runs, so a model saved on a two-GPU machine still runs on a CPU);
+  (resolved when the layer runs, so a model saved on a two-GPU machine still runs on a CPU); also no
+  placement under a distribution strategy with several replicas, whose replicas own the devices
+  (VGG §3.3's data parallelism instead of AlexNet's model parallelism);
 - a list of ``groups`` device strings, e.g. ``["/GPU:0", "/GPU:1"]``.
 Only the forward ops carry the scope; TensorFlow colocates the gradient ops with them.
 """
@@ -29,6 +31,8 @@ def resolve_tower_devices(tower_devices, groups=2):
     if isinstance(tower_devices, str):
         if tower_devices != "auto":
             raise ValueError(f"tower_devices must be None, 'auto' or a list of {groups} devices, got {tower_devices!r}")
+        if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            return None
         gpus = tf.config.list_logical_devices("GPU")
         return [f"/GPU:{i}" for i in range(groups)] if len(gpus) >= groups else None
     devices = [str(device) for device in tower_devices]

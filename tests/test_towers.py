@@ -101,7 +101,18 @@ PLACEMENT_SCRIPT = textwrap.dedent(
     graph = train_step.get_concrete_function(x, y).graph
     loss = float(train_step(x, y))
     convs = [(op.name, op.device) for op in graph.get_operations() if op.type == "Conv2D"]
-    print(json.dumps({"convs": convs, "loss": loss,
+
+    # "auto" with two (pretend) GPUs places the towers, except inside a multi-replica strategy.
+    from keras_alexnet import towers
+    real_list = tf.config.list_logical_devices
+    tf.config.list_logical_devices = lambda kind=None: ["gpu0", "gpu1"] if kind == "GPU" else real_list(kind)
+    strategy = tf.distribute.MirroredStrategy(["/CPU:0", "/CPU:1"])
+    auto_outside = towers.resolve_tower_devices("auto")
+    auto_in_replica = strategy.experimental_local_results(
+        strategy.run(lambda: tf.constant(towers.resolve_tower_devices("auto") is None)))
+    tf.config.list_logical_devices = real_list
+    print(json.dumps({"convs": convs, "loss": loss, "auto_outside": auto_outside,
+                      "auto_in_replica": [bool(v) for v in auto_in_replica],
                       "devices": [d.name for d in tf.config.list_logical_devices("CPU")]}))
     """
 )
@@ -115,6 +126,7 @@ def test_towers_placed_on_two_logical_devices():
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(report["devices"]) == 2 and np.isfinite(report["loss"])
+    assert report["auto_outside"] == ["/GPU:0", "/GPU:1"] and report["auto_in_replica"] == [True, True]
     # Op names carry Keras' uniquified scopes, e.g. "alexnet_1/conv2_1/tower_0_1/convolution".
     towers = {}
     for name, device in report["convs"]:
