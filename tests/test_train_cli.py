@@ -161,3 +161,22 @@ def test_precision_xla_and_mirrored_flags_run(tmp_path, extra):
                       "--noexport", "--noprogress", "--run_name=flags"] + extra, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "epoch 1/1 |" in result.stdout and "10-crop validation" in result.stdout
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
+def test_vgg_scale_jitter_warm_start_and_init_from(tmp_path):
+    """VGG §3.1: net A trained first; B warm-started from A; A at another scale initialised from the
+    first run with a smaller learning rate."""
+    data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 128, "validation": 32, "test": 32})
+    common = [f"--data_dir={data_dir}", "--width=0.0625", "--image_size=32", "--epochs=1",
+              "--steps_per_epoch=2", "--batch_size=16", "--noexport", "--noprogress", "--ten_crop_every=0"]
+    result = main_py(common + ["--model=vgg_a", "--scale_jitter=40", "--run_name=a"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    result = main_py(common + ["--model=vgg_b", "--scale_jitter=40", "--run_name=b",
+                               f"--warm_start={tmp_path / 'runs' / 'a'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Warm start from" in result.stdout and "[VGG §3.1]" in result.stdout
+    result = main_py(common + ["--model=vgg_a", "--scale_jitter=40,56", "--run_name=a_jitter",
+                               "--learning_rate=0.001", f"--init_from={tmp_path / 'runs' / 'a'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Initialised from" in result.stdout

@@ -223,8 +223,12 @@ def run(argv):
         _printer("Default run: AlexNet on the built-in Fashion-MNIST data, sized for a CPU "
                  "(keras_alexnet/training/presets.py). Flags set: " + presets.describe(applied))
 
+    from absl import logging
+
     from keras_alexnet.training.strategy import configure_logical_cpus
 
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # no per-save INFO lines from the checkpoint writer
     import tensorflow as tf
 
     configure_logical_cpus(FLAGS.logical_cpus)
