@@ -83,7 +83,7 @@ def build_alexnet(
     *,
     towers: int = 2,
     width: float = 1.0,
-    tower_devices=None,
+    tower_devices="auto",
     lrn: bool = True,
     lrn_convention: str = "paper",
     pooling: str = "overlapping",
@@ -95,8 +95,8 @@ def build_alexnet(
 ) -> keras.Model:
     """AlexNet or one of the paper's variants as a functional model (see the module docstring). [AlexNet §3]
 
-    ``tower_devices``: None (no placement), "auto" (GPU:0/GPU:1 when two GPUs are visible) or two device
-    strings; used by the towered layers conv2, conv4, conv5 only.
+    ``tower_devices``: "auto" (default: GPU:0/GPU:1 when two GPUs are visible, else no placement), None (no
+    placement) or two device strings; used by the towered layers conv2, conv4, conv5 only.
     """
     if towers not in (1, 2):
         raise ValueError(f"towers must be 1 or 2, got {towers}")

@@ -9,8 +9,9 @@ Options (all keyword, all optional):
 - both families: ``width`` (float multiplier of every conv/FC width, default 1.0), ``lrn`` (bool; default
   True for AlexNet and vgg_a_lrn, False for the other VGG nets), ``lrn_convention`` ("paper" or
   "cuda_convnet"), ``init`` ("paper", "caffe", "glorot"), ``dropout`` (0.5), ``classifier_activation``
-  ("softmax" or None for float32 logits), ``tower_devices`` (None, "auto" or two device strings; only the
-  two-tower AlexNet places anything, the other nets accept None/"auto" and ignore it);
+  ("softmax" or None for float32 logits), ``tower_devices`` ("auto", the default: GPU:0/GPU:1 when two GPUs
+  are visible; None: no placement; or two device strings; only the two-tower AlexNet places anything, the
+  other nets accept None/"auto" and ignore it);
 - AlexNet only: ``pooling`` ("overlapping" 3x3/2, "non_overlapping" 2x2/2) and ``extra_conv`` (bool).
 
 An unknown name, option or option value raises `keras_alexnet.errors.FlagError` in one line.
@@ -54,7 +55,7 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
     _check_choice(options, "lrn_convention", ("paper", "cuda_convnet"))
     _check_choice(options, "pooling", ("overlapping", "non_overlapping"))
     _check_choice(options, "classifier_activation", ("softmax", None))
-    tower_devices = options.pop("tower_devices", None)
+    tower_devices = options.pop("tower_devices", "auto")
     if not (tower_devices is None or tower_devices == "auto"):
         if name != "alexnet":
             raise FlagError(f"tower_devices: model '{name}' has no towers (only 'alexnet' does); use None or 'auto'")

@@ -23,6 +23,13 @@ def test_every_name_builds_small(name):
     assert {"fc6", "drop6", "fc7", "drop7", "fc8"} <= set(layer_names)
 
 
+def test_tower_placement_defaults_to_auto():
+    assert build_model("alexnet", width=0.0625, **SMALL).get_layer("conv2").tower_devices == "auto"
+    placed = build_model("alexnet", width=0.0625, tower_devices=["/CPU:0", "/CPU:0"], **SMALL)
+    assert placed.get_layer("conv5").tower_devices == ["/CPU:0", "/CPU:0"]
+    assert build_model("alexnet", width=0.0625, tower_devices=None, **SMALL).get_layer("conv4").tower_devices is None
+
+
 def test_options_reach_the_builders():
     model = build_model(
         "alexnet", width=0.25, lrn=False, pooling="non_overlapping", extra_conv=True, init="glorot",
