@@ -352,7 +352,7 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
         window, frame_y, frame_x = augment.decode_window(element["encoded"], plan)
         return {"window": window, "frame": tf.stack([frame_y, frame_x])}
 
-    dataset = record_parser.map_dropping_undecodable(dataset, decode, counter, deterministic)
+    dataset = record_parser.map_dropping_undecodable(dataset, decode, counter)
 
     def finish(element):
         seeds = augment.split_seed(element["seed"], 4)
@@ -416,7 +416,7 @@ def build_eval_dataset(
     def decode(element):
         return {"image": tf.io.decode_image(element["encoded"], channels=3, expand_animations=False)}
 
-    dataset = record_parser.map_dropping_undecodable(dataset, decode, counter, deterministic=True)
+    dataset = record_parser.map_dropping_undecodable(dataset, decode, counter)
 
     def view(element):
         image = eval_crops.resize_shorter_side(element["image"], q)

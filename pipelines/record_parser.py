@@ -3,9 +3,9 @@
 Bad input never crashes the pipeline with an anonymous TensorFlow error:
 
 - A record whose image fails to decode is dropped and counted in a `DropCounter` (a tf.Variable
-  updated inside the pipeline) and reported on stderr with its shard and record index. The decode
-  runs in a one-element nested dataset with `ignore_errors()` so only decode errors are swallowed,
-  then a counting `filter` removes the failed element; no py_function anywhere.
+  updated inside the pipeline) and reported on stderr with its shard and record index
+  (`map_dropping_undecodable`: decoding in small nested datasets with `ignore_errors()`, so only
+  decode errors are swallowed; no py_function anywhere).
 - A record missing a required key, or whose label (after the offset) is outside [0, num_classes),
   fails a `tf.debugging.Assert` whose message names the shard and the record's index in it. The error
   reaches the caller as `tf.errors.InvalidArgumentError` from the iterator (or from `model.fit`);
@@ -22,6 +22,7 @@ offset is subtracted so the pipeline always yields 0-based labels.
 
 import contextlib
 import dataclasses
+import os
 import re
 import sys
 
@@ -114,58 +115,70 @@ def parse(serialized, shard, index, spec: RecordSpec):
         return tf.identity(encoded), tf.cast(label, tf.int32)
 
 
-def map_dropping_undecodable(dataset, decode, counter: DropCounter, deterministic: bool, cycle_length=16):
-    """Adds `decode(element)` (a dict of new values) to dict elements, dropping (and counting) failures.
+def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cycle_length=None):
+    """Adds `decode(element)` (a dict of new values) to dict elements, dropping and counting failures.
 
-    Each element runs in a one-element dataset with `ignore_errors()`, followed by a marker element
-    that only survives when the decode failed; a sequential `filter` counts and removes the markers.
-    Decode errors are the only errors swallowed: the input's own errors (failed record checks) pass
-    through. `element["shard"]` and `element["index"]` name a dropped record on stderr.
+    Elements are grouped in chunks of `chunk`; each chunk is decoded in its own small dataset
+    (`from_tensor_slices(chunk).map(decode).ignore_errors()`, so only decode errors are swallowed, not
+    the input's own errors such as failed record checks or corrupt TFRecord files) followed by an
+    end-of-chunk marker listing the chunk's records. Chunks run in parallel (`cycle_length` at once,
+    default twice the cores) through an ordered interleave, which keeps each chunk's outputs together;
+    a sequential `scan` notes which positions came out and, at the marker, counts the missing ones in
+    `counter` and names them (shard, record index) on stderr. Nested datasets per chunk rather than
+    per record keep the cost low. Needs `element["shard"]` and `element["index"]`; the output elements
+    also carry the bookkeeping keys `_pos`, `_end`, `_shards`, `_indices` (ignore them).
     """
+    cycle_length = cycle_length or max(2, 2 * (os.cpu_count() or 1))
+    dataset = dataset.batch(chunk)
 
-    def one(element):
-        decoded = tf.data.Dataset.from_tensors(element).map(lambda e: dict(e, **decode(e), ok=tf.constant(True)))
+    def decode_chunk(batch):
+        size = tf.shape(batch["index"])[0]
+        items = tf.data.Dataset.from_tensor_slices((tf.range(size), batch))
+        no_names = {"_shards": tf.zeros([0], tf.string), "_indices": tf.zeros([0], tf.int64)}
+        decoded = items.map(lambda pos, e: dict(e, **decode(e), _pos=pos, _end=tf.constant(False), **no_names))
         decoded = decoded.ignore_errors()
-        failed = tf.data.Dataset.from_tensors(element).map(_failure_marker(decoded.element_spec))
-        return decoded.concatenate(failed).take(1)
+        marker = {}
+        for key, spec in decoded.element_spec.items():
+            marker[key] = tf.zeros([d if d is not None else 1 for d in spec.shape.as_list()], spec.dtype)
+        marker.update(_pos=size, _end=tf.constant(True), _shards=batch["shard"], _indices=batch["index"])
+        return decoded.concatenate(tf.data.Dataset.from_tensors(marker))
 
     dataset = dataset.interleave(
-        one, cycle_length=cycle_length, block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+        decode_chunk,
+        cycle_length=cycle_length,
+        block_length=chunk + 1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
 
-    def keep(element):
-        ok = element["ok"]
-        count = counter.variable.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
-        report = tf.cond(
-            ok,
-            tf.no_op,
-            lambda: tf.print(
-                tf.strings.join(
-                    [element["shard"], ": record ", tf.strings.as_string(element["index"]),
-                     ": image does not decode, record dropped"]
-                ),
-                output_stream=sys.stderr,
-            ),
-        )
-        with tf.control_dependencies([count, report]):
-            return tf.identity(ok)
+    def note(seen, element):
+        def arrived():
+            return tf.tensor_scatter_nd_update(seen, [[element["_pos"]]], [True])
 
-    return dataset.filter(keep).map(lambda element: {k: v for k, v in element.items() if k != "ok"})
+        def chunk_done():
+            missing = tf.logical_not(seen[: element["_pos"]])
+            dropped = tf.reduce_sum(tf.cast(missing, tf.int64))
+            count = counter.variable.assign_add(dropped)
+            names = tf.strings.join(
+                [
+                    tf.boolean_mask(element["_shards"], missing),
+                    ": record ",
+                    tf.strings.as_string(tf.boolean_mask(element["_indices"], missing)),
+                    ": image does not decode, record dropped",
+                ]
+            )
+            report = tf.cond(
+                dropped > 0,
+                lambda: tf.print(tf.strings.reduce_join(names, separator="\n"), output_stream=sys.stderr),
+                tf.no_op,
+            )
+            with tf.control_dependencies([count, report]):
+                return tf.zeros_like(seen)
 
+        return tf.cond(element["_end"], chunk_done, arrived), element
 
-def _failure_marker(spec):
-    """A function making the placeholder element: the input, zeros for the decoded values, ok=False."""
-
-    def marker(element):
-        out = dict(element)
-        for key, value_spec in spec.items():
-            if key not in element:
-                shape = [d if d is not None else 1 for d in value_spec.shape.as_list()]
-                out[key] = tf.zeros(shape, value_spec.dtype)
-        out["ok"] = tf.constant(False)
-        return out
-
-    return marker
+    dataset = dataset.scan(tf.zeros([chunk], tf.bool), note)
+    return dataset.filter(lambda element: tf.logical_not(element["_end"]))
 
 
 def as_user_error(error: Exception):
