@@ -16,6 +16,8 @@ Images must be preprocessed as the source expects (Keras' VGG16: BGR, ImageNet m
 RGB in 0..1 normalized by the ImageNet mean/std), which is the input pipeline's business.
 """
 
+import pickle
+
 import numpy as np
 
 import keras
@@ -110,7 +112,7 @@ def load_torchvision_file(target: keras.Model, path: str, include_classifier: bo
         raise UserError(f"{path}: reading a torchvision .pth file needs PyTorch (pip install torch)") from error
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise UserError(f"{path}: not a readable PyTorch state dict ({str(error).splitlines()[0]})") from error
     return from_torchvision_state_dict(target, state_dict, include_classifier)
 

@@ -110,3 +110,29 @@ def test_torchvision_refusals():
         from_torchvision_state_dict(wrong_size, state)
     ten_classes = build_model("vgg_a", num_classes=10, input_shape=(96, 96, 3), width=0.125)
     assert "fc8" not in from_torchvision_state_dict(ten_classes, source.state_dict(), include_classifier=False)
+
+
+def test_files_users_have(tmp_path):
+    # A Keras VGG16 weight file (here: written from a random model) through keras_applications_source.
+    from keras_alexnet.weight_import import keras_applications_source, load_torchvision_file
+
+    reference = keras.applications.VGG16(weights=None, include_top=False)
+    reference.save_weights(tmp_path / "vgg16_notop.weights.h5")
+    source = keras_applications_source("D", str(tmp_path / "vgg16_notop.weights.h5"), include_top=False)
+    np.testing.assert_array_equal(source.get_layer("block5_conv3").get_weights()[0],
+                                  reference.get_layer("block5_conv3").get_weights()[0])
+    with pytest.raises(UserError, match="configurations D and E"):
+        keras_applications_source("B", str(tmp_path / "vgg16_notop.weights.h5"))
+    with pytest.raises(UserError, match="missing.h5"):
+        keras_applications_source("E", str(tmp_path / "missing.h5"))
+
+    torch = pytest.importorskip("torch")
+    model = torch_vgg(torch, "A", 0.125, num_classes=5, pool_side=3)
+    torch.save(model.state_dict(), tmp_path / "vgg11.pth")
+    target = build_model("vgg_a", num_classes=5, input_shape=(96, 96, 3), width=0.125)
+    assert load_torchvision_file(target, str(tmp_path / "vgg11.pth"))[-1] == "fc8"
+    np.testing.assert_allclose(target.get_layer("fc7").kernel.numpy(),
+                               model.classifier[3].weight.detach().numpy().T)
+    (tmp_path / "broken.pth").write_bytes(b"not a state dict")
+    with pytest.raises(UserError, match="broken.pth"):
+        load_torchvision_file(target, str(tmp_path / "broken.pth"))
