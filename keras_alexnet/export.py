@@ -15,11 +15,15 @@ Bytes that are neither JPEG nor PNG, or truncated headers, fail with InvalidArgu
 header claims more than `max_pixels` pixels (or a side above `max_side`) is refused from its header,
 before any decoding buffer is allocated.
 
+`assets.extra/keras_alexnet.json` (a folder TF Serving leaves alone) records the model name, sizes,
+crops and mean kind, so `main.py evaluate` preprocesses its validation images the same way.
+
 A version is written to a hidden temporary folder next to the versions and renamed to its number
 when complete, so a server watching `<base_dir>/<name>` never loads a partial version (TF Serving
 only considers folders whose names are integers).
 """
 
+import json
 import os
 import re
 import shutil
@@ -36,6 +40,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 16_384
 CROPS = ("center", "ten_crop")
 
+DESCRIPTION_FILE = os.path.join("assets.extra", "keras_alexnet.json")
 _VERSION_RE = re.compile(r"^\d+$")
 _TMP_PREFIX = ".tmp-export-"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -207,6 +212,21 @@ def _build_archive(model, *, class_names, image_size, **preprocess_options):
     return archive
 
 
+def read_description(version_dir: str) -> dict:
+    """What `export_saved_model` recorded about a version (empty for SavedModels made elsewhere)."""
+    path = os.path.join(version_dir, DESCRIPTION_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _write_description(version_dir: str, description: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.join(version_dir, DESCRIPTION_FILE)), exist_ok=True)
+    with open(os.path.join(version_dir, DESCRIPTION_FILE), "w", encoding="utf-8") as f:
+        json.dump(description, f, indent=1)
+
+
 def _publish(tmp_dir: str, model_dir: str, version=None) -> str:
     """Renames the finished `tmp_dir` to the next free integer version (or `version`) in `model_dir`."""
     while True:
@@ -255,6 +275,11 @@ def export_saved_model(model, base_dir: str, name: str, *, class_names=None, mea
     tmp_dir = os.path.join(model_dir, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
     try:
         archive.write_out(tmp_dir, verbose=False)
+        _write_description(tmp_dir, {
+            "model": model.name, "num_classes": len(class_names), "image_size": image_size,
+            "resize_size": resize_size, "crops": crops, "max_pixels": max_pixels, "max_side": max_side,
+            "mean": "none" if mean is None else ("rgb" if np.ndim(mean) <= 1 else "image"),
+        })
         return _publish(tmp_dir, model_dir, version)
     finally:
         if os.path.exists(tmp_dir):

@@ -248,11 +248,13 @@ def test_evaluate_command_on_a_tiny_run(data_dir, tmp_path):
     probs = model.predict(crops, verbose=0)
     assert center["top-1 val. error (%)"].item() == pytest.approx(tables.top_k_error(probs, _labels(), 1), abs=0.01)
 
-    saved = export_saved_model(model, str(tmp_path / "sm"), "vgg_a", image_size=SIZE, resize_size=40)
+    saved = export_saved_model(model, str(tmp_path / "sm"), "exported_run", image_size=SIZE, resize_size=40,
+                               mean=MEAN_RGB)  # evaluate reads the mean kind and name from the export
     result = _main("evaluate", f"--model={saved}", f"--data_dir={data_dir}", "--scales=32",
                    f"--output_dir={tmp_path / 'eval_sm'}")
     assert result.returncode == 0, result.stderr[-3000:]
     served = pd.read_csv(tmp_path / "eval_sm" / "errors.csv")
+    assert served["model"].item() == "vgg_a"
     assert served["top-1 val. error (%)"].item() == center["top-1 val. error (%)"].item()
     refused = _main("evaluate", f"--model={saved}", f"--data_dir={data_dir}", "--protocols=dense")
     assert refused.returncode == 2 and "SavedModel with a fixed input size" in refused.stderr

@@ -73,6 +73,10 @@ def test_versions_increase_in_serving_layout(model, tmp_path):
     for path in (first, second):
         assert os.path.exists(os.path.join(path, "saved_model.pb"))
         assert os.path.exists(os.path.join(path, "variables", "variables.index"))
+    assert export.read_description(second) == {
+        "model": model.name, "num_classes": CLASSES, "image_size": SIZE, "resize_size": RESIZE,
+        "crops": "center", "max_pixels": export.DEFAULT_MAX_PIXELS, "max_side": export.DEFAULT_MAX_SIDE,
+        "mean": "none"}
     with pytest.raises(FileExistsError):
         export.export_saved_model(model, str(tmp_path), "tiny", image_size=SIZE, resize_size=RESIZE,
                                   version=2)
@@ -228,8 +232,22 @@ print(json.dumps({"signatures": sorted(loaded.signatures), "classes": out["class
 """
 
 
-def test_fresh_process_reload_without_project_code(exported, tmp_path):
-    base, path = exported
+@pytest.fixture(scope="module")
+def exported_alexnet(tmp_path_factory):
+    """The project's two-tower AlexNet (LRN, tower convolutions), small: the real layers must export."""
+    from keras_alexnet.registry import build_model
+
+    keras.utils.set_random_seed(10)
+    model = build_model("alexnet", num_classes=CLASSES, input_shape=(67, 67, 3), width=0.125)
+    path = export.export_saved_model(model, str(tmp_path_factory.mktemp("alexnet")), "alexnet",
+                                     class_names=NAMES, mean=np.full((76, 76, 3), 117.0, np.float32),
+                                     image_size=67, resize_size=76, crops="ten_crop")
+    return None, path
+
+
+@pytest.mark.parametrize("which", ["exported", "exported_alexnet"])
+def test_fresh_process_reload_without_project_code(which, request, tmp_path):
+    base, path = request.getfixturevalue(which)
     png = tmp_path / "x.png"
     png.write_bytes(_png(25, 33))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -30,7 +30,8 @@ flags.DEFINE_boolean("ensemble", False, "Also report the fusion of all --model b
 flags.DEFINE_integer("resize_size", 256, "Test scale when neither --scales nor --train_scale is given. "
                      "[AlexNet §2]", lower_bound=1)
 flags.DEFINE_enum("mean", "auto", ["auto", "image", "rgb", "none"], "Mean subtracted: the per-pixel image "
-                  "(AlexNet), the RGB mean (VGG); auto follows the model name. [AlexNet §2, VGG §2.1]")
+                  "(AlexNet), the RGB mean (VGG); auto: what the export recorded, else by model name. "
+                  "[AlexNet §2, VGG §2.1]")
 flags.DEFINE_integer("batch_size", 32, "Images per batch for the crop protocols (dense runs one image at a "
                      "time). [VGG §3.2]", lower_bound=1)
 flags.DEFINE_integer("max_examples", None, "Evaluate only the first N examples of the split. [AlexNet §6]",
@@ -107,7 +108,7 @@ def run(argv):
         if "dense" in FLAGS.protocols and model.score_map is None:
             raise FlagError(f"--protocols=dense: {path} is a SavedModel with a fixed input size; "
                             "evaluate the checkpoint it came from")
-        mean = FLAGS.mean if FLAGS.mean != "auto" else models.mean_kind(model.name)
+        mean = FLAGS.mean if FLAGS.mean != "auto" else model.mean
         too_small = [q for q in scales if q < model.image_size]
         if too_small:
             raise FlagError(f"--scales: {too_small[0]} is smaller than the model's input ({model.image_size})")

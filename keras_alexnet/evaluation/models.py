@@ -111,24 +111,26 @@ class Evaluable:
 
     name: str
     image_size: int
+    mean: str  # the mean the model was trained with: "image", "rgb" or "none" (AlexNet §2, VGG §2.1)
     predict: object
     score_map: object = None
 
 
 def evaluable(path: str) -> Evaluable:
     """The model at `path` (SavedModel or checkpoint, see the module docstring) for evaluation."""
-    from keras_alexnet.export import PREPROCESSED_INPUT, SIGNATURE_PREPROCESSED
+    from keras_alexnet.export import PREPROCESSED_INPUT, SIGNATURE_PREPROCESSED, read_description
 
     folder = saved_model_dir(path)
     if folder is not None:
         loaded = load_saved_model(folder)  # referenced by `predict`: its variables must outlive this call
         spec = loaded.signatures[SIGNATURE_PREPROCESSED].structured_input_signature[1][PREPROCESSED_INPUT]
-        name = os.path.basename(os.path.dirname(os.path.abspath(folder)))
+        description = read_description(folder)
+        name = description.get("model") or os.path.basename(os.path.dirname(os.path.abspath(folder)))
 
         def predict(images):
             return loaded.signatures[SIGNATURE_PREPROCESSED](**{PREPROCESSED_INPUT: images})["all_probabilities"]
 
-        return Evaluable(name, int(spec.shape[1]), predict)
+        return Evaluable(name, int(spec.shape[1]), description.get("mean") or mean_kind(name), predict)
 
     from keras_alexnet.dense_eval import to_fully_convolutional
 
@@ -141,7 +143,7 @@ def evaluable(path: str) -> Evaluable:
     def score_map(images):
         return fully_convolutional(images, training=False)["score_map"]
 
-    return Evaluable(model.name, int(model.inputs[0].shape[1]), predict, score_map)
+    return Evaluable(model.name, int(model.inputs[0].shape[1]), mean_kind(model.name), predict, score_map)
 
 
 def center_crops_with_originals(data_dir: str, split: str, image_size: int, scale: int, mean: str,
