@@ -180,3 +180,25 @@ def test_vgg_scale_jitter_warm_start_and_init_from(tmp_path):
                                "--learning_rate=0.001", f"--init_from={tmp_path / 'runs' / 'a'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Initialised from" in result.stdout
+
+
+def test_preset_sets_only_flags_not_given():
+    from absl import flags as absl_flags
+
+    from keras_alexnet.training.presets import DEFAULT_PRESET, apply_preset, describe
+
+    values = absl_flags.FlagValues()
+    for name, value in DEFAULT_PRESET.items():
+        if isinstance(value, bool):
+            absl_flags.DEFINE_boolean(name, False, "", flag_values=values)
+        elif isinstance(value, int):
+            absl_flags.DEFINE_integer(name, 0, "", flag_values=values)
+        elif isinstance(value, float):
+            absl_flags.DEFINE_float(name, 0.0, "", flag_values=values)
+        else:
+            absl_flags.DEFINE_string(name, "", "", flag_values=values)
+    values(["prog", "--epochs=2"])
+    applied = apply_preset(values)
+    assert "epochs" not in applied and values.epochs == 2
+    assert values.model == "alexnet" and values.width == 0.25 and values.run_name == "alexnet_fashion_mnist"
+    assert "--width=0.25" in describe(applied) and "--epochs" not in describe(applied)
