@@ -8,6 +8,7 @@ fingerprint (settings + the exact images they hold) matches, so an interrupted r
 redoing or corrupting work. Images that cannot be decoded are skipped, logged and counted.
 """
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -130,7 +131,7 @@ def _check_existing(data_dir: str, tasks: list) -> dict:
                 )
             done[name] = summary
     for name in os.listdir(data_dir):
-        if name.endswith(shard_writer.TEMP_SUFFIX):
+        if name.endswith(shard_writer.TEMP_SUFFIX) and records.is_shard_name(name[: -len(shard_writer.TEMP_SUFFIX)]):
             os.remove(os.path.join(data_dir, name))  # a shard left half-written by an interrupted run
     return done
 
@@ -148,13 +149,21 @@ class Progress:
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.interval = interval or (0.5 if self.tty else 10.0)
         self.start = time.monotonic()
+        self.samples = collections.deque()  # (time, images done)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def line(self) -> str:
-        done = self.counter.value
-        elapsed = max(time.monotonic() - self.start, 1e-9)
-        rate = done / elapsed
+        """The rate is over the last ~30 s since the first image (worker start-up is not counted)."""
+        done, now = self.counter.value, time.monotonic()
+        if done and (not self.samples or self.samples[-1][1] != done):
+            self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[1][0] > 30:
+            self.samples.popleft()
+        if len(self.samples) >= 2 and now > self.samples[0][0]:
+            rate = (done - self.samples[0][1]) / (now - self.samples[0][0])
+        else:
+            rate = done / max(now - self.start, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "--:--:--"
         percent = 100.0 * done / self.total if self.total else 100.0
@@ -185,10 +194,23 @@ _WORKER = {}
 
 
 def _init_worker(counter, data_dir, encoding):
-    import tensorflow as tf
+    """Starts TensorFlow in a worker: one thread per op (a worker per core), start-up notices muted
+    when the parent asked for quiet (TF_CPP_MIN_LOG_LEVEL, as `main.py` sets it)."""
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("", "0")
+    saved = os.dup(2) if quiet else None
+    if quiet:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+    try:
+        import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.constant(0).numpy()  # device discovery prints its notices now, not mid-run
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
     _WORKER.update(counter=counter, data_dir=data_dir, encoding=encoding)
 
 
@@ -230,7 +252,10 @@ def prepare(source, config: PrepareConfig) -> records.DatasetInfo:
     if done:
         _log(f"prepare: {len(done)} of {len(tasks)} shards already complete in {config.data_dir}; resuming")
     results = dict(done)
+    start = time.monotonic()
     results.update(_write(todo, config, encoding))
+    elapsed = time.monotonic() - start
+    written = sum(len(t.items) for t in todo)
 
     split_infos = {}
     for split in records.SPLITS:
@@ -251,7 +276,8 @@ def prepare(source, config: PrepareConfig) -> records.DatasetInfo:
     records.write_metadata(config.data_dir, info)
     summary = ", ".join(f"{s} {i.num_examples:,} images in {i.num_shards} shards ({i.skipped} skipped)"
                         for s, i in split_infos.items())
-    _log(f"prepare: {config.data_dir}: {summary}")
+    _log(f"prepare: {config.data_dir}: {summary}; {written:,} images processed in {elapsed:.1f} s "
+         f"({written / max(elapsed, 1e-9):,.0f} images/s)")
     return info
 
 

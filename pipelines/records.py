@@ -38,6 +38,11 @@ def shard_name(split: str, index: int, total: int) -> str:
     return f"{split}-{index:05d}-of-{total:05d}"
 
 
+def is_shard_name(name: str) -> bool:
+    """True for a complete shard's file name (`validation-00007-of-00128`)."""
+    return _SHARD_RE.match(name) is not None
+
+
 def list_shards(data_dir: str, split: str) -> list:
     """The complete shards of `split` in `data_dir`, sorted; temporary (partial) files are not listed."""
     if not os.path.isdir(data_dir):
