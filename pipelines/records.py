@@ -4,6 +4,11 @@ The keys and shard names follow tensorflow/models' ImageNet scripts (`build_imag
 shards users already made with them read as ours. Those scripts write 1-based labels (0 unused); ours
 are 0-based. `dataset.json`, written beside our shards, records the offset; a folder without it is
 taken as tensorflow/models output (offset 1) unless a flag says otherwise.
+
+`main.py prepare` writes `dataset.json` last, once every shard is complete, so its presence marks a
+finished preparation. While it runs, a shard is written as `<shard>.tmp` and renamed when whole; the
+hidden `.prepare/<shard>.json` beside it records that shard's counts, skipped files and a fingerprint
+of its settings and images (how an interrupted run resumes). Readers need neither.
 """
 
 import dataclasses

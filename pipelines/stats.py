@@ -14,8 +14,9 @@ What the papers subtract or jitter with, all on the 0..255 pixel scale:
 - `num_images`, `num_pixels`, and `mean_image_size` ((height, width) of `mean_image`).
 
 Memory is bounded (one mean image and 3x3 sums). RGB moments are summed exactly as integers; the mean
-image is accumulated in float64. `--max_images` subsamples: the shards are read interleaved (one record
-from each in turn), which is a random sample because `prepare` shuffles before sharding.
+image is accumulated in float64. `--max_images` subsamples: the first images of the shards read
+interleaved (one record from each of up to 16 open shards in turn), a random sample because `prepare`
+(like tensorflow/models' scripts) shuffles the images before sharding.
 """
 
 import os
@@ -26,6 +27,7 @@ from keras_alexnet.errors import UserError
 from pipelines import records
 
 ALEXNET_SIZE = 256
+MAX_OPEN_SHARDS = 16
 _SHIFT = 128  # moments of (x - 128): smaller numbers, same covariance
 
 
@@ -58,7 +60,7 @@ def compute(data_dir: str, split: str = "train", max_images: int = 0, batch_size
         return tf.cast(image, tf.float64), moments
 
     files = tf.data.Dataset.from_tensor_slices(shards)
-    dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=len(shards), block_length=1)
+    dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(shards), MAX_OPEN_SHARDS), block_length=1)
     if max_images:
         dataset = dataset.take(max_images)
     dataset = dataset.map(per_image, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
