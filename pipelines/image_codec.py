@@ -36,7 +36,7 @@ def decode(data: bytes) -> np.ndarray:
         raise DecodeError("empty file")
     try:
         return tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+    except tf.errors.OpError as error:  # InvalidArgument (corrupt), Unknown, ResourceExhausted (huge)
         raise DecodeError(_first_line(error.message)) from None
 
 
