@@ -225,7 +225,9 @@ def _run_task(task: ShardTask) -> shard_writer.ShardResult:
 
 
 def _log(message: str) -> None:
-    sys.stderr.write(message + "\n")
+    """A line to stderr; on a terminal it first clears the updating progress line."""
+    clear = "\r\x1b[K" if getattr(sys.stderr, "isatty", lambda: False)() else ""
+    sys.stderr.write(clear + message + "\n")
     sys.stderr.flush()
 
 

@@ -66,6 +66,8 @@ def validate() -> None:
         raise FlagError("--dataset=fashion_mnist replaces --train/--validation/--test; pass one or the other")
     if not FLAGS.dataset and not FLAGS.train:
         raise FlagError("pass --train=PATH (a folder or tar) or --dataset=fashion_mnist")
+    if FLAGS.image_policy == "none" and FLAGS.image_size:
+        raise FlagError("--image_size has no effect with --image_policy=none (images keep their size)")
     if FLAGS.synsets and not FLAGS.validation_labels:
         raise FlagError("--synsets goes with --validation_labels (devkit ILSVRC2012_ID ground truth)")
     if FLAGS.validation_holdout and FLAGS.validation:
