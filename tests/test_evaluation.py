@@ -168,6 +168,16 @@ def test_top_k_error_matches_in_top_k():
         assert tables.top_k_error(probs, labels, k) == pytest.approx(100 * (1 - hits.mean()))
 
 
+def test_ties_are_not_hits():
+    """A constant output is right only for class 0 at top-1 (top_k's order), for classes 0-4 at top-5."""
+    probs = np.full((7, 7), 1 / 7, np.float32)
+    labels = np.arange(7)
+    assert tables.top_k_error(probs, labels, 1) == pytest.approx(100 * 6 / 7)
+    assert tables.top_k_error(probs, labels, 5) == pytest.approx(100 * 2 / 7)
+    top = tf.math.top_k(probs, k=5).indices.numpy()
+    assert [label in row for row, label in zip(top, labels)] == [True] * 5 + [False] * 2
+
+
 def _run(model, protocol, scale, probabilities, labels, seconds=1.0):
     return protocols.Run(model, protocol, scale, np.asarray(probabilities, np.float32), np.asarray(labels), seconds)
 
@@ -206,7 +216,8 @@ def test_markdown_and_csv(tmp_path):
     csv_path, md_path = tables.write_table(table, str(tmp_path))
     lines = open(md_path).read().splitlines()
     assert lines[0] == "| " + " | ".join(tables.COLUMNS) + " |"
-    assert lines[2] == "| A | centre crop | 224 | 50.00 | 0.00 | 2.00 |"
+    assert lines[1] == "| --- | --- | --- | ---: | ---: | ---: |"
+    assert lines[2] == "| A | centre crop | 224 | 50.00 | 0.00 | 2.0 |"
     import pandas as pd
 
     assert pd.read_csv(csv_path).to_dict("records")[0]["top-1 val. error (%)"] == 50.0
@@ -236,7 +247,7 @@ def test_evaluate_command_on_a_tiny_run(data_dir, tmp_path):
     table = pd.read_csv(out / "errors.csv")
     # per model: 3 protocols x (2 scales + both) + dense+multi-crop = 10 rows; 2 models and the fusion
     assert len(table) == 30
-    assert set(table["model"]) == {"vgg_a", f"vgg_a ({paths[1]})", f"vgg_a + vgg_a ({paths[1]})"}
+    assert set(table["model"]) == {"vgg_a", "vgg_a (m6.keras)", "vgg_a + vgg_a (m6.keras)"}
     assert table["top-1 val. error (%)"].between(0, 100).all() and (table["images/s"] > 0).all()
     assert (table["top-5 val. error (%)"] <= table["top-1 val. error (%)"]).all()
     assert (out / "errors.md").read_text().count("\n") == 32

@@ -103,7 +103,9 @@ def run(argv):
     runs, names = [], []
     for path in FLAGS.model:
         model = models.evaluable(path)
-        name = model.name if model.name not in names else f"{model.name} ({path})"
+        name = model.name
+        if name in names:  # two models of one architecture: tell them apart by file or run folder
+            name = f"{model.name} ({os.path.basename(os.path.normpath(path))})"
         names.append(name)
         if "dense" in FLAGS.protocols and model.score_map is None:
             raise FlagError(f"--protocols=dense: {path} is a SavedModel with a fixed input size; "

@@ -87,7 +87,8 @@ def run_protocol(model_name, protocol, scale, batch_probabilities, dataset) -> R
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r} (choose from {PROTOCOLS})")
-    step = tf.function(batch_probabilities, reduce_retracing=True)
+    # One trace for the whole split, whatever the image sizes (dense evaluation varies them).
+    step = tf.function(batch_probabilities, input_signature=[dataset.element_spec[0]])
     outputs, labels = [], []
     seconds = 0.0
     for views, batch_labels in dataset:

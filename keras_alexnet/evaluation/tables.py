@@ -14,12 +14,17 @@ COLUMNS = ("model", "evaluation method", "test scale Q", "top-1 val. error (%)",
 
 
 def top_k_error(probabilities, labels, k: int) -> float:
-    """Percentage of examples whose label is not among the k highest probabilities (ties count as hits)."""
+    """Percentage of examples whose label is not among the k most probable classes.
+
+    Ties are broken as `tf.math.top_k` breaks them (the lower class id first), so a model that outputs
+    the same probability for every class is not credited with every label.
+    """
     probabilities = np.asarray(probabilities)
     labels = np.asarray(labels).astype(np.int64)
-    truth = probabilities[np.arange(len(labels)), labels]
-    rank = (probabilities > truth[:, None]).sum(axis=1)  # classes strictly more probable than the label
-    return float(100.0 * np.mean(rank >= min(k, probabilities.shape[1])))
+    truth = probabilities[np.arange(len(labels)), labels][:, None]
+    before = np.arange(probabilities.shape[1])[None, :] < labels[:, None]
+    rank = (probabilities > truth).sum(axis=1) + ((probabilities == truth) & before).sum(axis=1)
+    return float(100.0 * np.mean(rank >= k))
 
 
 def row(model, method, scales, probabilities, labels, images_per_second) -> dict:
@@ -40,18 +45,22 @@ def error_table(rows):
 
 
 def to_markdown(table) -> str:
-    """A GitHub Markdown table (pandas' own `to_markdown` needs the `tabulate` package)."""
-    header = [str(c) for c in table.columns]
-    lines = ["| " + " | ".join(header) + " |",
-             "| " + " | ".join("---" if table[c].dtype == object else "---:" for c in table.columns) + " |"]
+    """A GitHub Markdown table (pandas' own `to_markdown` needs the `tabulate` package): numbers
+    right-aligned, errors with two decimals, images/s with one."""
+    import pandas as pd
+
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    lines = ["| " + " | ".join(str(c) for c in table.columns) + " |",
+             "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
     for values in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in values) + " |")
+        cells = [_cell(v, column) for v, column in zip(values, table.columns)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) < 1e6 else f"{value:.0f}"
+def _cell(value, column) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.1f}" if column == "images/s" else f"{value:.2f}"
     return str(value).replace("|", "\\|")
 
 
