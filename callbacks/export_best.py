@@ -17,11 +17,12 @@ class ExportBest(keras.callbacks.Callback):
     """Writes a new SavedModel version each time `monitor` improves (`mode`: "min", "max" or "auto").
 
     `export_kwargs` go to `export_saved_model` (class_names, mean, image_size, resize_size, crops...).
-    `versions` lists the folders written, oldest first.
+    `is_chief=False` (the non-chief workers of a multi-worker run) tracks the metric but writes nothing,
+    so one run publishes each version once. `versions` lists the folders written, oldest first.
     """
 
     def __init__(self, base_dir: str, name: str, monitor: str = "val_loss", mode: str = "auto",
-                 min_delta: float = 0.0, **export_kwargs):
+                 min_delta: float = 0.0, is_chief: bool = True, **export_kwargs):
         super().__init__()
         if mode not in ("min", "max", "auto"):
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
@@ -32,9 +33,17 @@ class ExportBest(keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = mode
         self.min_delta = abs(min_delta)
+        self.is_chief = is_chief
         self.export_kwargs = export_kwargs
         self.best = math.inf if mode == "min" else -math.inf
         self.versions = []
+
+    def get_state(self) -> dict:
+        """The best value so far, saved in the training checkpoint so a resumed run keeps it."""
+        return {"best": self.best}
+
+    def set_state(self, state: dict) -> None:
+        self.best = float(state["best"])
 
     def _improved(self, value: float) -> bool:
         if self.mode == "min":
@@ -48,6 +57,7 @@ class ExportBest(keras.callbacks.Callback):
         value = float(value)
         if self._improved(value):
             self.best = value
-            self.versions.append(
-                export_saved_model(self.model, self.base_dir, self.name, **self.export_kwargs)
-            )
+            if self.is_chief:
+                self.versions.append(
+                    export_saved_model(self.model, self.base_dir, self.name, **self.export_kwargs)
+                )

@@ -291,6 +291,17 @@ def test_export_best_callback_writes_a_version_per_improvement(tmp_path):
     model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=[fit_callback])
     assert export.list_versions(str(tmp_path / "fit")) == [1]  # LR 0: the loss never improves again
 
+    worker = ExportBest(str(tmp_path), "worker", is_chief=False, image_size=SIZE, resize_size=RESIZE)
+    worker.set_model(model)
+    worker.on_epoch_end(0, {"val_loss": 1.0})
+    assert worker.best == 1.0 and not os.path.exists(tmp_path / "worker")
+
+    resumed = ExportBest(str(tmp_path), "run", image_size=SIZE, resize_size=RESIZE)
+    resumed.set_state(json.loads(json.dumps(callback.get_state())))  # as the trainer's checkpoint keeps it
+    resumed.set_model(model)
+    resumed.on_epoch_end(0, {"val_loss": 1.2})  # worse than the best before the interruption
+    assert export.list_versions(str(tmp_path / "run")) == [1, 2, 3]
+
 
 def _main(*args):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
