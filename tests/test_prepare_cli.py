@@ -54,7 +54,7 @@ def test_stats_without_shards_is_one_line(tmp_path):
 
 def _big_folder(root):
     make_folder(root, classes=("a", "b", "c", "d"), kinds=("rgb_jpeg", "cmyk_jpeg", "png_as_jpeg", "grey_jpeg"),
-                per_class=40, size=(160, 220))
+                per_class=50, size=(160, 220))
 
 
 def _shards(data_dir):
@@ -64,7 +64,7 @@ def _shards(data_dir):
 def test_killed_prepare_resumes_to_the_same_bytes(tmp_path, capsys):
     images = str(tmp_path / "images")
     _big_folder(images)
-    flags = ["--image_policy=vgg", "--image_size=192", "--train_shards=16", "--seed=3", "--num_workers=2",
+    flags = ["--image_policy=vgg", "--image_size=192", "--train_shards=20", "--seed=3", "--num_workers=2",
              "--progress_interval=0.5"]
     out = str(tmp_path / "out")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -80,14 +80,14 @@ def test_killed_prepare_resumes_to_the_same_bytes(tmp_path, capsys):
     stderr = process.stderr.read()
     assert killed_while_running, "prepare finished before it could be killed: " + stderr[-300:]
     complete_before = set(_shards(out))
-    assert 2 <= len(complete_before) < 16
+    assert 2 <= len(complete_before) < 20
     assert not os.path.exists(os.path.join(out, records.METADATA_FILE))  # only a finished run writes it
     assert "images/s" in stderr and "ETA" in stderr
 
-    config = dict(image_policy="vgg", image_size=192, seed=3, num_shards={"train": 16})
+    config = dict(image_policy="vgg", image_size=192, seed=3, num_shards={"train": 20})
     source = load.from_paths(images)
     info = prepare.prepare(source, prepare.PrepareConfig(data_dir=out, num_workers=1, **config))
-    assert f"{len(complete_before)} of 16 shards already complete" in capsys.readouterr().err
+    assert f"{len(complete_before)} of 20 shards already complete" in capsys.readouterr().err
 
     reference = str(tmp_path / "reference")
     prepare.prepare(source, prepare.PrepareConfig(data_dir=reference, num_workers=1, **config))
