@@ -31,9 +31,10 @@ import tensorflow as tf
 from keras_alexnet.errors import UserError
 from pipelines import records
 
-_BEGIN = "<<keras-alexnet bad record: "
-_END = " :keras-alexnet>>"
-_MESSAGE_RE = re.compile(re.escape(_BEGIN) + r"(.*?)" + re.escape(_END), re.DOTALL)
+_BEGIN = "<<keras-alexnet bad record>>"
+_END = "<</keras-alexnet bad record>>"
+# tf.debugging.Assert prints its data items as "[item] [item] ...", strings with quotes escaped.
+_MESSAGE_RE = re.compile(re.escape(f"[{_BEGIN}] [") + r"(.*?)" + re.escape(f"] [{_END}]"), re.DOTALL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,13 +77,8 @@ class DropCounter:
 
 
 def _bad_record(condition, shard, index, *parts):
-    """An assertion whose message is `<shard>: record <index>: <parts...>` between markers."""
-    message = tf.strings.join(
-        [_BEGIN, shard, ": record ", tf.strings.as_string(index), ": "]
-        + [p if isinstance(p, str) else tf.strings.as_string(p) for p in parts]
-        + [_END]
-    )
-    return tf.debugging.Assert(condition, [message], summarize=1)
+    """An assertion whose message reads `<shard>: record <index>: <parts...>` (formatted only on failure)."""
+    return tf.debugging.Assert(condition, [_BEGIN, shard, ": record ", index, ": ", *parts, _END], summarize=1)
 
 
 def parse(serialized, shard, index, spec: RecordSpec):
@@ -187,7 +183,8 @@ def as_user_error(error: Exception):
     match = _MESSAGE_RE.search(message)
     if match is None:
         return None
-    text = match.group(1).replace('\\"', '"').replace("\\\\", "\\")
+    text = "".join(match.group(1).split("] ["))
+    text = text.replace('\\"', '"').replace("\\\\", "\\")
     return UserError(text)
 
 

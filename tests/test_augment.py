@@ -22,17 +22,19 @@ def test_pca_jitter_matches_formula():
     eigenvalues, eigenvectors = _eigen()
     image = np.random.default_rng(0).uniform(0, 255, (8, 9, 3)).astype(np.float32)
     alphas = np.array([0.05, -0.12, 0.3], np.float32)
-    out = augment.pca_jitter(image, eigenvalues, eigenvectors, alphas).numpy()
+    out = image + augment.pca_shift(eigenvalues, eigenvectors, alphas).numpy()
     # AlexNet §4.1: I_xy + [P1 P2 P3][α1λ1 α2λ2 α3λ3]ᵀ for every pixel.
     expected = image + eigenvectors @ (alphas * eigenvalues)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
 
 
-def test_pca_jitter_batched_one_alpha_triple_per_image():
+def test_pca_shift_batched_one_alpha_triple_per_image():
     eigenvalues, eigenvectors = _eigen()
     images = np.random.default_rng(1).uniform(0, 255, (4, 5, 6, 3)).astype(np.float32)
     alphas = augment.pca_alphas(0.1, _seed(7), batch_shape=(4,)).numpy()
-    out = augment.pca_jitter(images, eigenvalues, eigenvectors, alphas).numpy()
+    shifts = augment.pca_shift(eigenvalues, eigenvectors, alphas).numpy()
+    assert shifts.shape == (4, 3)
+    out = images + shifts[:, None, None, :]
     for i in range(4):
         np.testing.assert_allclose(out[i], images[i] + eigenvectors @ (alphas[i] * eigenvalues), rtol=1e-5, atol=1e-4)
 
