@@ -113,7 +113,9 @@ def run(argv):
         mean = FLAGS.mean if FLAGS.mean != "auto" else model.mean
         too_small = [q for q in scales if q < model.image_size]
         if too_small:
-            raise FlagError(f"--scales: {too_small[0]} is smaller than the model's input ({model.image_size})")
+            flag = "train_scale" if FLAGS.train_scale else "scales"
+            raise FlagError(f"--{flag}: test scale {too_small[0]} is smaller than the model's input "
+                            f"({model.image_size})")
         for protocol in FLAGS.protocols:
             if protocol == "dense":
                 def views(images, score_map=model.score_map):
