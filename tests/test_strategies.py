@@ -139,3 +139,37 @@ def test_multi_worker_two_local_processes(tmp_path):
     assert multi[1]["replicas"] == 2
     assert not os.path.exists(tmp_path / "worker1" / "weights.npz")  # only the chief writes
     assert_same_training(single, multi)
+
+
+def test_main_py_train_multi_worker_two_local_processes(tmp_path):
+    """`main.py train --strategy=multi_worker` on real Fashion-MNIST images: two workers on 127.0.0.1
+    train together; only the chief writes the run folder."""
+    import csv
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_train_cli import FASHION, make_fashion_dir
+
+    if not os.path.isdir(FASHION):
+        import pytest
+        pytest.skip("Fashion-MNIST not installed")
+    data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 256, "validation": 64, "test": 64})
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "main.py"), "train", f"--data_dir={data_dir}",
+             "--strategy=multi_worker", "--width=0.125", "--image_size=64", "--resize_size=72",
+             "--epochs=2", "--steps_per_epoch=3", "--batch_size=32", "--pca_jitter_std=0", "--noexport",
+             "--noprogress", "--run_name=mw", "--checkpoint_every_steps=2"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for proc in procs:
+        output, _ = proc.communicate(timeout=600)
+        outputs.append(output)
+        assert proc.returncode == 0, output[-3000:]
+    assert "2 replica(s) (multi_worker)" in outputs[0] and "epoch 2/2 |" in outputs[0]
+    assert "epoch 2/2 |" not in outputs[1]  # the other worker trains silently
+    with open(tmp_path / "runs" / "mw" / "metrics.csv", newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]

@@ -171,6 +171,10 @@ def _printer(message):
     print(message, flush=True)
 
 
+def _silent(message):
+    del message
+
+
 def _load_source_model(path):
     """A trained model from a .keras file or run folder (via evaluate's loader)."""
     from keras_alexnet.evaluation.models import load_keras_model
@@ -249,6 +253,15 @@ def run(argv):
     from keras_alexnet.training.trainer import Trainer
     from pipelines import input_pipeline, record_parser
 
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    strategy, strategy_options = make_strategy(FLAGS.strategy)
+    replicas = strategy.num_replicas_in_sync
+    batch = _batch_size()
+    if batch % replicas:
+        raise FlagError(f"--batch_size={batch} is not divisible across {replicas} replicas")
+    chief = is_chief(strategy)
+    printer = _printer if chief else _silent
+
     keras.utils.set_random_seed(FLAGS.seed)
     loss_scale = False
     if FLAGS.mixed_precision:
@@ -257,7 +270,6 @@ def run(argv):
         loss_scale = policy == "mixed_float16"
 
     data_dir = _prepare_default_data() if _default_run() else FLAGS.data_dir
-    batch = _batch_size()
     epochs = _epochs()
     train_config = flagdefs.input_config("train", data_dir, batch, seed=FLAGS.seed, deterministic=True)
     val_config = flagdefs.input_config(FLAGS.validation_split, data_dir, batch, random_crop=False,
@@ -271,13 +283,6 @@ def run(argv):
     steps_per_epoch = FLAGS.steps_per_epoch or train_examples // batch
     if steps_per_epoch < 1:
         raise FlagError(f"--batch_size={batch} is larger than the {train_examples} training examples")
-
-    strategy, strategy_options = make_strategy(FLAGS.strategy)
-    replicas = strategy.num_replicas_in_sync
-    if batch % replicas:
-        raise FlagError(f"--batch_size={batch} is not divisible across {replicas} replicas")
-    chief = is_chief(strategy)
-    printer = _printer if chief else (lambda message: None)
 
     run_dir = os.path.join(FLAGS.runs_dir, _run_name())
     log_dir = os.path.join(run_dir, "logs")
@@ -305,7 +310,13 @@ def run(argv):
 
     def scaled(dataset, scale=None):
         scale = FLAGS.input_scale if scale is None else scale
-        return dataset if scale == 1.0 else dataset.map(lambda x, y: (x * scale, y))
+        if scale == 1.0:
+            return dataset
+
+        def multiply(images, labels):
+            return images * scale, labels
+
+        return dataset.map(multiply)
 
     def ten_crop_dataset(split, scale=None):
         config = flagdefs.input_config(split, data_dir, eval_batch, random_crop=False, flip=False,
