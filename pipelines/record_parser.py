@@ -31,6 +31,7 @@ import tensorflow as tf
 from keras_alexnet.errors import UserError
 from pipelines import records
 
+_NO_LABEL = -(2**62)  # parse default marking a missing label
 _BEGIN = "<<keras-alexnet bad record>>"
 _END = "<</keras-alexnet bad record>>"
 # tf.debugging.Assert prints its data items as "[item] [item] ...", strings with quotes escaped.
@@ -88,19 +89,19 @@ def parse(serialized, shard, index, spec: RecordSpec):
     """
     features = tf.io.parse_single_example(
         serialized,
-        {spec.image_key: tf.io.VarLenFeature(tf.string), spec.label_key: tf.io.VarLenFeature(tf.int64)},
+        {
+            spec.image_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
+            spec.label_key: tf.io.FixedLenFeature([], tf.int64, default_value=_NO_LABEL),
+        },
     )
-    encoded_values = features[spec.image_key].values
-    label_values = features[spec.label_key].values
-    has_image = tf.size(encoded_values) > 0
-    has_label = tf.size(label_values) > 0
+    encoded = features[spec.image_key]
+    stored_label = features[spec.label_key]
     checks = [
-        _bad_record(has_image, shard, index, f"missing key {spec.image_key}"),
-        _bad_record(has_label, shard, index, f"missing key {spec.label_key}"),
+        _bad_record(tf.strings.length(encoded) > 0, shard, index, f"missing (or empty) {spec.image_key}"),
+        _bad_record(tf.not_equal(stored_label, _NO_LABEL), shard, index, f"missing key {spec.label_key}"),
     ]
     with tf.control_dependencies(checks):
-        encoded = encoded_values[0]
-        label = label_values[0] - spec.label_offset
+        label = stored_label - spec.label_offset
     in_range = label >= 0
     bound = f"[0, {spec.num_classes})" if spec.num_classes is not None else "[0, ...)"
     if spec.num_classes is not None:
@@ -124,6 +125,8 @@ def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cy
     per record keep the cost low. Needs `element["shard"]` and `element["index"]`; the output elements
     also carry the bookkeeping keys `_pos`, `_end`, `_shards`, `_indices` (ignore them).
     """
+    if not 1 <= chunk <= 63:
+        raise ValueError(f"chunk={chunk}: must be in [1, 63]")
     cycle_length = cycle_length or max(2, 2 * (os.cpu_count() or 1))
     dataset = dataset.batch(chunk)
 
@@ -148,33 +151,38 @@ def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cy
     )
 
     def note(seen, element):
-        def arrived():
-            return tf.tensor_scatter_nd_update(seen, [[element["_pos"]]], [True])
+        # `seen`: bit i set when position i of the current chunk came out (chunk <= 63).
+        position = tf.cast(element["_pos"], tf.int64)
 
         def chunk_done():
-            missing = tf.logical_not(seen[: element["_pos"]])
+            bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(seen, tf.range(position)), 1)
+            missing = tf.equal(bits, 0)
             dropped = tf.reduce_sum(tf.cast(missing, tf.int64))
             count = counter.variable.assign_add(dropped)
-            names = tf.strings.join(
-                [
-                    tf.boolean_mask(element["_shards"], missing),
-                    ": record ",
-                    tf.strings.as_string(tf.boolean_mask(element["_indices"], missing)),
-                    ": image does not decode, record dropped",
-                ]
-            )
-            report = tf.cond(
-                dropped > 0,
-                lambda: tf.print(tf.strings.reduce_join(names, separator="\n"), output_stream=sys.stderr),
-                tf.no_op,
-            )
+            report = tf.cond(dropped > 0, lambda: _report(element, missing), tf.no_op)
             with tf.control_dependencies([count, report]):
-                return tf.zeros_like(seen)
+                return tf.constant(0, tf.int64)
+
+        def arrived():
+            return tf.bitwise.bitwise_or(seen, tf.bitwise.left_shift(tf.constant(1, tf.int64), position))
 
         return tf.cond(element["_end"], chunk_done, arrived), element
 
-    dataset = dataset.scan(tf.zeros([chunk], tf.bool), note)
+    dataset = dataset.scan(tf.constant(0, tf.int64), note)
     return dataset.filter(lambda element: tf.logical_not(element["_end"]))
+
+
+def _report(element, missing):
+    """Prints the dropped records of a chunk (`missing` positions) on stderr, one line each."""
+    names = tf.strings.join(
+        [
+            tf.boolean_mask(element["_shards"], missing),
+            ": record ",
+            tf.strings.as_string(tf.boolean_mask(element["_indices"], missing)),
+            ": image does not decode, record dropped",
+        ]
+    )
+    return tf.print(tf.strings.reduce_join(names, separator="\n"), output_stream=sys.stderr)
 
 
 def as_user_error(error: Exception):

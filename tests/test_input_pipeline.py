@@ -192,7 +192,7 @@ def test_missing_key_is_a_one_line_error_naming_the_shard(tmp_path):
     message = _first_error(input_pipeline.build_eval_dataset(_config(data_dir)))
     assert message == f"{shard}: record 1: missing key {records.LABEL}"
     write_shards(data_dir, [[(good, 0)], [(None, 1)]])
-    assert _first_error(input_pipeline.build_eval_dataset(_config(data_dir))) == f"{shard}: record 0: missing key {records.ENCODED}"
+    assert _first_error(input_pipeline.build_eval_dataset(_config(data_dir))) == f"{shard}: record 0: missing (or empty) {records.ENCODED}"
 
 
 def test_label_out_of_range_is_a_one_line_error_naming_the_shard(tmp_path):
