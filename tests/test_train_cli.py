@@ -146,6 +146,7 @@ def test_small_real_run_learns_and_reports(tmp_path):
     tags = tags_in(str(run_dir / "logs"))
     for expected in [("train", "loss"), ("train", "top1_error"), ("train", "learning_rate"),
                      ("train", "images_per_sec"), ("validation", "top5_error"), ("ten_crop", "top1_error"),
+                     ("test_ten_crop", "top1_error"), ("test_ten_crop", "top5_error"),
                      ("train", "conv1/kernels"), (".", "_hparams_/session_start_info")]:
         assert expected in tags, (expected, sorted(tags))
     assert glob.glob(str(tmp_path / "saved_models" / "small" / "*" / "saved_model.pb"))

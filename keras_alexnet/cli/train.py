@@ -372,6 +372,7 @@ def run(argv):
                     f"top-1 error {test_result['top1_error']:.4f}, top-5 error "
                     f"{test_result['top5_error']:.4f} ({test_result['count']} images)")
             _write_json(os.path.join(run_dir, f"{FLAGS.test_split}_ten_crop.json"), test_result)
+        _final_summaries(log_dir, int(trainer.state.epoch.numpy()), ten_crop.final, test_result)
     export_path = _export(model, data_dir, info) if FLAGS.export else None
     _final_report(run_dir, log_dir, checkpoint_dir, model_path, export_path, data_dir, time.time() - start)
 
@@ -380,6 +381,22 @@ def _hparam_flags():
     return ("model", "width", "lrn", "init", "dropout", "image_size", "resize_size", "pca_jitter_std",
             "learning_rate", "momentum", "weight_decay", "decay_biases", "lr_schedule", "lr_patience",
             "lr_max_reductions", "warmup_epochs", "input_scale", "strategy", "mixed_precision", "jit_compile", "seed")
+
+
+def _final_summaries(log_dir, epoch, validation, test):
+    """The end-of-training 10-crop errors in TensorBoard (`ten_crop/` for validation, `test_ten_crop/`
+    for the test split), also when 10-crop evaluation ran only at the end. [AlexNet §4.1]"""
+    import tensorflow as tf
+
+    for folder, values in (("ten_crop", validation), ("test_ten_crop", test)):
+        if not values:
+            continue
+        writer = tf.summary.create_file_writer(os.path.join(log_dir, folder))
+        with writer.as_default():
+            for key, value in values.items():
+                if key.endswith("_error"):
+                    tf.summary.scalar(key.replace("ten_crop_", ""), float(value), step=max(epoch, 1))
+        writer.close()
 
 
 def _write_json(path, data):
