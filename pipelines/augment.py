@@ -85,8 +85,9 @@ def decode_window(encoded, plan):
     JPEG: the header gives the size, then `tf.image.decode_and_crop_jpeg` decodes the window alone.
     Other formats (PNG in TFDS datasets, for instance): full decode, then slicing. Grey images become
     RGB. The JPEG window equals the slice of the full decode except possibly its last column, where
-    libjpeg-turbo upsamples chroma from the window alone (a few levels on natural images). Returns `(window uint8 [w, w, 3], frame_y, frame_x)`. Raises on undecodable bytes (the
-    pipeline drops and counts those records).
+    libjpeg-turbo upsamples chroma from the window alone (a few levels on natural images).
+    Returns `(window uint8 [w, w, 3], frame_y, frame_x)`. Raises on undecodable bytes (the pipeline
+    drops and counts those records).
     """
 
     def jpeg():

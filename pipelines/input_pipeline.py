@@ -5,11 +5,13 @@ Training (`build_train_dataset`):
   shard and index) -> [cache] -> shuffle -> per-image seed -> parse + check -> decode of the crop
   window only (undecodable records dropped and counted) -> augment (resize to the crop if needed,
   flip, PCA colour jitter) -> mean subtraction -> batch (drop remainder) -> prefetch, with AUTOTUNE
-  parallelism. Per-image float work is done on cache-sized tensors and folded (colour shift minus
-  mean colour is one add): measured faster here than the same arithmetic on whole batches, whose
-  100 MB temporaries cost page faults. Yields `(images float32 [B, H, W, 3], labels int32 [B])`, labels 0-based,
-  B the per-replica batch. One pass over the data per iteration (an epoch): call `.repeat()` for more;
-  the order and the augmentation draws change every iteration.
+  parallelism. Yields `(images float32 [B, H, W, 3], labels int32 [B])`, labels 0-based, B the
+  per-replica batch. One pass over the data per iteration (an epoch): call `.repeat()` for more; the
+  order and the augmentation draws change every iteration.
+  Performance notes: crops stay uint8 until the float work, which is done per image on cache-sized
+  tensors with the colour shift and the mean colour folded into one add (measured faster here than
+  the same arithmetic on whole batches, whose 77 MB temporaries cost page faults); a window that
+  needs resizing (stored images not at resize_size, VGG scale jitter) is rounded back to uint8.
 
 Evaluation (`build_eval_dataset`): the shards read in order (record order preserved) without
 shuffling or augmentation, then one of the test protocols:
@@ -37,12 +39,13 @@ every shard in the same order and keep records `id::n`. The batch is
 `input_context.get_per_replica_batch_size(config.batch_size)` (config.batch_size is global).
 
 Bad input (see record_parser): undecodable images are dropped and counted in the `DropCounter` given
-as `drop_counter` (a new one otherwise, available as `dataset.drop_counter`); read it with
-`counter.take()` at the end of each epoch. Records missing a key or with an out-of-range label raise
-`tf.errors.InvalidArgumentError` naming the shard while iterating: run the loop inside
-`record_parser.user_errors()` to get a one-line `UserError`. A missing or empty data directory, a
-missing split, a missing statistics file are `UserError`s when the dataset is built; impossible
-settings are `FlagError`s.
+as `drop_counter` (a new one otherwise, available as `dataset.drop_counter` on the returned object
+only: keep the counter, not the attribute, across further transformations); read it with
+`counter.take()` at the end of each epoch (exact once the epoch's records have all gone through).
+Records missing a key or with an out-of-range label raise `tf.errors.InvalidArgumentError` naming the
+shard while iterating: run the loop inside `record_parser.user_errors()` to get a one-line
+`UserError`. A missing or empty data directory, a missing split, a missing statistics file are
+`UserError`s when the dataset is built; impossible settings are `FlagError`s.
 """
 
 import dataclasses
@@ -83,7 +86,8 @@ class InputConfig:
     - mean: "image" (per-pixel mean image, AlexNet §2), "rgb" (mean colour, VGG §2.1) or "none".
     - stats_path: `stats.npz` (mean_image float32 HxWx3, mean_rgb (3,), eigenvalues (3,) descending,
       eigenvectors (3, 3) with column i for eigenvalue i; 0..255 scale); default
-      `<data_dir>/stats.npz`. Only read when mean or PCA jitter needs it.
+      `<data_dir>/stats.npz` (TFDS sources: required when used). Only read when mean subtraction or
+      PCA jitter needs it.
     - label_offset: subtracted from stored labels; None = from `dataset.json`, else 1 (tensorflow/models).
       TFDS labels are 0-based.
     - num_classes: None = from `dataset.json` / TFDS; labels must lie in [0, num_classes).
@@ -180,8 +184,7 @@ def dataset_info(config: InputConfig, split: Optional[str] = None) -> DataInfo:
         offset = config.label_offset or 0
         num_classes = config.num_classes or src.num_classes
         spec = record_parser.RecordSpec(src.image_key, src.label_key, offset, num_classes)
-        stats = os.path.join(config.data_dir, records.STATS_FILE) if config.data_dir else None
-        return DataInfo(num_classes, src.num_examples, offset, f"tfds:{config.tfds_name}", src.files, spec, stats)
+        return DataInfo(num_classes, src.num_examples, offset, f"tfds:{config.tfds_name}", src.files, spec, None)
     data_dir = config.data_dir
     if not os.path.isdir(data_dir):
         raise UserError(f"{data_dir}: data directory does not exist")
