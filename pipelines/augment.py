@@ -123,11 +123,9 @@ def resize_window(window, crop_size, dtype=tf.float32):
     return tf.ensure_shape(image, [crop_size, crop_size, 3])
 
 
-def random_flip(image, seed):
-    """Horizontal reflection with probability 1/2 (AlexNet §4.1, VGG §3.1). Returns (image, flipped)."""
-    image = tf.convert_to_tensor(image)
-    flipped = tf.random.stateless_uniform([], seed) < 0.5
-    return tf.cond(flipped, lambda: eval_crops.flip_left_right(image), lambda: image), flipped
+def flip_coin(seed):
+    """Whether to reflect the image horizontally: probability 1/2 (AlexNet §4.1, VGG §3.1)."""
+    return tf.random.stateless_uniform([], seed) < 0.5
 
 
 def pca_alphas(std, seed, batch_shape=()):

@@ -360,13 +360,17 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
 
     dataset = record_parser.map_dropping_undecodable(dataset, decode, counter)
 
+    def flip(image, flipped):
+        return tf.cond(flipped, lambda: eval_crops.flip_left_right(image), lambda: image)
+
     def finish(element):
-        # AlexNet §4.1 per image: crop (uint8), PCA colour shift and mean subtraction folded into one
-        # add where possible, flip (before the cast when no mean image has to follow it).
+        # AlexNet §4.1 per image: crop (uint8), PCA colour shift and mean colour folded into one add,
+        # mean image window (AlexNet §2), reflection (uint8 unless a mean image window must follow it).
         seeds = augment.split_seed(element["seed"], 4)
         image = augment.resize_window(element["window"], size, dtype=tf.uint8)
-        if config.flip and mean_image is None:
-            image, _ = augment.random_flip(image, seeds[2])
+        flipped = augment.flip_coin(seeds[2]) if config.flip else None
+        if flipped is not None and mean_image is None:
+            image = flip(image, flipped)
         image = tf.cast(image, tf.float32)
         if mean_image is not None:
             frame = element["frame"]
@@ -378,8 +382,8 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
             shift = shift - mean_rgb if shift is not None else -mean_rgb
         if shift is not None:
             image = image + shift
-        if config.flip and mean_image is not None:
-            image, _ = augment.random_flip(image, seeds[2])
+        if flipped is not None and mean_image is not None:
+            image = flip(image, flipped)
         return image, element["label"]
 
     dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=deterministic)

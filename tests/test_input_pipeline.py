@@ -112,6 +112,17 @@ def test_mean_image_follows_random_crop_and_flip(tmp_path):
     assert len({r.tobytes() for r in raw}) > 4
 
 
+def test_flips_are_reflections_of_the_crop(tmp_path):
+    image = _image(seed=11)
+    data_dir = write_shards(str(tmp_path), [[(_png(image), 0)] * 24])
+    config = _config(data_dir, random_crop=False, pca_jitter_std=0.0, mean="none")
+    images, _ = _all(input_pipeline.build_train_dataset(config))
+    crop = image[4:28, 4:28].astype(np.float32)
+    flipped = [bool(np.array_equal(x, crop[:, ::-1])) for x in images]
+    assert all(f or np.array_equal(x, crop) for f, x in zip(flipped, images))
+    assert 0 < sum(flipped) < len(flipped)
+
+
 def test_mean_rgb_and_image_central_crop(tmp_path):
     image = _image(seed=4)
     data_dir = write_shards(str(tmp_path), [[(_png(image), 1)] * 4])
