@@ -332,3 +332,12 @@ def test_vgg_scale_jitter_pipeline(tmp_path):
     assert input_pipeline.test_scale(config) == 36
     x, _ = next(iter(input_pipeline.build_eval_dataset(config, "dense")))
     assert x.shape == (1, 36, 50, 3)
+
+
+@pytest.mark.parametrize("cache", [True, "file"])
+def test_cache(jpeg_dir, tmp_path, cache):
+    cache = str(tmp_path / "cache") if cache == "file" else cache
+    dataset = input_pipeline.build_train_dataset(_config(jpeg_dir, cache=cache, drop_remainder=False))
+    first = np.sort(_all(dataset)[1])
+    np.testing.assert_array_equal(first, np.sort(_all(dataset)[1]))  # second epoch from the cache
+    assert len(first) == 12
