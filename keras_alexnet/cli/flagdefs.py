@@ -43,7 +43,18 @@ def define_data_flags():
     if _defined("data_dir"):
         return
     flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz); "
-                        "absent: the built-in Fashion-MNIST default run. [AlexNet §2]")
+                        "absent (and no --tfds): the built-in Fashion-MNIST default run. [AlexNet §2]")
+    flags.DEFINE_string("tfds", None, "A TFDS dataset by name instead of --data_dir (imagenet2012, "
+                        "imagenette, fashion_mnist, ...), read from TFDS's prepared TFRecords; needs "
+                        "--stats_path for mean subtraction and colour jitter. [AlexNet §2]")
+    flags.DEFINE_string("tfds_data_dir", None, "Where TFDS datasets are prepared (TFDS's default when "
+                        "absent). [AlexNet §2]")
+    flags.DEFINE_string("tfds_manual_dir", None, "Folder with the dataset's manual files (ILSVRC tars "
+                        "for imagenet2012), to prepare it offline on first use. [AlexNet §2]")
+    flags.DEFINE_integer("num_classes", 0, "Classes of the data; 0: from dataset.json or TFDS. "
+                         "[AlexNet §3.5]", lower_bound=0)
+    flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels; absent: dataset.json's, "
+                         "else 1 (tensorflow/models shards are 1-based). [AlexNet §2]", lower_bound=0)
     flags.DEFINE_integer("image_size", 224, "Side of the crop fed to the net. [AlexNet §4.1, VGG §2.1]")
     flags.DEFINE_integer("resize_size", 256, "Images rescaled to this shorter side, central square "
                          "(AlexNet framing). [AlexNet §2]")
@@ -114,6 +125,8 @@ def check_model_and_data_flags() -> None:
             raise FlagError(f"--scale_jitter: Smin must be at least --image_size={FLAGS.image_size}")
     if FLAGS.pca_jitter_std < 0:
         raise FlagError(f"--pca_jitter_std={FLAGS.pca_jitter_std}: must be >= 0")
+    if FLAGS.data_dir is not None and FLAGS.tfds is not None:
+        raise FlagError(f"--data_dir={FLAGS.data_dir} and --tfds={FLAGS.tfds}: give one data source")
     if FLAGS.data_dir is not None:
         import os
 
@@ -122,10 +135,12 @@ def check_model_and_data_flags() -> None:
 
 
 def input_config(split, data_dir, batch_size, **overrides):
-    """The `InputConfig` for `split` of `data_dir` from the data flags."""
+    """The `InputConfig` for `split` of `data_dir` (None with --tfds) from the data flags."""
     from pipelines.input_pipeline import InputConfig
 
-    values = dict(data_dir=data_dir, split=split, image_size=FLAGS.image_size,
+    values = dict(data_dir=data_dir, tfds_name=FLAGS.tfds, tfds_data_dir=FLAGS.tfds_data_dir,
+                  tfds_manual_dir=FLAGS.tfds_manual_dir, num_classes=FLAGS.num_classes or None,
+                  label_offset=FLAGS.label_offset, split=split, image_size=FLAGS.image_size,
                   resize_size=FLAGS.resize_size, scale_jitter=scale_jitter(),
                   pca_jitter_std=FLAGS.pca_jitter_std, mean=mean_mode(), stats_path=FLAGS.stats_path,
                   batch_size=batch_size, shuffle_buffer=FLAGS.shuffle_buffer, cache=FLAGS.cache)

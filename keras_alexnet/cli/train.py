@@ -87,7 +87,7 @@ flags.DEFINE_string("default_data_root", os.path.join("data", "fashion_mnist"), 
 
 
 def _default_run() -> bool:
-    return FLAGS.data_dir is None
+    return FLAGS.data_dir is None and FLAGS.tfds is None
 
 
 def _family() -> str:
@@ -213,10 +213,8 @@ def _initial_weights():
 
 
 def _prepare_default_data():
-    try:
-        from pipelines.default_data import ensure_default_data
-    except ImportError:
-        raise UserError("the default run needs pipelines.default_data (not installed); pass --data_dir") from None
+    from pipelines.default_data import ensure_default_data
+
     return ensure_default_data(FLAGS.default_data_root, FLAGS.resize_size)
 
 
@@ -277,7 +275,7 @@ def run(argv):
     info = input_pipeline.dataset_info(train_config)
     num_classes = info.num_classes
     if not num_classes:
-        raise UserError(f"{data_dir}: the number of classes is unknown (no dataset.json)")
+        raise UserError(f"{info.source}: the number of classes is unknown (no dataset.json): pass --num_classes")
     train_examples = input_pipeline.count_examples(train_config)
     val_examples = input_pipeline.count_examples(val_config)
     steps_per_epoch = FLAGS.steps_per_epoch or train_examples // batch
@@ -352,7 +350,7 @@ def run(argv):
                           HParams(log_dir, hparams)]
             callbacks = [c for c in callbacks if c is not None]
             printer(f"Run folder: {run_dir}   TensorBoard: tensorboard --logdir {log_dir}")
-            printer(f"{FLAGS.model} on {data_dir}: {num_classes} classes, {train_examples} training "
+            printer(f"{FLAGS.model} on {info.source}: {num_classes} classes, {train_examples} training "
                     f"images, {steps_per_epoch} steps of {batch} per epoch, up to {epochs} epochs, "
                     f"{replicas} replica(s) ({FLAGS.strategy})")
         trainer.fit(callbacks)
@@ -373,7 +371,7 @@ def run(argv):
                     f"{test_result['top5_error']:.4f} ({test_result['count']} images)")
             _write_json(os.path.join(run_dir, f"{FLAGS.test_split}_ten_crop.json"), test_result)
         _final_summaries(log_dir, int(trainer.state.epoch.numpy()), ten_crop.final, test_result)
-    export_path = _export(model, data_dir, info) if FLAGS.export else None
+    export_path = _export(model, data_dir) if FLAGS.export else None
     _final_report(run_dir, log_dir, checkpoint_dir, model_path, export_path, data_dir, time.time() - start)
 
 
@@ -405,17 +403,25 @@ def _write_json(path, data):
     os.replace(path + ".tmp", path)
 
 
-def _export(model, data_dir, info):
-    try:
-        from keras_alexnet.export import export_saved_model
-    except ImportError:
-        _printer("Export skipped: keras_alexnet.export is not available.")
-        return None
+def _class_names(data_dir):
+    """Class names for the export: dataset.json's, or the TFDS label feature's."""
+    from pipelines import records
+
+    if data_dir:
+        metadata = records.read_metadata(data_dir)
+        return [c.text or c.synset for c in metadata.classes] if metadata else None
+    from pipelines.tfds_source import load_builder
+
+    builder = load_builder(FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.tfds_manual_dir)
+    return list(builder.info.features["label"].names) if "label" in builder.info.features else None
+
+
+def _export(model, data_dir):
+    from keras_alexnet.export import export_saved_model
     from pipelines import records
     from pipelines.input_pipeline import load_stats
 
-    metadata = records.read_metadata(data_dir)
-    class_names = [c.text or c.synset for c in metadata.classes] if metadata else None
+    class_names = _class_names(data_dir)
     mean = None
     mode = flagdefs.mean_mode()
     if mode != "none":
@@ -432,9 +438,10 @@ def _final_report(run_dir, log_dir, checkpoint_dir, model_path, export_path, dat
         f"  metrics:      {os.path.join(run_dir, 'metrics.csv')}",
         f"  Keras model:  {model_path}",
         f"  TensorBoard:  tensorboard --logdir {log_dir}",
-        f"  evaluate:     python main.py evaluate --model={run_dir} --data_dir={data_dir} "
-        f"--split=test --protocols=center,ten_crop --resize_size={FLAGS.resize_size}",
     ]
+    if data_dir:
+        lines.append(f"  evaluate:     python main.py evaluate --model={run_dir} --data_dir={data_dir} "
+                     f"--split=test --protocols=center,ten_crop --resize_size={FLAGS.resize_size}")
     if export_path:
         lines += [f"  SavedModel:   {export_path}",
                   f"  inspect it:   saved_model_cli show --dir {export_path} --all"]
