@@ -57,6 +57,7 @@ import tensorflow as tf
 
 from keras_alexnet.errors import FlagError, UserError
 from pipelines import augment, eval_crops, records, record_parser
+from pipelines.stats import read_stats
 
 AUTOTUNE = tf.data.AUTOTUNE
 PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
@@ -217,30 +218,13 @@ def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
     return int(counts.reduce(tf.constant(0, tf.int64), lambda a, b: a + b).numpy())
 
 
-def load_stats(path: str) -> dict:
-    """`stats.npz` as float32 arrays (keys STATS_KEYS); UserError naming the file when unusable."""
-    if not path or not os.path.exists(path):
-        raise UserError(f"{path}: statistics file not found (prepare them, or use --mean=none --pca_jitter_std=0)")
-    try:
-        with np.load(path) as data:
-            stats = {k: np.asarray(data[k], np.float32) for k in data.files}
-    except Exception as error:
-        raise UserError(f"{path}: not a readable stats.npz ({error})") from None
-    shapes = {"mean_rgb": (3,), "eigenvalues": (3,), "eigenvectors": (3, 3)}
-    for key, shape in shapes.items():
-        if key in stats and stats[key].shape != shape:
-            raise UserError(f"{path}: {key} has shape {stats[key].shape}, expected {shape}")
-    if "mean_image" in stats and (stats["mean_image"].ndim != 3 or stats["mean_image"].shape[-1] != 3):
-        raise UserError(f"{path}: mean_image has shape {stats['mean_image'].shape}, expected (H, W, 3)")
-    return stats
-
-
 def _stat(stats, key, path):
+    """`stats[key]` as float32 (`mean_rgb` derived from `mean_image` when absent)."""
     if key == "mean_rgb" and key not in stats and "mean_image" in stats:
-        return stats["mean_image"].mean(axis=(0, 1))
+        return stats["mean_image"].mean(axis=(0, 1)).astype(np.float32)
     if key not in stats:
         raise UserError(f"{path}: no {key} in the statistics file")
-    return stats[key]
+    return np.asarray(stats[key], np.float32)
 
 
 def _load_needed_stats(config, info, need_pca):
@@ -249,7 +233,7 @@ def _load_needed_stats(config, info, need_pca):
     path = config.stats_path or info.default_stats_path
     if not path:
         raise UserError(f"--tfds={config.tfds_name}: no statistics file: pass --stats_path (or --mean=none --pca_jitter_std=0)")
-    return load_stats(path), path
+    return read_stats(path), path
 
 
 def _per_replica_batch(config, input_context):

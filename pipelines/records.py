@@ -138,7 +138,7 @@ def read_metadata(data_dir: str):
         return DatasetInfo.from_json(json.load(f))
 
 
-# `stats.npz` (written by `main.py stats`, read with `pipelines.stats.load_stats`), all on the 0..255
+# `stats.npz` (written by `main.py stats`, read with `pipelines.stats.load_stats` or `read_stats`), all on the 0..255
 # scale: mean_image float32 (H, W, 3) (AlexNet §2), mean_rgb float32 (3,) (VGG §2.1), rgb_cov float64
 # (3, 3), eigenvalues float64 (3,) descending, eigenvectors float64 (3, 3) with column i for eigenvalue
 # i (AlexNet §4.1), num_images.

@@ -150,21 +150,42 @@ def save(data_dir: str, stats: dict) -> str:
     return path
 
 
-def load_stats(data_dir: str) -> dict:
-    """The statistics `main.py stats` wrote for `data_dir`: a dict with the keys of `records.STATS_KEYS`
-    (NumPy arrays; `num_images` an int). UserError naming the file when it is missing."""
-    path = os.path.join(data_dir, records.STATS_FILE)
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no dataset statistics; run `python main.py stats --data_dir={data_dir}` first")
+_SHAPES = {"mean_rgb": (3,), "eigenvalues": (3,), "eigenvectors": (3, 3), "rgb_cov": (3, 3)}
+
+
+def read_stats(path: str) -> dict:
+    """A `stats.npz` file as a dict of NumPy arrays (`num_images` an int when present), its shapes checked.
+
+    UserError naming the file when it is missing, unreadable or malformed. Callers that need a key
+    the file lacks say so themselves (`mean_rgb` can be derived from `mean_image`).
+    """
+    if not path or not os.path.isfile(path):
+        raise UserError(f"{path}: statistics file not found (run `python main.py stats --data_dir=DIR`, "
+                        "or use --mean=none --pca_jitter_std=0)")
     try:
         with np.load(path, allow_pickle=False) as data:
             stats = {key: data[key] for key in data.files}
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: unreadable statistics ({error}); rerun `python main.py stats`") from None
+    for key, shape in _SHAPES.items():
+        if key in stats and stats[key].shape != shape:
+            raise UserError(f"{path}: {key} has shape {stats[key].shape}, expected {shape}")
+    if "mean_image" in stats and (stats["mean_image"].ndim != 3 or stats["mean_image"].shape[-1] != 3):
+        raise UserError(f"{path}: mean_image has shape {stats['mean_image'].shape}, expected (H, W, 3)")
+    if "num_images" in stats:
+        stats["num_images"] = int(stats["num_images"])
+    return stats
+
+
+def load_stats(data_dir: str) -> dict:
+    """The statistics `main.py stats` wrote for `data_dir`, with every key of `records.STATS_KEYS`."""
+    path = os.path.join(data_dir, records.STATS_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no dataset statistics; run `python main.py stats --data_dir={data_dir}` first")
+    stats = read_stats(path)
     missing = [key for key in records.STATS_KEYS if key not in stats]
     if missing:
         raise UserError(f"{path}: missing {', '.join(missing)}; rerun `python main.py stats --data_dir={data_dir}`")
-    stats["num_images"] = int(stats["num_images"])
     return stats
 
 

@@ -419,13 +419,13 @@ def _class_names(data_dir):
 def _export(model, data_dir):
     from keras_alexnet.export import export_saved_model
     from pipelines import records
-    from pipelines.input_pipeline import load_stats
+    from pipelines.stats import read_stats
 
     class_names = _class_names(data_dir)
     mean = None
     mode = flagdefs.mean_mode()
     if mode != "none":
-        stats = load_stats(FLAGS.stats_path or os.path.join(data_dir, records.STATS_FILE))
+        stats = read_stats(FLAGS.stats_path or os.path.join(data_dir, records.STATS_FILE))
         mean = stats.get("mean_image") if mode == "image" else stats.get("mean_rgb", stats["mean_image"].mean((0, 1)))
     return export_saved_model(model, FLAGS.export_dir, _run_name(), class_names=class_names, mean=mean,
                               image_size=FLAGS.image_size, resize_size=FLAGS.resize_size, crops="ten_crop")

@@ -91,10 +91,10 @@ def mean_kind(model_name: str, choice: str = "auto") -> str:
 def training_mean(data_dir: str, kind: str):
     """The training-set mean on the 0..255 scale from `stats.npz`: the mean image or the mean RGB."""
     from pipelines import records
-    from pipelines.input_pipeline import load_stats
+    from pipelines.stats import read_stats
 
     path = os.path.join(data_dir, records.STATS_FILE)
-    stats = load_stats(path)
+    stats = read_stats(path)
     if kind == "image" and "mean_image" in stats:
         return stats["mean_image"]
     if "mean_rgb" in stats:
