@@ -26,8 +26,11 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>/dev/null
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" 2>&1 \
     | grep -v "^WARNING: Location .* is ignored" || true
-  TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -c 'import tensorflow, keras, tensorflow_datasets, absl, pandas' \
-    || { echo "setup.sh: error: the installed packages do not import" >&2; exit 1; }
+  if ! check=$(.venv/bin/python -c 'import tensorflow, keras, tensorflow_datasets, absl, pandas' 2>&1); then
+    echo "$check" >&2
+    echo "setup.sh: error: the installed packages do not import" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 
