@@ -11,6 +11,7 @@ import math
 import keras
 
 from keras_alexnet.export import export_saved_model
+from keras_alexnet.training.checkpointing import fold_input_scale
 
 
 class ExportBest(keras.callbacks.Callback):
@@ -19,10 +20,12 @@ class ExportBest(keras.callbacks.Callback):
     `export_kwargs` go to `export_saved_model` (class_names, mean, image_size, resize_size, crops...).
     `is_chief=False` (the non-chief workers of a multi-worker run) tracks the metric but writes nothing,
     so one run publishes each version once. `versions` lists the folders written, oldest first.
+    `input_scale` != 1: the model trains on inputs multiplied by it (`main.py train --input_scale`);
+    the export is a copy with the scale folded into its first convolution, so it takes the usual inputs.
     """
 
     def __init__(self, base_dir: str, name: str, monitor: str = "val_loss", mode: str = "auto",
-                 min_delta: float = 0.0, is_chief: bool = True, **export_kwargs):
+                 min_delta: float = 0.0, is_chief: bool = True, input_scale: float = 1.0, **export_kwargs):
         super().__init__()
         if mode not in ("min", "max", "auto"):
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
@@ -34,6 +37,7 @@ class ExportBest(keras.callbacks.Callback):
         self.mode = mode
         self.min_delta = abs(min_delta)
         self.is_chief = is_chief
+        self.input_scale = input_scale
         self.export_kwargs = export_kwargs
         self.best = math.inf if mode == "min" else -math.inf
         self.versions = []
@@ -59,5 +63,13 @@ class ExportBest(keras.callbacks.Callback):
             self.best = value
             if self.is_chief:
                 self.versions.append(
-                    export_saved_model(self.model, self.base_dir, self.name, **self.export_kwargs)
+                    export_saved_model(self._model_to_export(), self.base_dir, self.name, **self.export_kwargs)
                 )
+
+    def _model_to_export(self):
+        if self.input_scale == 1.0:
+            return self.model
+        copy = keras.models.clone_model(self.model)
+        copy.set_weights(self.model.get_weights())
+        fold_input_scale(copy, self.input_scale)
+        return copy

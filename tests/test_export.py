@@ -346,3 +346,20 @@ def test_export_and_predict_commands_from_a_run_folder(tmp_path):
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         f"main.py predict: error: {bad}: assertion failed: [image bytes are neither JPEG nor PNG (could not decode)]"]
+
+
+def test_export_best_folds_the_training_input_scale(tmp_path):
+    """A model trained on inputs x·s (`train --input_scale=s`) is exported taking plain x."""
+    from callbacks.export_best import ExportBest
+
+    model = tiny_model(seed=5)
+    callback = ExportBest(str(tmp_path), "scaled", monitor="val_loss", input_scale=0.25,
+                          image_size=SIZE, resize_size=RESIZE)
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"val_loss": 1.0})
+    x = np.random.default_rng(6).normal(0, 60, (3, SIZE, SIZE, 3)).astype(np.float32)
+    loaded = tf.saved_model.load(callback.versions[-1])
+    served = loaded.signatures["serving_preprocessed"](images=tf.constant(x))["all_probabilities"].numpy()
+    np.testing.assert_allclose(served, model.predict(0.25 * x, verbose=0), rtol=1e-4, atol=1e-6)
+    assert model.get_layer("conv1").get_weights()[0].std() > 0  # the training model is left as it was
+    np.testing.assert_allclose(model.predict(x, verbose=0), tiny_model(seed=5).predict(x, verbose=0))

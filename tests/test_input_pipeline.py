@@ -341,3 +341,24 @@ def test_cache(jpeg_dir, tmp_path, cache):
     first = np.sort(_all(dataset)[1])
     np.testing.assert_array_equal(first, np.sort(_all(dataset)[1]))  # second epoch from the cache
     assert len(first) == 12
+
+
+def test_dropped_records_reach_each_epochs_logs(tmp_path):
+    """Training reports the epoch's undecodable records in its logs (summary line, CSV, TensorBoard)."""
+    import keras
+
+    from callbacks.dropped_records import DroppedRecords
+
+    good = _jpeg(_image(seed=3))
+    data_dir = write_shards(str(tmp_path), [[(good, 0)] * 7 + [(b"\xff\xd8 broken", 1)]])
+    write_stats(data_dir)
+    counter = record_parser.DropCounter()
+    train = input_pipeline.build_train_dataset(_config(data_dir, batch_size=2, mean="none", pca_jitter_std=0.0),
+                                               drop_counter=counter)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(5, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    said = []
+    history = model.fit(train, epochs=2, verbose=0, callbacks=[DroppedRecords(counter, said.append)])
+    assert history.history["dropped_records"] == [1, 1]
+    assert said == [f"epoch {n}: 1 record(s) dropped: their image could not be decoded (named above)" for n in (1, 2)]

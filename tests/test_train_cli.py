@@ -126,8 +126,8 @@ def test_small_real_run_learns_and_reports(tmp_path):
     args = [f"--data_dir={data_dir}", "--width=0.125", "--image_size=64", "--resize_size=72",
             "--init=glorot", "--learning_rate=0.03", "--lr_schedule=linear", "--warmup_epochs=0.5",
             "--epochs=3", "--batch_size=64", "--pca_jitter_std=0", "--ten_crop_every=2",
-            "--test_split=test", "--checkpoint_every_steps=10", "--run_name=small",
-            "--export_dir=" + str(tmp_path / "saved_models"), "--noprogress"]
+            "--test_split=test", "--checkpoint_every_steps=10", "--run_name=small", "--export_best",
+            "--input_scale=0.25", "--export_dir=" + str(tmp_path / "saved_models"), "--noprogress"]
     result = main_py(args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -149,7 +149,11 @@ def test_small_real_run_learns_and_reports(tmp_path):
                      ("test_ten_crop", "top1_error"), ("test_ten_crop", "top5_error"),
                      ("train", "conv1/kernels"), (".", "_hparams_/session_start_info")]:
         assert expected in tags, (expected, sorted(tags))
-    assert glob.glob(str(tmp_path / "saved_models" / "small" / "*" / "saved_model.pb"))
+    versions = sorted(int(os.path.basename(os.path.dirname(path))) for path in
+                      glob.glob(str(tmp_path / "saved_models" / "small" / "*" / "saved_model.pb")))
+    assert len(versions) >= 2, versions  # --export_best's versions during the run, then the final export
+    assert versions == list(range(1, len(versions) + 1))
+    assert f"SavedModel:   {tmp_path / 'saved_models' / 'small' / str(versions[-1])}" in out
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")

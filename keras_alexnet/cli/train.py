@@ -81,6 +81,9 @@ flags.DEFINE_boolean("progress", True, "A progress bar per epoch (images/s, ETA)
                      "terminal. [AlexNet §5]")
 flags.DEFINE_boolean("export", True, "Export the trained model as a TF Serving SavedModel at the end. "
                      "[AlexNet §4.1]")
+flags.DEFINE_boolean("export_best", False, "Also export a new version each time the validation top-1 "
+                     "error improves, so a TF Serving watching --export_dir serves the best model while "
+                     "the run goes on. [AlexNet §5]")
 flags.DEFINE_string("export_dir", "saved_models", "Export root (TF Serving layout). [AlexNet §4.1]")
 flags.DEFINE_string("default_data_root", os.path.join("data", "fashion_mnist"), "Where the default "
                     "run prepares Fashion-MNIST. [AlexNet §2]")
@@ -239,6 +242,8 @@ def run(argv):
     from callbacks.conv1_images import Conv1Images
     from callbacks.csv_log import MetricsCSV
     from callbacks.nan_guard import NanGuard
+    from callbacks.dropped_records import DroppedRecords
+    from callbacks.export_best import ExportBest
     from callbacks.plateau import PlateauDecay
     from callbacks.schedule import WarmupDecay
     from callbacks.summaries import HParams, ScalarSummaries
@@ -295,11 +300,13 @@ def run(argv):
         return PaperSGD(FLAGS.learning_rate, momentum=FLAGS.momentum, decay=FLAGS.weight_decay,
                         decay_biases=FLAGS.decay_biases)
 
+    dropped = record_parser.DropCounter()
+
     def train_dataset_fn(input_context, epoch):
         # One seed per epoch: an epoch's batches are the same when it is run again after a resume.
         config = flagdefs.input_config("train", data_dir, batch, seed=FLAGS.seed * 100003 + epoch,
                                        deterministic=True)
-        return scaled(input_pipeline.build_train_dataset(config, input_context))
+        return scaled(input_pipeline.build_train_dataset(config, input_context, drop_counter=dropped))
 
     def val_dataset_fn(input_context):
         return scaled(input_pipeline.build_eval_dataset(val_config, "center", input_context=input_context))
@@ -328,7 +335,7 @@ def run(argv):
                           jit_compile=FLAGS.jit_compile, loss_scale=loss_scale, is_chief=chief,
                           initial_weights=_initial_weights(), printer=printer)
         throughput = Throughput(batch)
-        callbacks = [NanGuard(), throughput]
+        callbacks = [DroppedRecords(dropped, printer), NanGuard(), throughput]
         if FLAGS.lr_schedule == "plateau":
             callbacks.append(PlateauDecay(monitor="val_top1_error", factor=0.1, patience=FLAGS.lr_patience,
                                           min_delta=FLAGS.lr_min_delta,
@@ -348,6 +355,9 @@ def run(argv):
                           ScalarSummaries(log_dir, update_freq=FLAGS.log_every_steps),
                           Conv1Images(os.path.join(log_dir, "train")) if FLAGS.model.startswith("alexnet") else None,
                           HParams(log_dir, hparams)]
+            if FLAGS.export_best:
+                callbacks.append(ExportBest(FLAGS.export_dir, _run_name(), monitor="val_top1_error",
+                                            input_scale=FLAGS.input_scale, **_export_settings(data_dir)))
             callbacks = [c for c in callbacks if c is not None]
             printer(f"Run folder: {run_dir}   TensorBoard: tensorboard --logdir {log_dir}")
             printer(f"{FLAGS.model} on {info.source}: {num_classes} classes, {train_examples} training "
@@ -416,19 +426,24 @@ def _class_names(data_dir):
     return list(builder.info.features["label"].names) if "label" in builder.info.features else None
 
 
-def _export(model, data_dir):
-    from keras_alexnet.export import export_saved_model
+def _export_settings(data_dir) -> dict:
+    """How exports of this run preprocess: class names, the training mean, sizes, 10 crops."""
     from pipelines import records
     from pipelines.stats import read_stats
 
-    class_names = _class_names(data_dir)
     mean = None
     mode = flagdefs.mean_mode()
     if mode != "none":
         stats = read_stats(FLAGS.stats_path or os.path.join(data_dir, records.STATS_FILE))
         mean = stats.get("mean_image") if mode == "image" else stats.get("mean_rgb", stats["mean_image"].mean((0, 1)))
-    return export_saved_model(model, FLAGS.export_dir, _run_name(), class_names=class_names, mean=mean,
-                              image_size=FLAGS.image_size, resize_size=FLAGS.resize_size, crops="ten_crop")
+    return dict(class_names=_class_names(data_dir), mean=mean, image_size=FLAGS.image_size,
+                resize_size=FLAGS.resize_size, crops="ten_crop")
+
+
+def _export(model, data_dir):
+    from keras_alexnet.export import export_saved_model
+
+    return export_saved_model(model, FLAGS.export_dir, _run_name(), **_export_settings(data_dir))
 
 
 def _final_report(run_dir, log_dir, checkpoint_dir, model_path, export_path, data_dir, seconds):
