@@ -9,6 +9,7 @@ interruption (even kill -9) resumes from the last checkpoint.
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -359,7 +360,7 @@ def run(argv):
                 callbacks.append(ExportBest(FLAGS.export_dir, _run_name(), monitor="val_top1_error",
                                             input_scale=FLAGS.input_scale, **_export_settings(data_dir)))
             callbacks = [c for c in callbacks if c is not None]
-            printer(f"Run folder: {run_dir}   TensorBoard: tensorboard --logdir {log_dir}")
+            printer(f"Run folder: {run_dir}   TensorBoard: {_tool('tensorboard')} --logdir {log_dir}")
             printer(f"{FLAGS.model} on {info.source}: {num_classes} classes, {train_examples} training "
                     f"images, {steps_per_epoch} steps of {batch} per epoch, up to {epochs} epochs, "
                     f"{replicas} replica(s) ({FLAGS.strategy})")
@@ -446,18 +447,28 @@ def _export(model, data_dir):
     return export_saved_model(model, FLAGS.export_dir, _run_name(), **_export_settings(data_dir))
 
 
+def _tool(name) -> str:
+    """How to call `name` from here: this interpreter's environment (`.venv/bin/tensorboard`) unless
+    that environment is active, so the printed commands work as they are pasted."""
+    program = sys.executable if name == "python" else os.path.join(os.path.dirname(sys.executable), name)
+    if shutil.which(name) == program or not os.path.exists(program):
+        return name
+    relative = os.path.relpath(program)
+    return relative if not relative.startswith("..") else program
+
+
 def _final_report(run_dir, log_dir, checkpoint_dir, model_path, export_path, data_dir, seconds):
     lines = [
         f"Done in {seconds / 60:.1f} min.",
         f"  checkpoints:  {checkpoint_dir}",
         f"  metrics:      {os.path.join(run_dir, 'metrics.csv')}",
         f"  Keras model:  {model_path}",
-        f"  TensorBoard:  tensorboard --logdir {log_dir}",
+        f"  TensorBoard:  {_tool('tensorboard')} --logdir {log_dir}",
     ]
     if data_dir:
-        lines.append(f"  evaluate:     python main.py evaluate --model={run_dir} --data_dir={data_dir} "
+        lines.append(f"  evaluate:     {_tool('python')} main.py evaluate --model={run_dir} --data_dir={data_dir} "
                      f"--split=test --protocols=center,ten_crop --resize_size={FLAGS.resize_size}")
     if export_path:
         lines += [f"  SavedModel:   {export_path}",
-                  f"  inspect it:   saved_model_cli show --dir {export_path} --all"]
+                  f"  inspect it:   {_tool('saved_model_cli')} show --dir {export_path} --all"]
     _printer("\n".join(lines))
