@@ -13,19 +13,22 @@ process for tf.data; the pool workers for PIL; the main process and the workers 
 stays comparable when other processes take the CPUs. Rounds alternate the three measurements.
 """
 
-import argparse
-import io
-import multiprocessing
 import os
-import sys
-import tempfile
-import time
 
-import numpy as np
+# Before anything can import tensorflow or absl: TensorFlow's C++ start-up logging reads this once.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import multiprocessing  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SIZE, CROP = 256, 224
 

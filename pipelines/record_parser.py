@@ -7,7 +7,8 @@ Bad input never crashes the pipeline with an anonymous TensorFlow error:
   (`map_dropping_undecodable`: decoding in small nested datasets with `ignore_errors()`, so only
   decode errors are swallowed; no py_function anywhere).
 - A record missing a required key, or whose label (after the offset) is outside [0, num_classes),
-  fails a `tf.debugging.Assert` whose message names the shard and the record's index in it. The error
+  fails a `tf.debugging.Assert` whose message names the shard and the record's index in it (`parse`
+  per record; `parse_batch` for a chunk of records, naming the chunk's first bad record). The error
   reaches the caller as `tf.errors.InvalidArgumentError` from the iterator (or from `model.fit`);
   `user_errors()` / `as_user_error()` turn it into a one-line `keras_alexnet.errors.UserError`:
 
@@ -112,7 +113,40 @@ def parse(serialized, shard, index, spec: RecordSpec):
         return tf.identity(encoded), tf.cast(label, tf.int32)
 
 
-def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cycle_length=None):
+def parse_batch(serialized, shards, indices, spec: RecordSpec):
+    """`parse` for a vector of records at once (one `parse_example` call, one check per kind): the
+    first failing record of the batch names itself in the error, as `parse` would."""
+    features = tf.io.parse_example(
+        serialized,
+        {
+            spec.image_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
+            spec.label_key: tf.io.FixedLenFeature([], tf.int64, default_value=_NO_LABEL),
+        },
+    )
+    encoded = features[spec.image_key]
+    stored_label = features[spec.label_key]
+
+    def check(ok, *parts):
+        first = tf.argmin(tf.cast(ok, tf.int32), output_type=tf.int32)  # the first failing record
+        return _bad_record(tf.reduce_all(ok), shards[first], indices[first], *[p(first) if callable(p) else p for p in parts])
+
+    checks = [
+        check(tf.strings.length(encoded) > 0, f"missing (or empty) {spec.image_key}"),
+        check(tf.not_equal(stored_label, _NO_LABEL), f"missing key {spec.label_key}"),
+    ]
+    with tf.control_dependencies(checks):
+        label = stored_label - spec.label_offset
+    in_range = label >= 0
+    bound = f"[0, {spec.num_classes})" if spec.num_classes is not None else "[0, ...)"
+    if spec.num_classes is not None:
+        in_range = tf.logical_and(in_range, label < spec.num_classes)
+    offset = f" (stored {spec.label_offset}-based)" if spec.label_offset else ""
+    range_check = check(in_range, "label ", lambda first: label[first], f" outside {bound}{offset}")
+    with tf.control_dependencies([range_check]):
+        return tf.identity(encoded), tf.cast(label, tf.int32)
+
+
+def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cycle_length=None, batched=False):
     """Adds `decode(element)` (a dict of new values) to dict elements, dropping and counting failures.
 
     Elements are grouped in chunks of `chunk`; each chunk is decoded in its own small dataset
@@ -122,13 +156,15 @@ def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cy
     default twice the cores) through an ordered interleave, which keeps each chunk's outputs together;
     a sequential `scan` notes which positions came out and, at the marker, counts the missing ones in
     `counter` and names them (shard, record index) on stderr. Nested datasets per chunk rather than
-    per record keep the cost low. Needs `element["shard"]` and `element["index"]`; the output elements
+    per record keep the cost low. `batched`: the elements are already chunks (batches of at most
+    `chunk` records, e.g. parsed with `parse_batch`). Needs `element["shard"]` and `element["index"]`; the output elements
     also carry the bookkeeping keys `_pos`, `_end`, `_shards`, `_indices` (ignore them).
     """
     if not 1 <= chunk <= 63:
         raise ValueError(f"chunk={chunk}: must be in [1, 63]")
     cycle_length = cycle_length or max(2, 2 * (os.cpu_count() or 1))
-    dataset = dataset.batch(chunk)
+    if not batched:
+        dataset = dataset.batch(chunk)
 
     def decode_chunk(batch):
         size = tf.shape(batch["index"])[0]
