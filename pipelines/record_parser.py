@@ -88,29 +88,8 @@ def parse(serialized, shard, index, spec: RecordSpec):
 
     `shard` (the file path) and `index` (the record's position in it) only name the record in errors.
     """
-    features = tf.io.parse_single_example(
-        serialized,
-        {
-            spec.image_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
-            spec.label_key: tf.io.FixedLenFeature([], tf.int64, default_value=_NO_LABEL),
-        },
-    )
-    encoded = features[spec.image_key]
-    stored_label = features[spec.label_key]
-    checks = [
-        _bad_record(tf.strings.length(encoded) > 0, shard, index, f"missing (or empty) {spec.image_key}"),
-        _bad_record(tf.not_equal(stored_label, _NO_LABEL), shard, index, f"missing key {spec.label_key}"),
-    ]
-    with tf.control_dependencies(checks):
-        label = stored_label - spec.label_offset
-    in_range = label >= 0
-    bound = f"[0, {spec.num_classes})" if spec.num_classes is not None else "[0, ...)"
-    if spec.num_classes is not None:
-        in_range = tf.logical_and(in_range, label < spec.num_classes)
-    offset = f" (stored {spec.label_offset}-based)" if spec.label_offset else ""
-    check = _bad_record(in_range, shard, index, "label ", label, f" outside {bound}{offset}")
-    with tf.control_dependencies([check]):
-        return tf.identity(encoded), tf.cast(label, tf.int32)
+    encoded, label = parse_batch(serialized[None], shard[None], index[None], spec)
+    return encoded[0], label[0]
 
 
 def parse_batch(serialized, shards, indices, spec: RecordSpec):
