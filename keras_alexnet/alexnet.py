@@ -90,13 +90,15 @@ def build_alexnet(
     extra_conv: bool = False,
     init: str = "paper",
     dropout: float = 0.5,
+    activation: str = "relu",
     classifier_activation="softmax",
     name: str = "alexnet",
 ) -> keras.Model:
     """AlexNet or one of the paper's variants as a functional model (see the module docstring). [AlexNet §3]
 
     ``tower_devices``: "auto" (default: GPU:0/GPU:1 when two GPUs are visible, else no placement), None (no
-    placement) or two device strings; used by the towered layers conv2, conv4, conv5 only.
+    placement) or two device strings; used by the towered layers conv2, conv4, conv5 only. ``activation``:
+    the hidden layers' nonlinearity, "relu" (§3.1) or "tanh" (the saturating unit §3.1 compares against).
     """
     if towers not in (1, 2):
         raise ValueError(f"towers must be 1 or 2, got {towers}")
@@ -122,7 +124,7 @@ def build_alexnet(
         common = dict(
             strides=stride,
             padding=padding,
-            activation="relu",
+            activation=activation,
             kernel_initializer=kernel_init,
             bias_initializer=bias_init,
             name=layer_name,
@@ -153,9 +155,9 @@ def build_alexnet(
     if extra_conv:
         x = conv(x, "conv6", scaled(256, width, multiple), 3, 1, "same", False)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = dense(x, "fc6", scaled(_FC_UNITS, width), "relu")
+    x = dense(x, "fc6", scaled(_FC_UNITS, width), activation)
     x = keras.layers.Dropout(dropout, name="drop6")(x)
-    x = dense(x, "fc7", scaled(_FC_UNITS, width), "relu")
+    x = dense(x, "fc7", scaled(_FC_UNITS, width), activation)
     x = keras.layers.Dropout(dropout, name="drop7")(x)
     x = dense(x, "fc8", num_classes, None)
     return keras.Model(inputs, classifier_output(x, classifier_activation), name=name)

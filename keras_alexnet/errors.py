@@ -7,7 +7,9 @@ class UserError(Exception):
     exit_code = 1
 
 
-class FlagError(UserError):
-    """A flag value, or a combination of flags, that cannot work: refused before any work, exit code 2."""
+class FlagError(UserError, ValueError):
+    """A setting (flag value, config field or option) that cannot work: refused before any work, exit code 2.
+
+    A `ValueError` too, so library callers can catch it as one."""
 
     exit_code = 2

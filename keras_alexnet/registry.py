@@ -1,39 +1,83 @@
-"""Models by name, with keyword options: the one entry point the CLI and the training code use.
+"""The model table: one `ModelSpec` per architecture, and `build_model`, the one entry point that builds them.
 
     build_model("alexnet", num_classes=10, input_shape=(67, 67, 3), width=0.25)
 
-Names (`MODEL_NAMES`): ``alexnet`` (AlexNet §3.5, two towers), ``alexnet_1tower`` (the one-GPU net of
-AlexNet §3.2), ``vgg_a``, ``vgg_a_lrn``, ``vgg_b``, ``vgg_c``, ``vgg_d``, ``vgg_e`` (VGG Table 1).
+Every module that needs a fact about an architecture (its family, smallest input, the mean it subtracts,
+the paper's batch size and epoch cap, whether it has towers) reads it from `SPECS` through `spec(name)`,
+in the manner of torchvision's `models/vgg.py` config table.
+
+Architectures: ``alexnet`` (AlexNet §3.5, two towers), ``alexnet_1tower`` (the one-GPU net of AlexNet
+§3.2), ``vgg_a``, ``vgg_a_lrn``, ``vgg_b``, ``vgg_c``, ``vgg_d``, ``vgg_e`` (VGG Table 1).
 
 Options (all keyword, all optional):
 - both families: ``width`` (float multiplier of every conv/FC width, default 1.0), ``lrn`` (bool; default
-  True for AlexNet and vgg_a_lrn, False for the other VGG nets), ``lrn_convention`` ("paper" or
-  "cuda_convnet"), ``init`` ("paper", "caffe", "glorot"), ``dropout`` (0.5), ``classifier_activation``
-  ("softmax" or None for float32 logits), ``tower_devices`` ("auto", the default: GPU:0/GPU:1 when two GPUs
-  are visible; None: no placement; or two device strings; only the two-tower AlexNet places anything, the
-  other nets accept None/"auto" and ignore it);
+  the spec's: True for AlexNet and vgg_a_lrn, False for the other VGG nets), ``lrn_convention`` ("paper" or
+  "cuda_convnet"), ``init`` ("paper", "caffe", "glorot"), ``dropout`` (0.5), ``activation`` ("relu", the
+  papers'; "tanh" for AlexNet §3.1's saturating comparison), ``classifier_activation`` ("softmax" or None
+  for float32 logits), ``tower_devices`` ("auto", the default: GPU:0/GPU:1 when two GPUs are visible; None:
+  no placement; or two device strings; only a net with towers places anything, the others accept
+  None/"auto" and ignore it);
 - AlexNet only: ``pooling`` ("overlapping" 3x3/2, "non_overlapping" 2x2/2) and ``extra_conv`` (bool).
 
-An unknown name, option or option value raises `keras_alexnet.errors.FlagError` in one line.
+An unknown name, option or option value raises `keras_alexnet.errors.FlagError` (a `ValueError`) in one line.
 """
+
+import dataclasses
 
 from keras_alexnet.errors import FlagError
 
-MODEL_NAMES = ("alexnet", "alexnet_1tower", "vgg_a", "vgg_a_lrn", "vgg_b", "vgg_c", "vgg_d", "vgg_e")
-
-_COMMON_OPTIONS = ("width", "lrn", "lrn_convention", "init", "dropout", "classifier_activation", "tower_devices")
+_COMMON_OPTIONS = ("width", "lrn", "lrn_convention", "init", "dropout", "activation", "classifier_activation",
+                   "tower_devices")
 _ALEXNET_OPTIONS = _COMMON_OPTIONS + ("pooling", "extra_conv")
 
 
-def model_family(name: str) -> str:
-    """"alexnet" or "vgg" for a model name; FlagError for an unknown name."""
-    _check_name(name)
-    return "alexnet" if name.startswith("alexnet") else "vgg"
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What the code needs to know about one architecture.
+
+    - family: "alexnet" or "vgg" (which paper's recipe applies);
+    - towers: 2 for the two-GPU AlexNet (AlexNet §3.2), else 1;
+    - vgg_config: the column of VGG Table 1 ("A".."E"), None for AlexNet;
+    - lrn: whether the net normalises by default (AlexNet §3.3, VGG A-LRN);
+    - min_input: the smallest square input the strides accept;
+    - mean: the mean the paper subtracts, "image" (per-pixel, AlexNet §2) or "rgb" (VGG §2.1);
+    - batch_size, epochs: the paper's batch (AlexNet §5: 128, VGG §3.1: 256) and epoch cap (90, 74);
+    - options: the keyword options `build_model` accepts for it.
+    """
+
+    name: str
+    family: str
+    towers: int = 1
+    vgg_config: str = None
+    lrn: bool = False
+    min_input: int = 32
+    mean: str = "rgb"
+    batch_size: int = 256
+    epochs: int = 74
+    options: tuple = _COMMON_OPTIONS
 
 
-def _check_name(name):
-    if name not in MODEL_NAMES:
+def _alexnet(name, towers):
+    return ModelSpec(name, "alexnet", towers=towers, lrn=True, min_input=63, mean="image", batch_size=128,
+                     epochs=90, options=_ALEXNET_OPTIONS)
+
+
+def _vgg(config, lrn=False):
+    return ModelSpec(f"vgg_{config.lower()}" + ("_lrn" if lrn else ""), "vgg", vgg_config=config, lrn=lrn)
+
+
+SPECS = {spec.name: spec for spec in (
+    _alexnet("alexnet", 2), _alexnet("alexnet_1tower", 1),
+    _vgg("A"), _vgg("A", lrn=True), _vgg("B"), _vgg("C"), _vgg("D"), _vgg("E"),
+)}
+MODEL_NAMES = tuple(SPECS)
+
+
+def spec(name: str) -> ModelSpec:
+    """The `ModelSpec` of architecture `name`; FlagError naming the choices for an unknown name."""
+    if name not in SPECS:
         raise FlagError(f"unknown model '{name}' (choose from: {', '.join(MODEL_NAMES)})")
+    return SPECS[name]
 
 
 def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), **options):
@@ -41,11 +85,10 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
 
     [AlexNet §3, VGG §2]
     """
-    family = model_family(name)
-    allowed = _ALEXNET_OPTIONS if family == "alexnet" else _COMMON_OPTIONS
-    unknown = sorted(set(options) - set(allowed))
+    model_spec = spec(name)
+    unknown = sorted(set(options) - set(model_spec.options))
     if unknown:
-        raise FlagError(f"model '{name}' has no option '{unknown[0]}' (options: {', '.join(allowed)})")
+        raise FlagError(f"model '{name}' has no option '{unknown[0]}' (options: {', '.join(model_spec.options)})")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise FlagError(f"num_classes must be a positive integer, got {num_classes!r}")
     input_shape = tuple(input_shape)
@@ -54,26 +97,27 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
     _check_choice(options, "init", ("paper", "caffe", "glorot"))
     _check_choice(options, "lrn_convention", ("paper", "cuda_convnet"))
     _check_choice(options, "pooling", ("overlapping", "non_overlapping"))
+    _check_choice(options, "activation", ("relu", "tanh"))
     _check_choice(options, "classifier_activation", ("softmax", None))
     tower_devices = options.pop("tower_devices", "auto")
     if not (tower_devices is None or tower_devices == "auto"):
-        if name != "alexnet":
+        if model_spec.towers != 2:
             raise FlagError(f"tower_devices: model '{name}' has no towers (only 'alexnet' does); use None or 'auto'")
         if isinstance(tower_devices, str) or len(list(tower_devices)) != 2:
             raise FlagError(f"tower_devices must be None, 'auto' or two device strings, got {tower_devices!r}")
+    if options.get("lrn") is None:
+        options["lrn"] = model_spec.lrn
 
     try:
-        if family == "alexnet":
+        if model_spec.family == "alexnet":
             from keras_alexnet.alexnet import build_alexnet
 
-            towers = 2 if name == "alexnet" else 1
-            devices = tower_devices if towers == 2 else None
-            return build_alexnet(num_classes, input_shape, towers=towers, tower_devices=devices, name=name, **options)
+            devices = tower_devices if model_spec.towers == 2 else None
+            return build_alexnet(num_classes, input_shape, towers=model_spec.towers, tower_devices=devices,
+                                 name=name, **options)
         from keras_alexnet.vgg import build_vgg
 
-        config = name.split("_")[1].upper()
-        options.setdefault("lrn", name == "vgg_a_lrn")
-        return build_vgg(config, num_classes, input_shape, name=name, **options)
+        return build_vgg(model_spec.vgg_config, num_classes, input_shape, name=name, **options)
     except ValueError as error:
         raise FlagError(f"model '{name}': {error}") from error
 

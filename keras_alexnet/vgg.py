@@ -62,6 +62,7 @@ def build_vgg(
     lrn_convention: str = "paper",
     init: str = "paper",
     dropout: float = 0.5,
+    activation: str = "relu",
     classifier_activation="softmax",
     name: str = None,
 ) -> keras.Model:
@@ -97,7 +98,7 @@ def build_vgg(
             scaled(filters, width),
             kernel,
             padding="same",
-            activation="relu",
+            activation=activation,
             kernel_initializer=kernel_init,
             bias_initializer=bias_init,
             name=layer_name,
@@ -105,11 +106,12 @@ def build_vgg(
         if lrn and layer_name == "conv1_1":
             x = LocalResponseNormalization(convention=lrn_convention, name="lrn1")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    for layer_name, units, activation in (("fc6", _FC_UNITS, "relu"), ("fc7", _FC_UNITS, "relu"), ("fc8", None, None)):
+    for layer_name, units, layer_activation in (("fc6", _FC_UNITS, activation), ("fc7", _FC_UNITS, activation),
+                                                ("fc8", None, None)):
         kernel_init, bias_init = init_for(init, "vgg", layer_name)
         x = keras.layers.Dense(
             num_classes if units is None else scaled(units, width),
-            activation=activation,
+            activation=layer_activation,
             kernel_initializer=kernel_init,
             bias_initializer=bias_init,
             name=layer_name,

@@ -3,14 +3,26 @@
 import pytest
 
 from keras_alexnet.errors import FlagError
-from keras_alexnet.registry import MODEL_NAMES, build_model, model_family
+from keras_alexnet.registry import MODEL_NAMES, SPECS, build_model, spec
 
 SMALL = dict(num_classes=5, input_shape=(64, 64, 3))
 
 
 def test_names_and_families():
     assert MODEL_NAMES == ("alexnet", "alexnet_1tower", "vgg_a", "vgg_a_lrn", "vgg_b", "vgg_c", "vgg_d", "vgg_e")
-    assert [model_family(name) for name in MODEL_NAMES] == ["alexnet"] * 2 + ["vgg"] * 6
+    assert [spec(name).family for name in MODEL_NAMES] == ["alexnet"] * 2 + ["vgg"] * 6
+    assert [SPECS[name].towers for name in MODEL_NAMES] == [2] + [1] * 7
+    assert [spec(name).mean for name in MODEL_NAMES] == ["image"] * 2 + ["rgb"] * 6
+    assert [(spec(name).batch_size, spec(name).epochs) for name in ("alexnet", "vgg_e")] == [(128, 90), (256, 74)]
+
+
+def test_tanh_activation_reaches_hidden_layers():
+    for name in ("alexnet", "vgg_a"):
+        model = build_model(name, width=0.0625, activation="tanh", **SMALL)
+        first_conv = "conv1" if name == "alexnet" else "conv1_1"
+        assert model.get_layer(first_conv).activation.__name__ == "tanh"
+        assert model.get_layer("fc7").activation.__name__ == "tanh"
+        assert model.get_layer("fc8").activation.__name__ == "linear"
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -47,7 +59,8 @@ def test_options_reach_the_builders():
     "call, message",
     [
         (lambda: build_model("alexnet2"), "unknown model 'alexnet2' (choose from: alexnet, alexnet_1tower, vgg_a"),
-        (lambda: model_family("resnet"), "unknown model 'resnet'"),
+        (lambda: spec("resnet"), "unknown model 'resnet'"),
+        (lambda: build_model("alexnet", activation="sigmoid"), "activation must be one of relu, tanh"),
         (lambda: build_model("vgg_d", pooling="overlapping"), "model 'vgg_d' has no option 'pooling'"),
         (lambda: build_model("alexnet", colour=True), "model 'alexnet' has no option 'colour'"),
         (lambda: build_model("alexnet", init="he"), "init must be one of paper, caffe, glorot"),
