@@ -1,0 +1,204 @@
+"""The run folder contract: what a trained model carries so that every later command uses its settings.
+
+A run folder (`runs/<name>/`, made by `train` or `import_weights`) holds:
+
+- `run.json` (`RunRecord`): the architecture, the classes and their names, the crop size, the test scale
+  Q (AlexNet §2's 256 framing, or VGG §3.2's single-scale Q), the mean subtracted and how it was
+  obtained, the label offset and data source, the resolved `TrainConfig` (None for imported weights),
+  library versions, and every resume with the settings it changed;
+- `stats.npz`: the statistics the model was trained with (mean image at the run's frame size, mean RGB,
+  RGB PCA), so evaluation subtracts the training mean even when it reads other data;
+- `model.keras` (at the end of training), `checkpoints/`, `logs/`, `metrics.csv`.
+
+`evaluate`, `export`, `predict`, `figures` and `neighbors` call `eval_settings(path, ...)` on the model
+they are given and use its image size, test scale, mean and class names unless a flag overrides them;
+an override the model cannot take is refused in one line.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+from typing import Optional
+
+import numpy as np
+
+from keras_alexnet.errors import FlagError, UserError
+
+RUN_FILE = "run.json"
+STATS_FILE = "stats.npz"
+MODEL_FILE = "model.keras"
+FORMAT = 1
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """The resolved facts of a run (see the module docstring); `run.json` on disk."""
+
+    architecture: str
+    num_classes: int
+    class_names: list
+    image_size: int
+    test_scale: int
+    mean: str  # "image" (AlexNet §2), "rgb" (VGG §2.1) or "none"
+    label_offset: int = 0
+    data_source: str = ""
+    mean_note: str = ""  # how the mean was obtained (e.g. resized from another frame, imported weights)
+    config: Optional[dict] = None  # TrainConfig.to_dict(); None for imported weights
+    origin: str = "train"  # "train" or "import"
+    versions: dict = dataclasses.field(default_factory=dict)
+    created: str = ""
+    resumes: list = dataclasses.field(default_factory=list)
+    format: int = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+
+def library_versions() -> dict:
+    """Versions of what produced a run (TensorFlow/Keras only when already imported)."""
+    import sys
+
+    from keras_alexnet import __version__
+
+    versions = {"keras_alexnet": __version__, "python": platform.python_version()}
+    for module in ("tensorflow", "keras", "numpy"):
+        if module in sys.modules:
+            versions[module] = getattr(sys.modules[module], "__version__", "?")
+    return versions
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_file(run_dir: str) -> str:
+    return os.path.join(run_dir, RUN_FILE)
+
+
+def write_record(run_dir: str, record: RunRecord) -> str:
+    """Writes `run.json` atomically (temporary file + rename); returns its path."""
+    path = run_file(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    record.versions = record.versions or library_versions()
+    record.created = record.created or now()
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(record.to_json())
+        os.replace(path + ".tmp", path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot write the run record ({error.strerror or error})") from None
+    return path
+
+
+def read_record(run_dir: str) -> Optional[RunRecord]:
+    """The `RunRecord` of `run_dir`, None when it has no `run.json`; UserError naming a damaged file."""
+    path = run_file(run_dir)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        return RunRecord(**values)
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(f"{path}: not a run record ({str(error).splitlines()[0]})") from None
+
+
+def write_stats(run_dir: str, stats: dict) -> str:
+    """The statistics the run uses, as `<run_dir>/stats.npz` (the keys of `pipelines.stats`)."""
+    path = os.path.join(run_dir, STATS_FILE)
+    os.makedirs(run_dir, exist_ok=True)
+    try:
+        with open(path + ".tmp", "wb") as f:
+            np.savez(f, **{key: np.asarray(value) for key, value in stats.items()})
+        os.replace(path + ".tmp", path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot write the run's statistics ({error.strerror or error})") from None
+    return path
+
+
+def run_dir_of(path: str) -> Optional[str]:
+    """The run folder a model path belongs to: the folder itself, or the folder of `<run>/model.keras`
+    (or of a checkpoint prefix in `<run>/checkpoints/`); None when there is no `run.json`."""
+    candidates = [path, os.path.dirname(os.path.abspath(path)),
+                  os.path.dirname(os.path.dirname(os.path.abspath(path)))]
+    for candidate in candidates:
+        if os.path.isdir(candidate) and os.path.isfile(run_file(candidate)):
+            return candidate
+    return None
+
+
+@dataclasses.dataclass
+class EvalSettings:
+    """How to feed a trained model: crop size, test scale Q, the mean (kind and values), class names.
+
+    `source` says where the settings came from (a run.json, a SavedModel's description, flags)."""
+
+    image_size: int
+    test_scale: int
+    mean: str
+    class_names: Optional[list]
+    stats_path: Optional[str]
+    source: str
+
+    @property
+    def mean_values(self):
+        """The mean to subtract on the 0..255 scale: the mean image, the mean RGB, or None."""
+        if self.mean == "none":
+            return None
+        from pipelines.stats import read_stats
+
+        stats = read_stats(self.stats_path)
+        if self.mean == "image" and "mean_image" in stats:
+            return stats["mean_image"]
+        if "mean_rgb" in stats:
+            return stats["mean_rgb"]
+        return stats["mean_image"].mean(axis=(0, 1))
+
+
+def eval_settings(model_path: str, image_size: int, test_scale: Optional[int] = None, mean: Optional[str] = None,
+                  data_dir: Optional[str] = None, scale_flag: str = "test_scale") -> EvalSettings:
+    """The settings a trained model at `model_path` (input side `image_size`) is evaluated with.
+
+    From its run folder's `run.json` (and the run's `stats.npz`) when it has one; otherwise from
+    `data_dir`'s statistics with the test scale and mean recorded in an exported SavedModel's description
+    or given explicitly (a bare `.keras` file carries neither). `test_scale` / `mean` override the recorded values; a scale smaller than the model's input,
+    or a mean the model has no statistics for, is a FlagError naming the flag.
+    """
+    run_dir = run_dir_of(model_path)
+    record = read_record(run_dir) if run_dir else None
+    exported = None if record else _export_description(model_path)
+    if exported:  # a SavedModel records its framing and mean kind; the mean values come from the data
+        test_scale = test_scale or exported.get("resize_size")
+        mean = mean or exported.get("mean")
+    if record is not None:
+        chosen_mean = mean or record.mean
+        stats_path = os.path.join(run_dir, STATS_FILE)
+        if chosen_mean != "none" and not os.path.isfile(stats_path):
+            raise FlagError(f"--mean={chosen_mean}: {run_dir} has no {STATS_FILE}; use --mean=none")
+        settings = EvalSettings(image_size, test_scale or record.test_scale, chosen_mean, record.class_names,
+                                stats_path if chosen_mean != "none" else None, run_file(run_dir))
+    else:
+        if not test_scale or not mean:
+            raise FlagError(f"{model_path} has no {RUN_FILE} (not a run folder): give --{scale_flag} and --mean "
+                            "(the sizes and mean it was trained with)")
+        from pipelines import records
+
+        stats_path = os.path.join(data_dir, records.STATS_FILE) if data_dir and mean != "none" else None
+        if mean != "none" and not stats_path:
+            raise FlagError(f"--mean={mean}: needs --data_dir with the training statistics ({records.STATS_FILE})")
+        settings = EvalSettings(image_size, test_scale, mean, None, stats_path,
+                                "the SavedModel's description" if exported else "flags")
+    if settings.test_scale < image_size:
+        raise FlagError(f"--{scale_flag}={settings.test_scale} is smaller than the model's input ({image_size})")
+    return settings
+
+
+def _export_description(model_path: str) -> Optional[dict]:
+    """The description an export wrote (`keras_alexnet.export`), None for anything else."""
+    from keras_alexnet.evaluation.models import saved_model_dir
+    from keras_alexnet.export import read_description
+
+    folder = saved_model_dir(model_path) if os.path.isdir(model_path) else None
+    return read_description(folder) if folder else None
