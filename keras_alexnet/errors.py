@@ -13,3 +13,9 @@ class FlagError(UserError, ValueError):
     A `ValueError` too, so library callers can catch it as one."""
 
     exit_code = 2
+
+
+class Interrupted(UserError):
+    """Work stopped on a signal (Ctrl-C, SIGTERM) after saving what it could: exit code 130."""
+
+    exit_code = 130

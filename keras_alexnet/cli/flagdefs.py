@@ -1,18 +1,26 @@
-"""Model and data flags shared by the commands that build a model or read prepared data (`train`,
-and `evaluate`/`export` where they need them). Defining them does not import TensorFlow.
+"""Flags shared by several commands, each defined once (safe to call again), without importing TensorFlow.
 
-`define_model_flags()` / `define_data_flags()` define the flags once (safe to call again);
-`model_options()` and `input_config(split, ...)` turn their values into `registry.build_model`
-options and a `pipelines.input_pipeline.InputConfig`.
+- `define_model_flags()`: the architecture and its options (`train`, `summary`): `--architecture`,
+  `--width`, `--lrn`, `--lrn_convention`, `--pooling`, `--extra_conv`, `--init`, `--dropout`, `--activation`;
+- `define_data_flags()`: what `train` reads and how (`--data_dir`, `--tfds`, `--image_size` the crop,
+  `--resize_size` the AlexNet frame, `--scale_jitter`, `--mean`, ...);
+- `define_trained_model_flags(multiple)`: a trained model and how to feed it (`evaluate`, `export`,
+  `predict`, `figures`, `neighbors`): `--model` (a run folder, a .keras file or a SavedModel), `--data_dir`,
+  `--test_scale` (Q; default: the run's) and `--mean` (default: the run's).
+
+Defaults come from the typed config (`keras_alexnet.training.config`), so a flag and its field never
+disagree. `model_values()` / `data_values()` turn the flags into the flat settings `config_from_values`
+takes; `model_settings(...)` resolves a trained model's image size, test scale, mean and class names.
 """
 
 from absl import flags
 
 from keras_alexnet.errors import FlagError
+from keras_alexnet.registry import MODEL_NAMES
+from keras_alexnet.training import config as train_config
 
 FLAGS = flags.FLAGS
-
-MODEL_NAMES = ("alexnet", "alexnet_1tower", "vgg_a", "vgg_a_lrn", "vgg_b", "vgg_c", "vgg_d", "vgg_e")
+_DEFAULTS = train_config.TrainConfig()
 
 
 def _defined(name):
@@ -20,28 +28,39 @@ def _defined(name):
 
 
 def define_model_flags():
-    if _defined("model"):
+    if _defined("architecture"):
         return
-    flags.DEFINE_string("model", "alexnet", f"The network: one of {', '.join(MODEL_NAMES)}. "
-                        "[AlexNet §3.5, VGG Table 1]")
-    flags.DEFINE_float("width", 1.0, "Multiplier of every conv/FC width (not the classes); 1.0 is the "
+    model = _DEFAULTS.model
+    flags.DEFINE_enum("architecture", model.architecture, list(MODEL_NAMES), "The network. "
+                      "[AlexNet §3.5, VGG Table 1]")
+    flags.DEFINE_float("width", model.width, "Multiplier of every conv/FC width (not the classes); 1.0 is the "
                        "paper's net. [AlexNet §3.5]")
-    flags.DEFINE_enum("lrn", "auto", ["auto", "true", "false"], "Local response normalisation: auto = "
-                      "on for AlexNet and vgg_a_lrn, off for other VGG nets. [AlexNet §3.3, VGG §4.1]")
-    flags.DEFINE_enum("lrn_convention", "paper", ["paper", "cuda_convnet"], "How LRN's alpha is read: "
-                      "the paper's sum, or cuda-convnet's alpha/n. [AlexNet §3.3]")
-    flags.DEFINE_enum("pooling", "overlapping", ["overlapping", "non_overlapping"], "AlexNet max-pooling: "
-                      "3x3 stride 2 (overlapping) or 2x2 stride 2. [AlexNet §3.4]")
-    flags.DEFINE_boolean("extra_conv", False, "AlexNet with a sixth convolutional layer. [AlexNet §6]")
-    flags.DEFINE_enum("init", "paper", ["paper", "caffe", "glorot"], "Weight initialisation: N(0, 0.01) "
-                      "with biases 1 in conv2/4/5 and fc6/7 (paper), Caffe's reading, or Glorot. "
-                      "[AlexNet §5, VGG §3.1]")
-    flags.DEFINE_float("dropout", 0.5, "Dropout rate in fc6 and fc7. [AlexNet §4.2]")
+    flags.DEFINE_enum("lrn", "auto", ["auto", "true", "false"], "Local response normalisation: auto = on for "
+                      "AlexNet and vgg_a_lrn, off for other VGG nets. [AlexNet §3.3, VGG §4.1]")
+    flags.DEFINE_enum("lrn_convention", model.lrn_convention, list(train_config.LRN_CONVENTIONS), "How LRN's "
+                      "alpha is read: the paper's sum, or cuda-convnet's alpha/n. [AlexNet §3.3]")
+    flags.DEFINE_enum("pooling", model.pooling, list(train_config.POOLINGS), "AlexNet max-pooling: 3x3 "
+                      "stride 2 (overlapping) or 2x2 stride 2. [AlexNet §3.4]")
+    flags.DEFINE_boolean("extra_conv", model.extra_conv, "AlexNet with a sixth convolutional layer. [AlexNet §6]")
+    flags.DEFINE_enum("init", model.init, list(train_config.INITS), "Weight initialisation: N(0, 0.01) with "
+                      "biases 1 in conv2/4/5 and fc6/7 (paper), Caffe's reading, or Glorot. [AlexNet §5, VGG §3.1]")
+    flags.DEFINE_float("dropout", model.dropout, "Dropout rate in fc6 and fc7. [AlexNet §4.2]")
+    flags.DEFINE_enum("activation", model.activation, list(train_config.ACTIVATIONS), "Hidden units: ReLU, "
+                      "or the saturating tanh the paper compares it with (Figure 1). [AlexNet §3.1]")
+
+
+def model_values() -> dict:
+    """The model flags as flat config settings."""
+    values = {name: FLAGS[name].value for name in ("architecture", "width", "lrn_convention", "pooling",
+                                                    "extra_conv", "init", "dropout", "activation")}
+    values["lrn"] = None if FLAGS.lrn == "auto" else FLAGS.lrn == "true"
+    return values
 
 
 def define_data_flags():
     if _defined("data_dir"):
         return
+    data = _DEFAULTS.data
     flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz); "
                         "absent (and no --tfds): the built-in Fashion-MNIST default run. [AlexNet §2]")
     flags.DEFINE_string("tfds", None, "A TFDS dataset by name instead of --data_dir (imagenet2012, "
@@ -55,31 +74,20 @@ def define_data_flags():
                          "[AlexNet §3.5]", lower_bound=0)
     flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels; absent: dataset.json's, "
                          "else 1 (tensorflow/models shards are 1-based). [AlexNet §2]", lower_bound=0)
-    flags.DEFINE_integer("image_size", 224, "Side of the crop fed to the net. [AlexNet §4.1, VGG §2.1]")
-    flags.DEFINE_integer("resize_size", 256, "Images rescaled to this shorter side, central square "
-                         "(AlexNet framing). [AlexNet §2]")
+    flags.DEFINE_integer("image_size", data.image_size, "Side of the crop fed to the net. [AlexNet §4.1, VGG §2.1]")
+    flags.DEFINE_integer("resize_size", data.resize_size, "Images rescaled to this shorter side, central "
+                         "square (AlexNet framing); also the test scale Q the run records. [AlexNet §2]")
     flags.DEFINE_list("scale_jitter", None, "VGG training scale S: one value (fixed S, e.g. 256 or 384) "
                       "or Smin,Smax for S ~ U[Smin, Smax] (e.g. 256,512). [VGG §3.1]")
-    flags.DEFINE_float("pca_jitter_std", 0.1, "Std of the PCA colour-jitter alphas; 0 disables. "
-                       "[AlexNet §4.1]")
-    flags.DEFINE_enum("mean", "auto", ["auto", "image", "rgb", "none"], "Mean subtracted: auto = the "
-                      "per-pixel image (AlexNet) or the mean colour (VGG). [AlexNet §2, VGG §2.1]")
-    flags.DEFINE_string("stats_path", None, "stats.npz to use instead of <data_dir>/stats.npz. "
-                        "[AlexNet §2]")
-    flags.DEFINE_integer("shuffle_buffer", 10000, "Records in the training shuffle buffer. [AlexNet §5]")
+    flags.DEFINE_float("pca_jitter_std", data.pca_jitter_std, "Std of the PCA colour-jitter alphas; 0 "
+                       "disables. [AlexNet §4.1]")
+    flags.DEFINE_enum("mean", "auto", list(train_config.MEANS), "Mean subtracted: auto = the per-pixel image "
+                      "(AlexNet) or the mean colour (VGG). [AlexNet §2, VGG §2.1]")
+    flags.DEFINE_string("stats_path", None, "stats.npz to use instead of <data_dir>/stats.npz. [AlexNet §2]")
+    flags.DEFINE_integer("shuffle_buffer", data.shuffle_buffer, "Records in the training shuffle buffer. "
+                         "[AlexNet §5]")
     flags.DEFINE_boolean("cache", False, "Cache the training records in memory after the first epoch "
                          "(small data sets). [AlexNet §5]")
-
-
-def model_options() -> dict:
-    """`registry.build_model` options from the model flags (LRN `auto` leaves the model's default)."""
-    options = {"width": FLAGS.width, "lrn_convention": FLAGS.lrn_convention, "init": FLAGS.init,
-               "dropout": FLAGS.dropout}
-    if FLAGS.lrn != "auto":
-        options["lrn"] = FLAGS.lrn == "true"
-    if FLAGS.model.startswith("alexnet"):
-        options.update(pooling=FLAGS.pooling, extra_conv=FLAGS.extra_conv)
-    return options
 
 
 def scale_jitter():
@@ -98,33 +106,8 @@ def scale_jitter():
     raise FlagError(f"--scale_jitter={','.join(values)}: expected S or Smin,Smax with Smin <= Smax")
 
 
-def mean_mode() -> str:
-    if FLAGS.mean != "auto":
-        return FLAGS.mean
-    return "image" if FLAGS.model.startswith("alexnet") and not FLAGS.scale_jitter else "rgb"
-
-
-def check_model_and_data_flags() -> None:
-    """One-line FlagError for values that cannot work (before TensorFlow is imported)."""
-    if FLAGS.model not in MODEL_NAMES:
-        raise FlagError(f"--model={FLAGS.model}: unknown model (choose from: {', '.join(MODEL_NAMES)})")
-    if not FLAGS.width > 0:
-        raise FlagError(f"--width={FLAGS.width}: must be positive")
-    if not 0 <= FLAGS.dropout < 1:
-        raise FlagError(f"--dropout={FLAGS.dropout}: must be in [0, 1)")
-    if FLAGS.model.startswith("alexnet") and FLAGS.image_size < 63:
-        raise FlagError(f"--image_size={FLAGS.image_size}: AlexNet needs at least 63 pixels")
-    if FLAGS.model.startswith("vgg") and FLAGS.image_size < 32:
-        raise FlagError(f"--image_size={FLAGS.image_size}: VGG needs at least 32 pixels")
-    if FLAGS.resize_size < FLAGS.image_size:
-        raise FlagError(f"--resize_size={FLAGS.resize_size} must be at least --image_size={FLAGS.image_size}")
-    jitter = scale_jitter()
-    if jitter is not None:
-        low = jitter if isinstance(jitter, int) else jitter[0]
-        if low < FLAGS.image_size:
-            raise FlagError(f"--scale_jitter: Smin must be at least --image_size={FLAGS.image_size}")
-    if FLAGS.pca_jitter_std < 0:
-        raise FlagError(f"--pca_jitter_std={FLAGS.pca_jitter_std}: must be >= 0")
+def data_values() -> dict:
+    """The data flags as flat config settings."""
     if FLAGS.data_dir is not None and FLAGS.tfds is not None:
         raise FlagError(f"--data_dir={FLAGS.data_dir} and --tfds={FLAGS.tfds}: give one data source")
     if FLAGS.data_dir is not None:
@@ -132,17 +115,64 @@ def check_model_and_data_flags() -> None:
 
         if not os.path.isdir(FLAGS.data_dir):
             raise FlagError(f"--data_dir={FLAGS.data_dir}: no such directory")
+    values = {name: FLAGS[name].value for name in ("data_dir", "tfds_data_dir", "tfds_manual_dir", "label_offset",
+                                                    "image_size", "resize_size", "pca_jitter_std", "mean",
+                                                    "stats_path", "shuffle_buffer", "cache")}
+    values.update(tfds_name=FLAGS.tfds, num_classes=FLAGS.num_classes or None, scale_jitter=scale_jitter())
+    return values
 
 
-def input_config(split, data_dir, batch_size, **overrides):
-    """The `InputConfig` for `split` of `data_dir` (None with --tfds) from the data flags."""
-    from pipelines.input_pipeline import InputConfig
+def define_trained_model_flags(multiple: bool = False):
+    """`--model` (one, or a comma-separated list with `multiple`), `--data_dir`, `--test_scale`, `--mean`."""
+    if _defined("model"):
+        return
+    what = ("Trained models, comma-separated: run folders, .keras files or SavedModel folders" if multiple
+            else "The trained model: a run folder, a .keras file or a SavedModel folder")
+    definer = flags.DEFINE_list if multiple else flags.DEFINE_string
+    definer("model", None, f"{what}; a run folder's run.json gives the crop size, test scale, mean and class "
+            "names. [AlexNet §6, VGG §4]")
+    flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz). [AlexNet §2]")
+    flags.DEFINE_list("test_scale", None, "Test scale Q (shorter side before cropping); default: the one the "
+                      "run recorded (its --resize_size, or VGG's middle of the jitter range). [AlexNet §2, VGG §3.2]")
+    flags.DEFINE_enum("mean", "auto", list(train_config.MEANS), "Mean subtracted before the net; auto: the one "
+                      "the run trained with (run.json / the export). [AlexNet §2, VGG §2.1]")
 
-    values = dict(data_dir=data_dir, tfds_name=FLAGS.tfds, tfds_data_dir=FLAGS.tfds_data_dir,
-                  tfds_manual_dir=FLAGS.tfds_manual_dir, num_classes=FLAGS.num_classes or None,
-                  label_offset=FLAGS.label_offset, split=split, image_size=FLAGS.image_size,
-                  resize_size=FLAGS.resize_size, scale_jitter=scale_jitter(),
-                  pca_jitter_std=FLAGS.pca_jitter_std, mean=mean_mode(), stats_path=FLAGS.stats_path,
-                  batch_size=batch_size, shuffle_buffer=FLAGS.shuffle_buffer, cache=FLAGS.cache)
-    values.update(overrides)
-    return InputConfig(**values)
+
+def test_scales() -> list:
+    """The --test_scale values as positive integers (empty: the run's)."""
+    try:
+        numbers = [int(v) for v in FLAGS.test_scale or []]
+    except ValueError:
+        raise FlagError(f"--test_scale={','.join(FLAGS.test_scale)}: expected integers") from None
+    if any(n <= 0 for n in numbers):
+        raise FlagError(f"--test_scale={','.join(FLAGS.test_scale)}: scales must be positive")
+    return list(dict.fromkeys(numbers))
+
+
+def single_test_scale():
+    """The one --test_scale of a command that takes one, or None (the run's)."""
+    scales = test_scales()
+    if len(scales) > 1:
+        raise FlagError(f"--test_scale={','.join(FLAGS.test_scale)}: this command takes one scale")
+    return scales[0] if scales else None
+
+
+def check_model_paths() -> list:
+    """The --model paths, each existing; FlagError otherwise."""
+    import os
+
+    paths = FLAGS.model if isinstance(FLAGS.model, list) else ([FLAGS.model] if FLAGS.model else [])
+    if not paths:
+        raise FlagError("--model is required (a run folder, a .keras file or a SavedModel folder)")
+    for path in paths:
+        if not os.path.exists(path):
+            raise FlagError(f"--model={path}: no such file or folder")
+    return paths
+
+
+def model_settings(path: str, image_size: int, test_scale=None):
+    """`runs.EvalSettings` of the model at `path` with the --mean / --data_dir flags and `test_scale`."""
+    from keras_alexnet import runs
+
+    mean = None if FLAGS.mean == "auto" else FLAGS.mean
+    return runs.eval_settings(path, image_size, test_scale=test_scale, mean=mean, data_dir=FLAGS.data_dir)

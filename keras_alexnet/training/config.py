@@ -27,10 +27,10 @@ from typing import Optional
 
 from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
+from keras_alexnet.training.strategy import STRATEGIES
 from pipelines.input_config import InputConfig
 
 SCHEDULES = ("plateau", "linear", "cosine", "constant")
-STRATEGIES = ("default", "mirrored", "multi_worker", "towers")
 LRN_CONVENTIONS = ("paper", "cuda_convnet")
 POOLINGS = ("overlapping", "non_overlapping")
 INITS = ("paper", "caffe", "glorot")

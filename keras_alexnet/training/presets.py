@@ -26,10 +26,16 @@ img/s, 10-crop evaluation, export) and reached 0.8950 10-crop test accuracy (top
 top-5 error 0.0017; 10-crop validation top-1 error 0.1006).
 """
 
-DEFAULT_RUN_NAME = "alexnet_fashion_mnist"
+import os
 
+from keras_alexnet.training.config import TrainConfig, config_from_values
+
+DEFAULT_RUN_NAME = "alexnet_fashion_mnist"
+DEFAULT_DATA_ROOT = os.path.join("data", "fashion_mnist")
+
+# Flat settings (`config.config_from_values` names) the default run changes from the paper's.
 DEFAULT_PRESET = {
-    "model": "alexnet",
+    "architecture": "alexnet",
     "width": 0.25,
     "resize_size": 72,
     "image_size": 64,
@@ -51,17 +57,15 @@ DEFAULT_PRESET = {
 }
 
 
-def apply_preset(flag_values, preset=None):
-    """Sets every preset flag the user did not give on the command line; returns {flag: value} set."""
-    preset = DEFAULT_PRESET if preset is None else preset
-    applied = {}
-    for name, value in preset.items():
-        if not flag_values[name].present:
-            flag_values[name].value = value
-            applied[name] = value
-    return applied
+def default_run_config(data_dir: str, overrides: dict = None) -> TrainConfig:
+    """The default run on the prepared data in `data_dir`: the paper's settings, then `DEFAULT_PRESET`,
+    then `overrides` (flat settings, e.g. the flags given on the command line)."""
+    values = dict(DEFAULT_PRESET, **(overrides or {}))
+    values["data_dir"] = data_dir
+    return config_from_values(values)
 
 
-def describe(applied: dict) -> str:
-    return " ".join(f"--{name}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                    for name, value in applied.items() for v in [value])
+def describe(values: dict) -> str:
+    """Flat settings as the command-line flags that set them (`--width=0.25 ...`)."""
+    return " ".join(f"--{name}={','.join(map(str, value)) if isinstance(value, (list, tuple)) else value}"
+                    for name, value in values.items())

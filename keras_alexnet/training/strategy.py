@@ -25,20 +25,35 @@ def configure_logical_cpus(count: int) -> None:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
 
 
-def tf_config_problem():
-    """Why `TF_CONFIG` cannot drive `multi_worker`, or None when it can."""
+def read_tf_config():
+    """(config dict, None) from the `TF_CONFIG` environment variable, or (None, why it cannot drive
+    `multi_worker`). The one place that parses it."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        return "--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)"
+        return None, "--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)"
     try:
         config = json.loads(raw)
         workers = config["cluster"]["worker"]
         task = config["task"]
         if task["type"] not in ("worker", "chief") or not workers:
-            return "TF_CONFIG task type must be 'worker' or 'chief' with a non-empty cluster"
+            return None, "TF_CONFIG task type must be 'worker' or 'chief' with a non-empty cluster"
     except (ValueError, KeyError, TypeError) as error:
-        return f"TF_CONFIG is not a valid cluster description ({error})"
-    return None
+        return None, f"TF_CONFIG is not a valid cluster description ({error})"
+    return config, None
+
+
+def tf_config_problem():
+    """Why `TF_CONFIG` cannot drive `multi_worker`, or None when it can."""
+    return read_tf_config()[1]
+
+
+def tf_config_workers() -> int:
+    """Processes in the `TF_CONFIG` cluster (workers and chief); 1 without a valid one."""
+    config, _ = read_tf_config()
+    if config is None:
+        return 1
+    cluster = config["cluster"]
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
 def _local_devices():
@@ -75,11 +90,6 @@ def is_chief(strategy) -> bool:
         return True
     has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
-
-
-def task_id(strategy) -> int:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
 
 
 def num_workers(strategy) -> int:

@@ -45,6 +45,10 @@ def _logs(sums, prefix=""):
             prefix + "top5_error": float(sums[2]) / count}
 
 
+class _Interrupted(Exception):
+    """Raised inside `fit` when the stop event is set; caught there after saving a checkpoint."""
+
+
 class Trainer:
     """Builds the model and optimizer under `strategy` and trains with callbacks and checkpoints.
 
@@ -65,12 +69,14 @@ class Trainer:
         jit_compile: compile the forward/backward pass with XLA.
         loss_scale: wrap the optimizer in a `LossScaleOptimizer` (float16 mixed precision).
         initial_weights: callable(model) run once on a fresh start (warm start, init from another run).
+        stop_event: a `threading.Event`; once set (SIGINT/SIGTERM), `fit` saves a checkpoint after the
+            current step (or validation batch) and returns, with `interrupted_at` its path.
     """
 
     def __init__(self, strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
                  epochs, global_batch_size, val_dataset_fn=None, val_examples=None, checkpoint_dir=None,
                  checkpoint_every_steps=0, jit_compile=False, loss_scale=False, is_chief=True,
-                 initial_weights=None, printer=print):
+                 initial_weights=None, printer=print, stop_event=None):
         self.strategy = strategy
         self.train_dataset_fn = train_dataset_fn
         self.val_dataset_fn = val_dataset_fn
@@ -84,6 +90,8 @@ class Trainer:
         self.jit_compile = jit_compile
         self.is_chief = is_chief
         self.printer = printer
+        self.stop_event = stop_event
+        self.interrupted_at = None
         with strategy.scope():
             self.model = build_model()
             optimizer = build_optimizer()
@@ -187,8 +195,13 @@ class Trainer:
         iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
         sums = np.zeros(4)
         for _ in range(self._val_steps()):
+            if self._stop_requested():
+                return None
             sums += self._eval_step(iterator).numpy()
         return _logs(sums, "val_")
+
+    def _stop_requested(self):
+        return self.stop_event is not None and self.stop_event.is_set()
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _save(self, callbacks):
@@ -244,9 +257,14 @@ class Trainer:
                         self._save(callbacks)
                     if model.stop_training:
                         break
+                    if self._stop_requested():
+                        raise _Interrupted
                 logs = _logs(sums)
                 if self.val_dataset_fn is not None:
-                    logs.update(self.evaluate())
+                    val_logs = self.evaluate()
+                    if val_logs is None:
+                        raise _Interrupted
+                    logs.update(val_logs)
                 callback_list.on_epoch_end(epoch, logs)
                 self.state.epoch.assign(epoch + 1)
                 self.state.step_in_epoch.assign(0)
@@ -257,6 +275,11 @@ class Trainer:
                     break
         except NonFiniteLoss as error:
             raise NonFiniteLoss(self._nan_message(error)) from None
+        except _Interrupted:
+            self.interrupted_at = self._save(callbacks)
+            if self.checkpointer is not None:
+                self.checkpointer.close()
+            return history
         callback_list.on_train_end(logs)
         if self.checkpointer is not None:
             self.checkpointer.close()

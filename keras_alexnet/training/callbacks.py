@@ -1,0 +1,91 @@
+"""The callbacks of a training run, chosen from its `TrainConfig` (one place that wires `callbacks/`).
+
+Every process: dropped-record reports, the NaN guard, throughput, the learning-rate schedule (AlexNet §5's
+plateau division, or warm-up + decay). The chief only: 10-crop validation (AlexNet §4.1), the progress
+display, `metrics.csv`, TensorBoard scalars, conv1 kernels (AlexNet Figure 3, nets with towers' family)
+and hyper-parameters, and `--export_best` publishing.
+"""
+
+import dataclasses
+import os
+import sys
+
+from keras_alexnet.training.config import TrainConfig
+
+
+@dataclasses.dataclass
+class CallbackSet:
+    callbacks: list
+    ten_crop: object  # the TenCropEvaluation callback (its `final` result), None off the chief
+    log_dir: str
+
+    def final_summaries(self, epoch, validation, test):
+        """The end-of-training 10-crop errors in TensorBoard (`ten_crop/` for validation, `test_ten_crop/`
+        for the test split), also when 10-crop evaluation ran only at the end. [AlexNet §4.1]"""
+        import tensorflow as tf
+
+        for folder, values in (("ten_crop", validation), ("test_ten_crop", test)):
+            if not values:
+                continue
+            writer = tf.summary.create_file_writer(os.path.join(self.log_dir, folder))
+            with writer.as_default():
+                for key, value in values.items():
+                    if key.endswith("_error"):
+                        tf.summary.scalar(key.replace("ten_crop_", ""), float(value), step=max(epoch, 1))
+            writer.close()
+
+
+def hparams(config: TrainConfig, replicas: int) -> dict:
+    """The run's settings as flat hyper-parameters (numbers, strings, booleans) for TensorBoard."""
+    values = {"architecture": config.model.architecture}
+    for part in (config.model, config.optimizer, config.schedule):
+        values.update(dataclasses.asdict(part))
+    data = config.data
+    values.update(image_size=data.image_size, resize_size=data.resize_size, pca_jitter_std=data.pca_jitter_std,
+                  mean=data.mean, batch_size=data.batch_size, scale_jitter=str(data.scale_jitter),
+                  input_scale=config.input_scale, strategy=config.strategy, mixed_precision=config.mixed_precision,
+                  seed=config.seed, replicas=replicas, lrn=str(config.model.lrn))
+    return {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
+
+
+def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, replicas, dropped, printer,
+                       ten_crop_dataset, export_settings) -> CallbackSet:
+    """The callbacks for `config` (see the module docstring)."""
+    from callbacks.conv1_images import Conv1Images
+    from callbacks.csv_log import MetricsCSV
+    from callbacks.dropped_records import DroppedRecords
+    from callbacks.export_best import ExportBest
+    from callbacks.nan_guard import NanGuard
+    from callbacks.plateau import PlateauDecay
+    from callbacks.schedule import WarmupDecay
+    from callbacks.summaries import HParams, ScalarSummaries
+    from callbacks.ten_crop import TenCropEvaluation
+    from callbacks.throughput import Progress, Throughput
+
+    schedule = config.schedule
+    batch = config.data.batch_size
+    throughput = Throughput(batch)
+    found = [DroppedRecords(dropped, printer), NanGuard(), throughput]
+    if schedule.lr_schedule == "plateau":
+        found.append(PlateauDecay(monitor="val_top1_error", factor=0.1, patience=schedule.lr_patience,
+                                  min_delta=schedule.lr_min_delta, max_reductions=schedule.lr_max_reductions,
+                                  printer=printer))
+    elif schedule.lr_schedule in ("linear", "cosine"):
+        found.append(WarmupDecay(config.optimizer.learning_rate, schedule.epochs * steps_per_epoch,
+                                 int(schedule.warmup_epochs * steps_per_epoch), schedule.lr_schedule))
+    ten_crop = None
+    if chief:
+        run_dir = config.run_dir
+        ten_crop = TenCropEvaluation(ten_crop_dataset, every_n_epochs=config.ten_crop_every, printer=printer)
+        found += [ten_crop,
+                  Progress(steps_per_epoch, schedule.epochs, throughput, printer,
+                           bar=config.progress and sys.stdout.isatty()),
+                  MetricsCSV(os.path.join(run_dir, "metrics.csv")),
+                  ScalarSummaries(log_dir, update_freq=config.log_every_steps),
+                  HParams(log_dir, hparams(config, replicas))]
+        if config.spec.family == "alexnet":
+            found.append(Conv1Images(os.path.join(log_dir, "train")))
+        if config.export_best:
+            found.append(ExportBest(config.export_dir, config.run_name, monitor="val_top1_error",
+                                    input_scale=config.input_scale, **export_settings))
+    return CallbackSet(found, ten_crop, log_dir)

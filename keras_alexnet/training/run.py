@@ -1,0 +1,426 @@
+"""`train(config)`: one training run end to end, the library call behind `python main.py train`.
+
+    result = train(TrainConfig(...))        # see keras_alexnet/training/config.py
+    result.test["ten_crop"]["top1_error"]   # AlexNet §4.1's 10-crop test error, when test_split is set
+
+A run lives in `config.run_dir` (`runs/<run_name>/`): `run.json` (the resolved settings, written when the
+run starts; `keras_alexnet.runs`), `stats.npz` (the statistics it trains with), `checkpoints/`, `logs/`
+(TensorBoard), `metrics.csv`, and `model.keras` at the end; an export goes to `config.export_dir`.
+Calling `train` again with the same run folder resumes from the last checkpoint; settings that would
+change the run (architecture, data, sizes, batch, seed) are refused in one line naming the flag,
+settings that may change (epoch cap, logging, export) are accepted and recorded in `run.json`.
+
+SIGINT (Ctrl-C) and SIGTERM (what a scheduler sends) during training save a checkpoint after the
+current step and raise `TrainingInterrupted` with its path; a second signal stops at once. [AlexNet §5]
+"""
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+from typing import Callable, Optional
+
+from keras_alexnet import runs
+from keras_alexnet.errors import FlagError, UserError
+from keras_alexnet.training.config import TrainConfig
+
+# Settings that may differ when a run is resumed (everything else defines the run).
+RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_steps", "progress", "export",
+                     "export_best", "export_dir", "ten_crop_every", "test_split", "strategy", "logical_cpus",
+                     "jit_compile", "warm_start", "init_from", "data.shuffle_buffer", "data.cache",
+                     "data.cycle_length", "data.data_dir", "data.tfds_data_dir", "data.tfds_manual_dir",
+                     "data.stats_path", "runs_dir")
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after saving `checkpoint` (None if nothing could be saved)."""
+
+    def __init__(self, checkpoint, signal_name):
+        self.checkpoint = checkpoint
+        self.signal_name = signal_name
+        saved = f"checkpoint saved: {checkpoint}" if checkpoint else "no checkpoint could be saved"
+        super().__init__(f"{signal_name}: training stopped, {saved}")
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a finished run produced.
+
+    history: per-epoch values by metric (loss, top1_error, top5_error, val_*, learning_rate, ...);
+    validation / test: {"center": {...}, "ten_crop": {...}} with top1_error, top5_error, count (None when
+    the split is not evaluated); paths of the run's products; seconds of this call.
+    """
+
+    run_dir: str
+    config: TrainConfig
+    history: dict
+    validation: Optional[dict]
+    test: Optional[dict]
+    model_path: Optional[str]
+    export_path: Optional[str]
+    checkpoint_dir: str
+    log_dir: str
+    epochs_run: int
+    seconds: float
+
+
+def _flat(config_dict, prefix=""):
+    out = {}
+    for key, value in config_dict.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resume(config: TrainConfig, record: runs.RunRecord) -> dict:
+    """{setting: (recorded, new)} of the allowed changes; FlagError naming the first setting that would
+    change the run."""
+    old = _flat(record.config or {})
+    new = _flat(config.to_dict())
+    changes = {}
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, list):
+            before = tuple(before)
+        if before == after:
+            continue
+        if key in RESUMABLE_CHANGES:
+            changes[key] = (before, after)
+            continue
+        flag = "architecture" if key == "model.architecture" else ("tfds" if key == "data.tfds_name" else key.split(".")[-1])
+        raise FlagError(f"--{flag}={after}: {record_path(config)} was trained with {before}; resume with the "
+                        f"run's value or start another run (--run_name)")
+    return changes
+
+
+def record_path(config):
+    return runs.run_file(config.run_dir)
+
+
+def _class_names(config: TrainConfig, num_classes: int):
+    from pipelines import records
+
+    data = config.data
+    if data.data_dir:
+        metadata = records.read_metadata(data.data_dir)
+        if metadata:
+            return [c.text or c.synset or str(c.label) for c in metadata.classes]
+    else:
+        from pipelines.tfds_source import load_builder
+
+        builder = load_builder(data.tfds_name, data.tfds_data_dir, data.tfds_manual_dir)
+        if "label" in builder.info.features:
+            return list(builder.info.features["label"].names)
+    return [str(i) for i in range(num_classes)]
+
+
+def _run_stats(config: TrainConfig, info, printer):
+    """The statistics the run trains with, at the run's frame size, or None; and a note of what was done.
+
+    A mean image of another size than `resize_size` (statistics computed at another stored size) is
+    resized bilinearly to the frame (AlexNet §2's mean is per pixel of the 256 frame); the note says so.
+    """
+    data = config.data
+    if data.mean == "none" and data.pca_jitter_std == 0:
+        return None, ""
+    from pipelines.stats import read_stats
+
+    path = data.stats_path or info.default_stats_path
+    if not path:
+        raise UserError(f"--tfds={data.tfds_name}: no statistics file: pass --stats_path (or --mean=none "
+                        "--pca_jitter_std=0)")
+    stats = read_stats(path)
+    note = f"from {path}"
+    mean_image = stats.get("mean_image")
+    frame = data.resize_size
+    if data.mean == "image" and mean_image is not None and mean_image.shape[:2] != (frame, frame):
+        import tensorflow as tf
+
+        old = "x".join(map(str, mean_image.shape[:2]))
+        stats = dict(stats, mean_image=tf.image.resize(mean_image[None], (frame, frame)).numpy()[0])
+        note = f"from {path}, mean image resized from {old} to {frame}x{frame} (--resize_size)"
+        printer(f"Mean image: {note}")
+    return stats, note
+
+
+class _SignalStop:
+    """While active, SIGINT/SIGTERM set `event` (the trainer saves and stops after the current step);
+    a second signal raises KeyboardInterrupt at once. Only in the main thread."""
+
+    def __init__(self, printer):
+        self.event = threading.Event()
+        self.signal_name = None
+        self.printer = printer
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        self.event.set()
+        self.printer(f"\n{self.signal_name}: saving a checkpoint after the current step "
+                     "(again to stop at once)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks=()) -> RunResult:
+    """Trains (or resumes) the run `config` describes; see the module docstring. [AlexNet §5, VGG §3.1]
+
+    `printer` receives the progress lines (the chief's only); `callbacks` are extra Keras callbacks.
+    Raises FlagError / UserError (one line) for settings or data that cannot work, TrainingInterrupted
+    after a signal.
+    """
+    start = time.time()
+    config = config.resolve()
+    from keras_alexnet.training.strategy import configure_logical_cpus
+
+    configure_logical_cpus(config.logical_cpus)
+    import keras
+    import tensorflow as tf
+
+    from keras_alexnet.training.strategy import is_chief, make_strategy
+
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    try:
+        strategy, strategy_options = make_strategy(config.strategy)
+    except ValueError as error:
+        raise FlagError(str(error)) from None
+    chief = is_chief(strategy)
+    say = printer if chief else (lambda message: None)
+    from pipelines import input_pipeline, record_parser
+
+    with record_parser.user_errors():
+        return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
+                      input_pipeline, record_parser)
+
+
+def _train(config, strategy, strategy_options, chief, say, extra_callbacks, start, keras, tf, input_pipeline,
+           record_parser):
+    from keras_alexnet import registry
+    from keras_alexnet.training.checkpointing import fold_input_scale
+    from keras_alexnet.training.optimizer import PaperSGD
+    from keras_alexnet.training.trainer import Trainer
+
+    replicas = strategy.num_replicas_in_sync
+    batch = config.data.batch_size
+    if batch % replicas:
+        raise FlagError(f"--batch_size={batch} is not divisible across {replicas} replicas")
+    keras.utils.set_random_seed(config.seed)
+    loss_scale = False
+    if config.mixed_precision:
+        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+        keras.mixed_precision.set_global_policy(policy)
+        loss_scale = policy == "mixed_float16"
+
+    run_dir = config.run_dir
+    record = runs.read_record(run_dir)
+    changes = check_resume(config, record) if record is not None and record.config else {}
+
+    info = input_pipeline.dataset_info(config.input_for("train", training=True))
+    num_classes = info.num_classes
+    if not num_classes:
+        raise UserError(f"{info.source}: the number of classes is unknown (no dataset.json): pass --num_classes")
+    stats, mean_note = _run_stats(config, info, say)
+    recorded_config = config.to_dict()  # the user's settings; the pipelines read the run's copy of the stats
+    if stats is not None:
+        stats_path = runs.write_stats(run_dir, stats)
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, stats_path=stats_path))
+    train_examples = input_pipeline.count_examples(config.input_for("train", training=True))
+    val_config = config.input_for(config.validation_split)
+    val_examples = input_pipeline.count_examples(val_config)
+    steps_per_epoch = config.schedule.steps_per_epoch or train_examples // batch
+    if steps_per_epoch < 1:
+        raise FlagError(f"--batch_size={batch} is larger than the {train_examples} training examples")
+    epochs = config.schedule.epochs
+
+    if chief:
+        if record is None or not record.config:
+            record = runs.RunRecord(
+                architecture=config.model.architecture, num_classes=num_classes,
+                class_names=_class_names(config, num_classes), image_size=config.data.image_size,
+                test_scale=input_pipeline.test_scale(config.data), mean=config.data.mean,
+                label_offset=info.label_offset, data_source=info.source, mean_note=mean_note,
+                config=recorded_config, origin="train")
+        elif changes:
+            record.resumes.append({"time": runs.now(), "changed": {k: list(v) for k, v in changes.items()}})
+            record.config = recorded_config if record.config is None else _updated(record.config, changes)
+        runs.write_record(run_dir, record)
+
+    log_dir = os.path.join(run_dir, "logs")
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    image_shape = (config.data.image_size, config.data.image_size, 3)
+    options = dict(config.model.build_options(), **strategy_options)
+
+    def build_model():
+        return registry.build_model(config.model.architecture, num_classes=num_classes, input_shape=image_shape,
+                                    **options)
+
+    def build_optimizer():
+        opt = config.optimizer
+        return PaperSGD(opt.learning_rate, momentum=opt.momentum, decay=opt.weight_decay,
+                        decay_biases=opt.decay_biases)
+
+    dropped = record_parser.DropCounter()
+
+    def scaled(dataset, scale=None):
+        scale = config.input_scale if scale is None else scale
+        if scale == 1.0:
+            return dataset
+        return dataset.map(lambda images, labels: (images * scale, labels))
+
+    def train_dataset_fn(input_context, epoch):
+        # One seed per epoch: an epoch's batches are the same when it is run again after a resume.
+        epoch_config = dataclasses.replace(config.input_for("train", training=True),
+                                           seed=config.seed * 100003 + epoch)
+        return scaled(input_pipeline.build_train_dataset(epoch_config, input_context, drop_counter=dropped))
+
+    def val_dataset_fn(input_context):
+        return scaled(input_pipeline.build_eval_dataset(val_config, "center", input_context=input_context))
+
+    eval_batch = max(1, min(batch, 64))
+
+    def eval_dataset(split, protocol, scale=None):
+        split_config = config.input_for(split, batch_size=eval_batch)
+        return scaled(input_pipeline.build_eval_dataset(split_config, protocol), scale)
+
+    from keras_alexnet.training.callbacks import training_callbacks
+
+    stop = _SignalStop(say)
+    trainer = Trainer(strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch, epochs, batch,
+                      val_dataset_fn=val_dataset_fn, val_examples=val_examples, checkpoint_dir=checkpoint_dir,
+                      checkpoint_every_steps=config.checkpoint_every_steps, jit_compile=config.jit_compile,
+                      loss_scale=loss_scale, is_chief=chief, initial_weights=_initial_weights(config, say),
+                      printer=say, stop_event=stop.event)
+    callback_set = training_callbacks(config, chief=chief, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
+                                      replicas=replicas, dropped=dropped, printer=say,
+                                      ten_crop_dataset=eval_dataset(config.validation_split, "ten_crop")
+                                      if chief else None,
+                                      export_settings=_export_settings(config, record) if chief else None)
+    if chief:
+        say(f"Run folder: {run_dir}   TensorBoard: {tool('tensorboard')} --logdir {log_dir}")
+        say(f"{config.model.architecture} on {info.source}: {num_classes} classes, {train_examples} training "
+            f"images, {steps_per_epoch} steps of {batch} per epoch, up to {epochs} epochs, {replicas} "
+            f"replica(s) ({config.strategy})")
+    with stop:
+        history = trainer.fit(callback_set.callbacks + extra_callbacks)
+    if stop.event.is_set() and trainer.interrupted_at is not None:
+        raise TrainingInterrupted(trainer.interrupted_at, stop.signal_name)
+
+    model = trainer.model
+    epochs_run = int(trainer.state.epoch.numpy())
+    if not chief:
+        return RunResult(run_dir, config, history.history, None, None, None, None, checkpoint_dir, log_dir,
+                         epochs_run, time.time() - start)
+    if config.input_scale != 1.0:
+        fold_input_scale(model, config.input_scale)
+    model_path = os.path.join(run_dir, runs.MODEL_FILE)
+    model.save(model_path)
+    validation = {"ten_crop": callback_set.ten_crop.final} if callback_set.ten_crop.final else None
+    test = None
+    if config.test_split:
+        # On the usual inputs: the saved model, with the scale folded into its first kernel.
+        from callbacks.ten_crop import evaluate_ten_crop
+
+        result = evaluate_ten_crop(model, eval_dataset(config.test_split, "ten_crop", scale=1.0))
+        test = {"ten_crop": result}
+        say(f"10-crop {config.test_split} [AlexNet §4.1]: accuracy {1 - result['top1_error']:.4f}, top-1 error "
+            f"{result['top1_error']:.4f}, top-5 error {result['top5_error']:.4f} ({result['count']} images)")
+        _write_json(os.path.join(run_dir, f"{config.test_split}_ten_crop.json"), result)
+    callback_set.final_summaries(epochs_run, validation and validation["ten_crop"], test and test["ten_crop"])
+    export_path = None
+    if config.export:
+        from keras_alexnet.export import export_saved_model
+
+        export_path = export_saved_model(model, config.export_dir, config.run_name,
+                                         **_export_settings(config, record))
+    return RunResult(run_dir, config, history.history, validation, test, model_path, export_path, checkpoint_dir,
+                     log_dir, epochs_run, time.time() - start)
+
+
+def _updated(recorded: dict, changes: dict) -> dict:
+    """`recorded` (a nested config dict) with the allowed changes applied."""
+    updated = {k: dict(v) if isinstance(v, dict) else v for k, v in recorded.items()}
+    for key, (_, new) in changes.items():
+        target = updated
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target[parent]
+        target[leaf] = new
+    return updated
+
+
+def _initial_weights(config: TrainConfig, say):
+    """The callable the Trainer runs once on a fresh start: VGG warm start or whole-model init."""
+    from keras_alexnet.evaluation.models import load_keras_model
+
+    if config.warm_start:
+        def warm(model):
+            from keras_alexnet.vgg import warm_start
+
+            try:
+                copied = warm_start(model, load_keras_model(config.warm_start))
+            except ValueError as error:
+                raise UserError(f"--warm_start={config.warm_start}: {error}") from None
+            say(f"Warm start from {config.warm_start}: {', '.join(copied)} [VGG §3.1]")
+        return warm
+    if config.init_from:
+        def init(model):
+            from keras_alexnet.training.checkpointing import restore_model_weights
+
+            path = config.init_from
+            try:
+                if path.endswith(".keras") or (os.path.isdir(path) and not os.path.isdir(
+                        os.path.join(path, "checkpoints"))):
+                    model.set_weights(load_keras_model(path).get_weights())
+                else:
+                    path = restore_model_weights(model, path)
+            except (ValueError, FileNotFoundError) as error:
+                raise UserError(f"--init_from={config.init_from}: {str(error).splitlines()[0]}") from None
+            say(f"Initialised from {path} [VGG §3.1]")
+        return init
+    return None
+
+
+def _export_settings(config: TrainConfig, record: runs.RunRecord) -> dict:
+    """How exports of this run preprocess: class names, the training mean, sizes, 10 crops."""
+    mean = None
+    if config.data.mean != "none":
+        mean = runs.EvalSettings(config.data.image_size, record.test_scale, config.data.mean, None,
+                                 os.path.join(config.run_dir, runs.STATS_FILE), "").mean_values
+    return dict(class_names=record.class_names, mean=mean, image_size=config.data.image_size,
+                resize_size=record.test_scale, crops="ten_crop")
+
+
+def _write_json(path, data):
+    import json
+
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def tool(name) -> str:
+    """How to call `name` from here: this interpreter's environment (`.venv/bin/tensorboard`) unless
+    that environment is active, so the printed commands work as they are pasted."""
+    import shutil
+    import sys
+
+    program = sys.executable if name == "python" else os.path.join(os.path.dirname(sys.executable), name)
+    if shutil.which(name) == program or not os.path.exists(program):
+        return name
+    relative = os.path.relpath(program)
+    return relative if not relative.startswith("..") else program
