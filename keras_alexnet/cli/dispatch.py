@@ -114,6 +114,10 @@ def main(argv=None) -> None:
         return remaining
 
     def run(remaining):
+        from absl import logging
+
+        if not FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # no INFO lines from TensorFlow's Python code
         try:
             import_tensorflow_quietly()
             module.run(remaining[1:])

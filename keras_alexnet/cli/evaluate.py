@@ -1,8 +1,9 @@
 """`python main.py evaluate`: top-1/top-5 error of models under the papers' test protocols.
 
 Protocols (`--protocols`): centre crop; AlexNet §4.1's ten crops; VGG §3.2's multi-crop (5x5 grid x 2
-flips) and dense evaluation; at one or several test scales Q (`--scales`, or `--train_scale` for
-VGG §4.2's Q sets). With dense and multi-crop both run, a "dense + multi-crop" row averages them (VGG
+flips) and dense evaluation; at the test scale Q the run recorded, or at one or several given ones
+(`--test_scale`, or `--train_scale` for VGG §4.2's Q sets). Crop size, mean and statistics come from
+the run (`run.json`); `--data_dir` defaults to the data the run was trained on. With dense and multi-crop both run, a "dense + multi-crop" row averages them (VGG
 Table 5); with `--ensemble` the softmax outputs of all `--model`s are averaged too (AlexNet §6, VGG
 §4.4). The table (pandas) is printed and written as CSV and Markdown, with images/s per row.
 """
@@ -11,32 +12,25 @@ import os
 
 from absl import flags
 
+from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 
 PROTOCOL_CHOICES = ("center", "ten_crop", "multi_crop", "dense")
 
-flags.DEFINE_list("model", None, "Models to evaluate, comma-separated: .keras files, training run folders, "
-                  "SavedModel folders (dense evaluation needs a checkpoint). [AlexNet §6, VGG §4]")
-flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz). [AlexNet §2]")
+flagdefs.define_trained_model_flags(multiple=True)
 flags.DEFINE_string("split", "validation", "The split to evaluate on. [AlexNet §6]")
 flags.DEFINE_list("protocols", ["center"], "Comma-separated from center, ten_crop (AlexNet §4.1), "
                   "multi_crop, dense (VGG §3.2). [AlexNet §4.1, VGG §3.2]")
-flags.DEFINE_list("scales", None, "Test scales Q (shorter side), comma-separated, e.g. 256,384,512; "
-                  "default: --train_scale's set, else --resize_size. [VGG §3.2, §4.2]")
-flags.DEFINE_list("train_scale", None, "The model's training scale S: one value gives Q = {S-32, S, S+32}, "
-                  "two (Smin,Smax) give Q = {Smin, (Smin+Smax)/2, Smax}. [VGG §4.2]")
+flags.DEFINE_list("train_scale", None, "Q from the training scale S instead of --test_scale: one value gives "
+                  "Q = {S-32, S, S+32}, two (Smin,Smax) give Q = {Smin, (Smin+Smax)/2, Smax}. [VGG §4.2]")
 flags.DEFINE_boolean("ensemble", False, "Also report the fusion of all --model by averaging their softmax "
                      "outputs. [AlexNet §6, VGG §4.4]")
-flags.DEFINE_integer("resize_size", 256, "Test scale when neither --scales nor --train_scale is given. "
-                     "[AlexNet §2]", lower_bound=1)
-flags.DEFINE_enum("mean", "auto", ["auto", "image", "rgb", "none"], "Mean subtracted: the per-pixel image "
-                  "(AlexNet), the RGB mean (VGG); auto: what the export recorded, else by model name. "
-                  "[AlexNet §2, VGG §2.1]")
 flags.DEFINE_integer("batch_size", 32, "Images per batch for the crop protocols (dense runs one image at a "
                      "time). [VGG §3.2]", lower_bound=1)
 flags.DEFINE_integer("max_examples", None, "Evaluate only the first N examples of the split. [AlexNet §6]",
                      lower_bound=1)
-flags.DEFINE_string("output_dir", "runs/evaluation", "Folder for errors.csv and errors.md. [VGG §4]")
+flags.DEFINE_string("output_dir", None, "Folder for errors.csv and errors.md; default: "
+                    "<first model's run folder>/evaluation/<split>. [VGG §4]")
 FLAGS = flags.FLAGS
 
 
@@ -50,43 +44,43 @@ def _ints(values, flag):
     return numbers
 
 
-def test_scales() -> list:
+def test_scales(recorded_scale):
+    """The scales Q to evaluate at: --test_scale, --train_scale's set, else the run's own."""
     from keras_alexnet.evaluation.protocols import multi_scale
 
-    if FLAGS.scales:
-        return list(dict.fromkeys(_ints(FLAGS.scales, "scales")))
+    if FLAGS.test_scale:
+        return flagdefs.test_scales()
     if FLAGS.train_scale:
         values = _ints(FLAGS.train_scale, "train_scale")
         if len(values) > 2:
             raise FlagError("--train_scale: one value (fixed S) or two (Smin,Smax)")
         return multi_scale(values[0] if len(values) == 1 else values)
-    return [FLAGS.resize_size]
+    return [recorded_scale]
 
 
 def validate():
-    if not FLAGS.model:
-        raise FlagError("--model is required (one or more, comma-separated)")
-    for path in FLAGS.model:
-        if not os.path.exists(path):
-            raise FlagError(f"--model: {path} does not exist")
-    if not FLAGS.data_dir:
-        raise FlagError("--data_dir is required")
+    paths = flagdefs.check_model_paths()
+    if not flagdefs.data_dir(paths[0]):
+        raise FlagError("--data_dir is required (the model records no data folder that exists)")
     unknown = [p for p in FLAGS.protocols if p not in PROTOCOL_CHOICES]
     if unknown or not FLAGS.protocols:
         raise FlagError(f"--protocols: unknown '{unknown[0] if unknown else ''}' "
                         f"(choose from {', '.join(PROTOCOL_CHOICES)})")
     if FLAGS.ensemble and len(FLAGS.model) < 2:
         raise FlagError("--ensemble needs at least two --model")
-    if FLAGS.scales and FLAGS.train_scale:
-        raise FlagError("--scales and --train_scale are exclusive")
-    test_scales()
+    if FLAGS.test_scale and FLAGS.train_scale:
+        raise FlagError("--test_scale and --train_scale are exclusive")
+    flagdefs.test_scales()
+    if FLAGS.train_scale:
+        test_scales(None)
 
 
-def _dataset(protocol, scale, image_size, mean):
+def _dataset(protocol, scale, settings, data_dir):
     from pipelines.input_pipeline import InputConfig, build_eval_dataset
 
-    config = InputConfig(data_dir=FLAGS.data_dir, split=FLAGS.split, image_size=image_size,
-                         resize_size=scale, mean=mean, batch_size=FLAGS.batch_size, pca_jitter_std=0.0)
+    config = InputConfig(data_dir=data_dir, split=FLAGS.split, image_size=settings.image_size,
+                         resize_size=scale, mean=settings.mean, stats_path=settings.stats_path,
+                         batch_size=FLAGS.batch_size, pca_jitter_std=0.0)
     dataset = build_eval_dataset(config, protocol, scale)
     if FLAGS.max_examples:
         batch = 1 if protocol == "dense" else FLAGS.batch_size
@@ -99,7 +93,7 @@ def run(argv):
 
     from keras_alexnet.evaluation import ensemble, models, protocols, tables
 
-    scales = test_scales()
+    data_dir = flagdefs.data_dir(FLAGS.model[0])
     runs, names = [], []
     for path in FLAGS.model:
         model = models.evaluable(path)
@@ -110,12 +104,15 @@ def run(argv):
         if "dense" in FLAGS.protocols and model.score_map is None:
             raise FlagError(f"--protocols=dense: {path} is a SavedModel with a fixed input size; "
                             "evaluate the checkpoint it came from")
-        mean = FLAGS.mean if FLAGS.mean != "auto" else model.mean
+        settings = flagdefs.model_settings(path, model.image_size)
+        scales = test_scales(settings.test_scale)
         too_small = [q for q in scales if q < model.image_size]
         if too_small:
-            flag = "train_scale" if FLAGS.train_scale else "scales"
+            flag = "train_scale" if FLAGS.train_scale else "test_scale"
             raise FlagError(f"--{flag}: test scale {too_small[0]} is smaller than the model's input "
                             f"({model.image_size})")
+        print(f"{name}: {settings.image_size}px crops, Q={','.join(map(str, scales))}, mean {settings.mean} "
+              f"(from {settings.source})", flush=True)
         for protocol in FLAGS.protocols:
             if protocol == "dense":
                 def views(images, score_map=model.score_map):
@@ -126,7 +123,7 @@ def run(argv):
             for scale in scales:
                 with record_parser.user_errors():
                     result = protocols.run_protocol(
-                        name, protocol, scale, views, _dataset(protocol, scale, model.image_size, mean))
+                        name, protocol, scale, views, _dataset(protocol, scale, settings, data_dir))
                 runs.append(result)
                 print(f"{name}: {protocol} at Q={scale}: {len(result.labels)} images, "
                       f"{result.images_per_second:.1f} images/s", flush=True)
@@ -135,5 +132,14 @@ def run(argv):
         rows = [row for row in rows if row["model"] in names]
     table = tables.error_table(rows)
     print(table.to_string(index=False))
-    csv_path, md_path = tables.write_table(table, FLAGS.output_dir)
+    output_dir = FLAGS.output_dir or _default_output_dir(FLAGS.model[0])
+    csv_path, md_path = tables.write_table(table, output_dir)
     print(f"wrote {csv_path} and {md_path}")
+
+
+def _default_output_dir(model_path):
+    """<run folder>/evaluation/<split> of the first model (its folder for a .keras file or SavedModel)."""
+    from keras_alexnet import runs
+
+    base = runs.run_dir_of(model_path) or (model_path if os.path.isdir(model_path) else os.path.dirname(model_path))
+    return os.path.join(base or ".", "evaluation", FLAGS.split)

@@ -9,30 +9,24 @@ import os
 
 from absl import flags
 
-from keras_alexnet.errors import FlagError
+from keras_alexnet.cli import flagdefs
 
-flags.DEFINE_string("model", None, "A .keras file or training run folder. [AlexNet §6.1]")
-flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz). [AlexNet §2]")
+flagdefs.define_trained_model_flags()
 flags.DEFINE_string("split", "validation", "Split of the images in the top-5 panels. [AlexNet §6.1]")
 flags.DEFINE_integer("num_images", 8, "Images in the top-5 figure (the paper shows eight). [AlexNet §6.1]",
                      lower_bound=1)
-flags.DEFINE_integer("scale", 256, "Shorter side before the centre crop. [AlexNet §2]", lower_bound=1)
-flags.DEFINE_enum("mean", "auto", ["auto", "image", "rgb", "none"], "Mean subtracted before the net; auto "
-                  "follows the model name. [AlexNet §2, VGG §2.1]")
 flags.DEFINE_integer("tile", 96, "Side of each image in the top-5 figure, in pixels. [AlexNet §6.1]",
                      lower_bound=8)
 flags.DEFINE_integer("kernel_scale", 4, "Each conv1 kernel pixel drawn as NxN pixels. [AlexNet §6.1]",
                      lower_bound=1)
-flags.DEFINE_string("output_dir", "runs/figures", "Folder for conv1.png, top5.png and top5.md. [AlexNet §6.1]")
+flags.DEFINE_string("output_dir", None, "Folder for conv1.png, top5.png and top5.md. [AlexNet §6.1]")
 flags.DEFINE_string("logdir", None, "Also write both images to TensorBoard in this folder. [AlexNet §6.1]")
 FLAGS = flags.FLAGS
 
 
 def validate():
-    if not FLAGS.model or not FLAGS.data_dir:
-        raise FlagError("--model and --data_dir are required")
-    if not os.path.exists(FLAGS.model):
-        raise FlagError(f"--model: {FLAGS.model} does not exist")
+    flagdefs.check_model_paths()
+    flagdefs.single_test_scale()
 
 
 def run(argv):
@@ -44,31 +38,26 @@ def run(argv):
     from keras_alexnet.errors import UserError
     from keras_alexnet.evaluation import models
 
-    if models.saved_model_dir(FLAGS.model):
-        raise FlagError(f"--model: {FLAGS.model} is a SavedModel; the figures need the checkpoint")
-    model = models.load_keras_model(FLAGS.model)
+    model, settings, data_dir, names = flagdefs.figure_inputs("the figures")
     layer_names = [layer.name for layer in model.layers]
     first_conv = "conv1" if "conv1" in layer_names else "conv1_1"  # AlexNet / VGG naming
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    output_dir = flagdefs.figures_dir()
+    os.makedirs(output_dir, exist_ok=True)
     kernels = figures.conv1_grid(model, FLAGS.kernel_scale, first_conv)
-    written = [figures.write_png(os.path.join(FLAGS.output_dir, "conv1.png"), kernels)]
+    written = [figures.write_png(os.path.join(output_dir, "conv1.png"), kernels)]
 
-    image_size = int(model.inputs[0].shape[1])
-    mean = FLAGS.mean if FLAGS.mean != "auto" else models.mean_kind(model.name)
-    names = models.class_names(FLAGS.data_dir)
-    batches = models.center_crops_with_originals(FLAGS.data_dir, FLAGS.split, image_size, FLAGS.scale, mean,
-                                                 FLAGS.num_images)
+    batches = models.center_crops_with_originals(data_dir, FLAGS.split, settings, FLAGS.num_images)
     with record_parser.user_errors():
         first = next(iter(batches.take(1)), None)
     if first is None:
-        raise UserError(f"{FLAGS.data_dir}: the {FLAGS.split} split is empty")
+        raise UserError(f"{data_dir}: the {FLAGS.split} split is empty")
     pixels, inputs, labels = (t.numpy() for t in first)
     probabilities = model.predict(inputs, verbose=0)
     top = np.argsort(-probabilities, axis=1, kind="stable")[:, :5]
     top_probabilities = np.take_along_axis(probabilities, top, axis=1)
     panels = figures.top5_panels(pixels, top, top_probabilities, labels, FLAGS.tile)
-    written.append(figures.write_png(os.path.join(FLAGS.output_dir, "top5.png"), panels))
-    md = os.path.join(FLAGS.output_dir, "top5.md")
+    written.append(figures.write_png(os.path.join(output_dir, "top5.png"), panels))
+    md = os.path.join(output_dir, "top5.md")
     with open(md, "w", encoding="utf-8") as f:
         f.write("# Top-5 labels of validation images; the correct label's bar is red [AlexNet §6.1, Figure 4]\n\n")
         f.write(figures.top5_markdown(top, top_probabilities, labels, names))

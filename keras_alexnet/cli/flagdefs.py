@@ -175,4 +175,49 @@ def model_settings(path: str, image_size: int, test_scale=None):
     from keras_alexnet import runs
 
     mean = None if FLAGS.mean == "auto" else FLAGS.mean
-    return runs.eval_settings(path, image_size, test_scale=test_scale, mean=mean, data_dir=FLAGS.data_dir)
+    return runs.eval_settings(path, image_size, test_scale=test_scale, mean=mean, data_dir=data_dir(path))
+
+
+def data_dir(model_path: str):
+    """--data_dir, else the prepared data folder the model's run recorded (when it still exists)."""
+    import os
+
+    from keras_alexnet import runs
+
+    if FLAGS.data_dir:
+        if not os.path.isdir(FLAGS.data_dir):
+            raise FlagError(f"--data_dir={FLAGS.data_dir}: no such directory")
+        return FLAGS.data_dir
+    run_dir = runs.run_dir_of(model_path)
+    record = runs.read_record(run_dir) if run_dir else None
+    if record is not None and record.data_source and os.path.isdir(record.data_source):
+        return record.data_source
+    return None
+
+
+def figure_inputs(purpose: str):
+    """(Keras model, EvalSettings, data folder, class names) of --model for the figure commands, which
+    need the Keras model itself (its conv1 kernels, its fc7 layer): a SavedModel is refused."""
+    from keras_alexnet.evaluation import models
+
+    if models.saved_model_dir(FLAGS.model):
+        raise FlagError(f"--model={FLAGS.model} is a SavedModel; {purpose} need the run folder or .keras file")
+    model = models.load_keras_model(FLAGS.model)
+    settings = model_settings(FLAGS.model, int(model.inputs[0].shape[1]), single_test_scale())
+    folder = data_dir(FLAGS.model)
+    if folder is None:
+        raise FlagError("--data_dir is required (the model records no data folder that exists)")
+    names = settings.class_names or models.class_names(folder)
+    return model, settings, folder, names
+
+
+def figures_dir() -> str:
+    """--output_dir, else <the model's run folder>/figures (beside a .keras file without a run)."""
+    import os
+
+    from keras_alexnet import runs
+
+    if FLAGS.output_dir:
+        return FLAGS.output_dir
+    base = runs.run_dir_of(FLAGS.model) or os.path.dirname(os.path.abspath(FLAGS.model))
+    return os.path.join(base, "figures")

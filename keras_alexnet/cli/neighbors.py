@@ -11,11 +11,10 @@ import os
 
 from absl import flags
 
+from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 
-flags.DEFINE_string("model", None, "A .keras file or training run folder (the SavedModel does not expose fc7). "
-                    "[AlexNet §6.1]")
-flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz). [AlexNet §2]")
+flagdefs.define_trained_model_flags()
 flags.DEFINE_string("query_split", "validation", "Split the query images come from. [AlexNet §6.1]")
 flags.DEFINE_string("train_split", "train", "Split searched for neighbours. [AlexNet §6.1]")
 flags.DEFINE_integer("num_queries", 5, "Query images (rows of the figure). [AlexNet §6.1]", lower_bound=1)
@@ -23,20 +22,15 @@ flags.DEFINE_integer("k", 6, "Neighbours per query (columns after the query). [A
 flags.DEFINE_integer("max_train", None, "Search only the first N training images. [AlexNet §6.1]", lower_bound=1)
 flags.DEFINE_string("layer", "fc7", "The layer whose activations are compared (the last hidden layer). "
                     "[AlexNet §6.1]")
-flags.DEFINE_integer("scale", 256, "Shorter side before the centre crop. [AlexNet §2]", lower_bound=1)
-flags.DEFINE_enum("mean", "auto", ["auto", "image", "rgb", "none"], "Mean subtracted before the net; auto "
-                  "follows the model name. [AlexNet §2, VGG §2.1]")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass. [AlexNet §5]", lower_bound=1)
 flags.DEFINE_integer("tile", 64, "Side of each image in the grid, in pixels. [AlexNet §6.1]", lower_bound=8)
-flags.DEFINE_string("output_dir", "runs/figures", "Folder for neighbors.png and neighbors.md. [AlexNet §6.1]")
+flags.DEFINE_string("output_dir", None, "Folder for neighbors.png and neighbors.md. [AlexNet §6.1]")
 FLAGS = flags.FLAGS
 
 
 def validate():
-    if not FLAGS.model or not FLAGS.data_dir:
-        raise FlagError("--model and --data_dir are required")
-    if not os.path.exists(FLAGS.model):
-        raise FlagError(f"--model: {FLAGS.model} does not exist")
+    flagdefs.check_model_paths()
+    flagdefs.single_test_scale()
 
 
 def run(argv):
@@ -47,19 +41,13 @@ def run(argv):
     from keras_alexnet.errors import UserError
     from keras_alexnet.evaluation import models
 
-    if models.saved_model_dir(FLAGS.model):
-        raise FlagError(f"--model: {FLAGS.model} is a SavedModel; fc7 features need the checkpoint")
-    model = models.load_keras_model(FLAGS.model)
+    model, settings, data_dir, names = flagdefs.figure_inputs("fc7 features")
     if FLAGS.layer not in [layer.name for layer in model.layers]:
         raise FlagError(f"--layer: model '{model.name}' has no layer '{FLAGS.layer}'")
     features = figures.fc7_model(model, FLAGS.layer)
-    image_size = int(model.inputs[0].shape[1])
-    mean = FLAGS.mean if FLAGS.mean != "auto" else models.mean_kind(model.name)
-    names = models.class_names(FLAGS.data_dir)
 
     def batches(split):
-        return models.center_crops_with_originals(FLAGS.data_dir, split, image_size, FLAGS.scale, mean,
-                                                  FLAGS.batch_size)
+        return models.center_crops_with_originals(data_dir, split, settings, FLAGS.batch_size)
 
     with record_parser.user_errors():
         shown, fed, labels = [], [], []
@@ -67,7 +55,7 @@ def run(argv):
                 FLAGS.num_queries):
             shown, fed, labels = pixels.numpy(), inputs.numpy(), batch_labels.numpy()
         if len(labels) == 0:
-            raise UserError(f"{FLAGS.data_dir}: the {FLAGS.query_split} split is empty")
+            raise UserError(f"{data_dir}: the {FLAGS.query_split} split is empty")
         search = figures.Nearest(features.predict(fed, verbose=0), FLAGS.k)
         train = batches(FLAGS.train_split)
         if FLAGS.max_train:
@@ -86,8 +74,9 @@ def run(argv):
                     pictures[index] = picture
                 index += 1
     grid = figures.neighbor_grid(shown, [[pictures[int(i)] for i in row] for row in search.indices], FLAGS.tile)
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    png = figures.write_png(os.path.join(FLAGS.output_dir, "neighbors.png"), grid)
+    output_dir = flagdefs.figures_dir()
+    os.makedirs(output_dir, exist_ok=True)
+    png = figures.write_png(os.path.join(output_dir, "neighbors.png"), grid)
     lines = [f"# Nearest training images by Euclidean distance of {FLAGS.layer} activations [AlexNet §6.1, Figure 4]",
              "", f"{search.seen} {FLAGS.train_split} images searched; row = query (first column), then "
              f"its {FLAGS.k} nearest.", "", "| row | query label | neighbours: label (distance) |",
@@ -95,7 +84,7 @@ def run(argv):
     for row, (label, indices, distances) in enumerate(zip(labels, search.indices, search.distances), 1):
         found = "; ".join(f"{names[train_labels[i]]} ({d:.2f})" for i, d in zip(indices, distances))
         lines.append(f"| {row} | {names[label]} | {found} |")
-    md = os.path.join(FLAGS.output_dir, "neighbors.md")
+    md = os.path.join(output_dir, "neighbors.md")
     with open(md, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {png} and {md}")

@@ -1,8 +1,8 @@
 """`python main.py predict FILE_OR_FOLDER...`: top-5 class names for images (AlexNet §6.1, Figure 4 left).
 
-From an exported SavedModel (its `serving_default` signature does all the preprocessing), from a
-checkpoint (the same preprocessing code, with `--data_dir` giving class names and the training mean),
-or from a running TF Serving over REST (`--server=http://host:8501 --model_name=NAME`).
+From an exported SavedModel (its `serving_default` signature does all the preprocessing), from a run
+folder or .keras file (the same preprocessing code, with the run's test scale, mean and class names from
+its `run.json`), or from a running TF Serving over REST (`--server=http://host:8501 --model_name=NAME`).
 """
 
 import csv
@@ -11,26 +11,20 @@ import sys
 
 from absl import flags
 
+from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError, UserError
 
 TAKES_ARGUMENTS = True
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPEG", ".JPG", ".PNG")
 
-flags.DEFINE_string("model", None, "A SavedModel version folder, a saved_models/NAME folder (newest version), "
-                    "a .keras file or a training run folder. [AlexNet §6.1]")
+flagdefs.define_trained_model_flags()
 flags.DEFINE_string("server", None, "Address of a running TF Serving REST API, e.g. http://localhost:8501; "
                     "used instead of --model. [AlexNet §6.1]")
 flags.DEFINE_string("model_name", None, "The model's name on --server (the folder under TF Serving's "
                     "base path). [AlexNet §6.1]")
 flags.DEFINE_integer("model_version", None, "A version on --server instead of the newest. [AlexNet §6.1]")
-flags.DEFINE_string("data_dir", None, "Prepared data folder (dataset.json, stats.npz) giving class names and "
-                    "the training mean; needed for a checkpoint. [AlexNet §2]")
 flags.DEFINE_enum("crops", "center", ["center", "ten_crop"], "Checkpoint only: the centre crop, or the "
                   "ten crops whose softmax is averaged. [AlexNet §4.1]")
-flags.DEFINE_enum("mean", "auto", ["auto", "image", "rgb"], "Checkpoint only: subtract the per-pixel mean "
-                  "image (AlexNet) or the mean RGB (VGG); auto follows the model name. [AlexNet §2, VGG §2.1]")
-flags.DEFINE_integer("resize_size", 256, "Checkpoint only: the shorter side is rescaled to this, then the "
-                     "central square is kept before cropping. [AlexNet §2]", lower_bound=1)
 flags.DEFINE_integer("batch_size", 16, "Images per request or model call. [AlexNet §5]", lower_bound=1)
 flags.DEFINE_string("output_csv", None, "Also write the predictions to this CSV file "
                     "(file, rank, class, name, probability). [AlexNet §6.1]")
@@ -44,8 +38,9 @@ def validate():
         raise FlagError("--model (SavedModel or checkpoint) or --server (TF Serving) is required")
     if FLAGS.server and not FLAGS.model_name:
         raise FlagError("--model_name is required with --server")
-    if FLAGS.model and not os.path.exists(FLAGS.model):
-        raise FlagError(f"--model: {FLAGS.model} does not exist")
+    if FLAGS.model:
+        flagdefs.check_model_paths()
+    flagdefs.single_test_scale()
 
 
 def image_files(arguments) -> list:
@@ -81,11 +76,13 @@ def _local_predictor():
             return loaded.signatures[export.SIGNATURE_BYTES](**{export.BYTES_INPUT: images})
     else:
         model = models.load_keras_model(FLAGS.model)
-        kind = models.mean_kind(model.name, FLAGS.mean)
+        image_size = int(model.inputs[0].shape[1])
+        settings = flagdefs.model_settings(FLAGS.model, image_size, flagdefs.single_test_scale())
+        data_dir = flagdefs.data_dir(FLAGS.model)
+        class_names = settings.class_names or (models.class_names(data_dir) if data_dir else None)
         run = tf.function(export.make_bytes_function(
-            model, class_names=models.class_names(FLAGS.data_dir),
-            mean=models.training_mean(FLAGS.data_dir, kind), image_size=int(model.inputs[0].shape[1]),
-            resize_size=FLAGS.resize_size, crops=FLAGS.crops,
+            model, class_names=class_names or [str(i) for i in range(int(model.outputs[0].shape[-1]))],
+            mean=settings.mean_values, image_size=image_size, resize_size=settings.test_scale, crops=FLAGS.crops,
         ))
 
     def predict(images):

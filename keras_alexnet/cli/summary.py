@@ -7,42 +7,37 @@ VGG §3.2 of the model built at 224x224, applied to an --image_size input (e.g. 
 
 from absl import flags
 
-from keras_alexnet.registry import MODEL_NAMES
+from keras_alexnet.cli import flagdefs
 
-flags.DEFINE_enum("model", "alexnet", list(MODEL_NAMES), "The network. [AlexNet §3.5, VGG Table 1]")
+flagdefs.define_model_flags()
 flags.DEFINE_integer("num_classes", 1000, "Classes of the final layer fc8. [AlexNet §3.5]", lower_bound=1)
 flags.DEFINE_integer("image_size", 224, "Side of the square input image in pixels. [AlexNet §3.5, VGG §2.1]",
                      lower_bound=1)
-flags.DEFINE_float("width", 1.0, "Multiplier of every conv and FC width (small runs). [AlexNet §3.2]")
-flags.DEFINE_boolean("lrn", None, "Response normalization on/off (default: the model's own). [AlexNet §3.3]")
-flags.DEFINE_enum("pooling", None, ["overlapping", "non_overlapping"],
-                  "AlexNet pooling: 3x3/2 or 2x2/2 (default overlapping). [AlexNet §3.4]")
-flags.DEFINE_boolean("extra_conv", None, "AlexNet with a sixth conv layer after pool5. [AlexNet §6]")
 flags.DEFINE_boolean("dense", False, "Summarize the fully-convolutional net (dense evaluation) of the "
                      "224x224 model, applied to an --image_size input. [VGG §3.2]")
 FLAGS = flags.FLAGS
 
 
-def _options() -> dict:
-    options = {"width": FLAGS.width}
-    for name in ("lrn", "pooling", "extra_conv"):
-        if FLAGS[name].value is not None:
-            options[name] = FLAGS[name].value
-    return options
+def _model_config():
+    from keras_alexnet.training.config import ModelConfig
+
+    return ModelConfig(**flagdefs.model_values())
 
 
 def validate() -> None:
     from keras_alexnet.errors import FlagError
+    from keras_alexnet.registry import spec
 
-    if not FLAGS.width > 0:
-        raise FlagError(f"--width must be positive, got {FLAGS.width}")
+    model_spec = spec(FLAGS.architecture)
     if FLAGS.dense and FLAGS.image_size < 224:
         raise FlagError(f"--image_size must be at least 224 with --dense (the model's size), got {FLAGS.image_size}")
-    smallest = 63 if FLAGS.model.startswith("alexnet") else 32
-    if FLAGS.image_size < smallest:
-        raise FlagError(f"--image_size must be at least {smallest} for {FLAGS.model}, got {FLAGS.image_size}")
-    if FLAGS.model.startswith("vgg") and (FLAGS.pooling is not None or FLAGS.extra_conv is not None):
+    if FLAGS.image_size < model_spec.min_input:
+        raise FlagError(f"--image_size must be at least {model_spec.min_input} for {FLAGS.architecture}, "
+                        f"got {FLAGS.image_size}")
+    if model_spec.family != "alexnet" and (FLAGS["pooling"].present or FLAGS["extra_conv"].present):
         raise FlagError("--pooling and --extra_conv are AlexNet options; VGG has neither")
+    if not FLAGS.width > 0:
+        raise FlagError(f"--width={FLAGS.width}: must be positive")
 
 
 def run(argv) -> None:
@@ -51,8 +46,8 @@ def run(argv) -> None:
 
     size = FLAGS.image_size
     model_size = 224 if FLAGS.dense else size
-    model = build_model(FLAGS.model, num_classes=FLAGS.num_classes, input_shape=(model_size, model_size, 3),
-                        **_options())
+    model = build_model(FLAGS.architecture, num_classes=FLAGS.num_classes,
+                        input_shape=(model_size, model_size, 3), **_model_config().build_options())
     if FLAGS.dense:
         from keras_alexnet.dense_eval import to_fully_convolutional
 

@@ -138,15 +138,11 @@ def validate():
 
 
 def run(argv):
-    from absl import logging
-
     import shlex
 
     from keras_alexnet.errors import Interrupted
     from keras_alexnet.training.run import TrainingInterrupted, tool, train
 
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # no per-save INFO lines from the checkpoint writer
     data_dir = None
     if _default_run():
         from pipelines.default_data import ensure_default_data

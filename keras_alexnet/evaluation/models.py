@@ -146,18 +146,19 @@ def evaluable(path: str) -> Evaluable:
     return Evaluable(model.name, int(model.inputs[0].shape[1]), mean_kind(model.name), predict, score_map)
 
 
-def center_crops_with_originals(data_dir: str, split: str, image_size: int, scale: int, mean: str,
-                                batch_size: int):
-    """Batches of `(pixels 0..255, network inputs, labels)` of the centre crops of `split` at scale
-    `scale`, in file order: the pictures to draw and what the net sees (mean subtracted, AlexNet §2)."""
+def center_crops_with_originals(data_dir: str, split: str, settings, batch_size: int):
+    """Batches of `(pixels 0..255, network inputs, labels)` of the centre crops of `split` at the test
+    scale of `settings` (`runs.EvalSettings`), in file order: the pictures to draw and what the net sees
+    (the run's mean subtracted, AlexNet §2)."""
     import tensorflow as tf
 
     from pipelines.input_pipeline import InputConfig, build_eval_dataset
 
     def crops(mean_kind):
-        config = InputConfig(data_dir=data_dir, split=split, image_size=image_size, resize_size=scale,
-                             mean=mean_kind, batch_size=batch_size, pca_jitter_std=0.0)
-        return build_eval_dataset(config, "center", scale)
+        config = InputConfig(data_dir=data_dir, split=split, image_size=settings.image_size,
+                             resize_size=settings.test_scale, mean=mean_kind, stats_path=settings.stats_path,
+                             batch_size=batch_size, pca_jitter_std=0.0)
+        return build_eval_dataset(config, "center", settings.test_scale)
 
-    pairs = tf.data.Dataset.zip((crops("none"), crops(mean)))
+    pairs = tf.data.Dataset.zip((crops("none"), crops(settings.mean)))
     return pairs.map(lambda shown, fed: (shown[0], fed[0], fed[1]))
