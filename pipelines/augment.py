@@ -129,18 +129,29 @@ def flip_coin(seed):
 
 
 def pca_alphas(std, seed, batch_shape=()):
-    """AlexNet §4.1's α ~ N(0, std) (std 0.1), one triple per image: shape batch_shape + (3,)."""
+    """AlexNet §4.1's α ~ N(0, std) (std 0.1), one triple per image: shape batch_shape + (3,).
+
+    Multiplied by sqrt(λ) in `pca_shift`, so std 0.1 moves an image along P1 by about a tenth of the
+    training set's colour standard deviation along P1 (about 10 levels on ImageNet-like photos)."""
     return tf.random.stateless_normal(tuple(batch_shape) + (3,), seed, stddev=std)
 
 
 def pca_shift(eigenvalues, eigenvectors, alphas):
-    """AlexNet §4.1's colour shift [P1 P2 P3][α1λ1 α2λ2 α3λ3]ᵀ: alphas (..., 3) -> shifts (..., 3).
+    """AlexNet §4.1's colour shift [P1 P2 P3][α1·sqrt(λ1) α2·sqrt(λ2) α3·sqrt(λ3)]ᵀ: alphas (..., 3) -> shifts (..., 3).
+
+    Which reading: the paper writes α_i·λ_i with λ_i "the eigenvalues of the 3x3 covariance matrix of
+    RGB pixel values". Those eigenvalues are variances (here on the 0..255 scale, e.g. λ1 ≈ 10,000 on
+    ImageNet-like photos), so α·λ with α ~ N(0, 0.1) would shift pixels by about 1,000 levels, far beyond
+    the 0..255 range, not the paper's "change in the intensity and color of the illumination". The
+    authors' own data provider (cuda-convnet2) multiplies α by the standard deviations of the principal
+    components (its `color_stdevs`), i.e. sqrt(λ): that is what is implemented, which gives shifts of
+    0.1·sqrt(λ1), about 10 levels, along P1. `eigenvalues` are the variances as `stats.npz` stores them.
 
     `eigenvectors` P is (3, 3) with column i the eigenvector of `eigenvalues[i]` (the 0..255-scale
     RGB covariance of the training set, `stats.npz`); one matrix-vector product per image,
     vectorised over leading batch dimensions. Added to every pixel of the image (no clipping: the
     paper does not clip), folded with the mean colour when there is one.
     """
-    eigenvalues = tf.cast(eigenvalues, tf.float32)
+    stdevs = tf.sqrt(tf.maximum(tf.cast(eigenvalues, tf.float32), 0.0))
     eigenvectors = tf.cast(eigenvectors, tf.float32)
-    return tf.linalg.matvec(eigenvectors, tf.cast(alphas, tf.float32) * eigenvalues)
+    return tf.linalg.matvec(eigenvectors, tf.cast(alphas, tf.float32) * stdevs)

@@ -23,8 +23,8 @@ def test_pca_jitter_matches_formula():
     image = np.random.default_rng(0).uniform(0, 255, (8, 9, 3)).astype(np.float32)
     alphas = np.array([0.05, -0.12, 0.3], np.float32)
     out = image + augment.pca_shift(eigenvalues, eigenvectors, alphas).numpy()
-    # AlexNet §4.1: I_xy + [P1 P2 P3][α1λ1 α2λ2 α3λ3]ᵀ for every pixel.
-    expected = image + eigenvectors @ (alphas * eigenvalues)
+    # AlexNet §4.1 with λ read as variances (cuda-convnet2's color_stdevs): I_xy + [P1 P2 P3][α_i sqrt(λ_i)]ᵀ.
+    expected = image + eigenvectors @ (alphas * np.sqrt(eigenvalues))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
 
 
@@ -36,7 +36,15 @@ def test_pca_shift_batched_one_alpha_triple_per_image():
     assert shifts.shape == (4, 3)
     out = images + shifts[:, None, None, :]
     for i in range(4):
-        np.testing.assert_allclose(out[i], images[i] + eigenvectors @ (alphas[i] * eigenvalues), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(out[i], images[i] + eigenvectors @ (alphas[i] * np.sqrt(eigenvalues)), rtol=1e-5, atol=1e-4)
+
+
+def test_pca_shift_projects_to_alpha_times_stdev():
+    """Along each principal axis the shift is α_i·sqrt(λ_i): λ_i is a variance, the shift a level."""
+    eigenvalues, eigenvectors = _eigen()
+    alphas = np.array([0.1, -0.1, 0.1], np.float32)
+    along = eigenvectors.T @ augment.pca_shift(eigenvalues, eigenvectors, alphas).numpy()
+    np.testing.assert_allclose(along, [0.1 * np.sqrt(120.0), -0.1 * np.sqrt(40.0), 0.1 * np.sqrt(5.0)], rtol=1e-5)
 
 
 def test_pca_alphas_distribution_and_seeding():
