@@ -77,6 +77,7 @@ def dense_vs_multi_crop(args):
     print(f"  dense (3 scales x 2 flips):          {dense_s * 1000:9.1f} ms")
     print(f"  multi-crop (3 scales x 50 crops):    {crops_s * 1000:9.1f} ms")
     print(f"  multi-crop / dense cost ratio:       {crops_s / dense_s:9.2f}x")
+    return dense_s, crops_s
 
 
 def serving_vs_direct(args):
@@ -107,6 +108,7 @@ def serving_vs_direct(args):
             return lambda: direct(x).numpy()
 
         print(f"AlexNet width {args.alexnet_width}, 384x512 JPEG -> 256 -> 224:")
+        rows = []
         for label, kind, batch, crops in (("latency, batch 1, centre", "center", 1, 1),
                                           ("throughput, batch 32, centre", "center", 32, 1),
                                           ("throughput, batch 32, 10 crops", "ten_crop", 32, 10)):
@@ -114,6 +116,8 @@ def serving_vs_direct(args):
             call_s = median_seconds(called(batch, crops), args.repeats)
             print(f"  {label:32s} signature {serve_s * 1000:8.1f} ms ({batch / serve_s:7.1f} img/s), "
                   f"direct model call {call_s * 1000:8.1f} ms: signature / direct = {serve_s / call_s:5.2f}x")
+            rows.append((label, serve_s, call_s))
+        return rows
 
 
 def main():
