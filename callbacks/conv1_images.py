@@ -3,7 +3,7 @@
 Figure 3 shows the 96 11×11×3 kernels of the first layer, 48 learned on each GPU. Each kernel is
 scaled to [0, 1] on its own (as such figures are drawn); each tower's kernels form one grid and the
 grids are placed side by side with a gap, so tower specialisation (colour-agnostic vs colour-specific
-kernels) is visible at a glance.
+kernels) is visible at a glance. The titled, enlarged figure is `keras_alexnet.figures.conv1_figure`.
 """
 
 import math
@@ -76,38 +76,37 @@ def towers_side_by_side(kernels, gap=3):
 
 
 class Conv1Images(keras.callbacks.Callback):
-    """Writes the conv1 kernel grid to TensorBoard (`conv1/kernels`) at the start and every epoch end.
+    """Writes the conv1 kernels (`keras_alexnet.figures.conv1_figure`: towers side by side under their
+    titles, at least `min_width` pixels wide so they read in TensorBoard's card) as
+    `weights/conv1_kernels` into the trial's folder (`callbacks.summaries.trial_dir`): at the start of
+    a fresh run (step 0) and at the end of every epoch (step = epochs done). `trial` defaults to
+    `callbacks.summaries.default_trial(log_dir)`."""
 
-    `scale` enlarges each pixel (nearest neighbour) so the 11×11 kernels are legible.
-    """
+    TAG = "weights/conv1_kernels"
 
-    TAG = "conv1/kernels"
-
-    def __init__(self, log_dir, layer_name="conv1", scale=4):
+    def __init__(self, log_dir, trial=None, layer_name="conv1", min_width=600):
         super().__init__()
+        from callbacks.summaries import default_trial
+
         self.log_dir = log_dir
+        self.trial = trial or default_trial(log_dir)
         self.layer_name = layer_name
-        self.scale = scale
-        self._writer = None
+        self.min_width = min_width
 
     def _write(self, step):
-        image = towers_side_by_side(conv1_kernels(self.model, self.layer_name))
-        if self.scale > 1:
-            image = np.kron(image, np.ones((self.scale, self.scale, 1), np.float32))
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        with self._writer.as_default():
+        from callbacks.summaries import trial_dir
+        from keras_alexnet.figures import conv1_figure
+
+        image = conv1_figure(conv1_kernels(self.model, self.layer_name), min_width=self.min_width)
+        writer = tf.summary.create_file_writer(trial_dir(self.log_dir, self.trial))
+        with writer.as_default():
             tf.summary.image(self.TAG, image[None], step=step, max_outputs=1,
                              description="conv1 kernels, one grid per tower [AlexNet §6.1, Figure 3]")
-        self._writer.flush()
+        writer.close()
 
     def on_train_begin(self, logs=None):
-        self._epoch = 0
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == 0:
+            self._write(0)
 
     def on_epoch_end(self, epoch, logs=None):
         self._write(epoch + 1)
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None

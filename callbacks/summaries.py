@@ -1,10 +1,26 @@
-"""TensorBoard scalars and hyper-parameters for a run's `logs/` folder.
+"""TensorBoard for a training run: the curves that matter first, one chart per quantity, and the run's
+hyper-parameters beside its errors.
 
-Layout (as Keras' TensorBoard callback, so both read the same way): `logs/train` holds `loss`,
-`top1_error`, `top5_error`, `learning_rate`, `images_per_sec` per epoch and `batch_loss` every
-`update_freq` steps; `logs/validation` holds `loss`, `top1_error`, `top5_error`;
-`logs/ten_crop` holds `top1_error`, `top5_error` (AlexNet §4.1). `HParams` writes the run's
-flags to the hparams plugin once.
+Layout under `log_dir` (a run's `logs/`): a folder named by the trial (the run name) holds the
+hyper-parameters and the model's images; inside it one TensorBoard run per source of numbers, so that
+a tag shared by several runs is one chart with a line per run:
+
+    <trial>/                   hparams (trial id = run name, with metrics), weights/conv1_kernels
+    <trial>/train              epoch/loss, epoch/top1_error, epoch/top5_error; training/learning_rate
+                               (every step), training/images_per_sec, training/running_loss,
+                               training/running_top1_error (every `update_freq` steps);
+                               epoch/dropped_records (only in epochs that dropped some);
+                               training_inputs/augmented
+    <trial>/validation         epoch/loss, epoch/top1_error, epoch/top5_error (centre crop)
+    <trial>/validation_10crop  epoch/top1_error, epoch/top5_error (AlexNet §4.1's ten crops)
+    <trial>/test_10crop        the same on the test split, once at the end (`write_final_errors`)
+
+TensorBoard sorts the tag groups (the part before "/") and opens the first two: `epoch` (loss, top-1
+and top-5 error, AlexNet §6's measures) and `training` (learning rate per step, AlexNet §5's schedule;
+images/s). The trial folder exists because TensorBoard's hparams plugin looks for a session's metrics
+only in the session's own folder and below it: a session written at the root of the logdir (a run
+named ".") finds none. Runs of a study side by side under one logdir are one hparams table, a row per
+trial.
 """
 
 import os
@@ -12,57 +28,96 @@ import os
 import keras
 import tensorflow as tf
 
-_TRAIN_ONLY = ("learning_rate", "images_per_sec")
+TRAIN, VALIDATION, VALIDATION_10CROP = "train", "validation", "validation_10crop"
+_EPOCH_RUNS = (("val_", VALIDATION), ("ten_crop_", VALIDATION_10CROP), ("", TRAIN))
+_PER_STEP = ("learning_rate", "images_per_sec")  # written every step / every update_freq steps instead
+_DESCRIPTIONS = {
+    "loss": "cross-entropy, mean over the epoch [AlexNet §5]",
+    "top1_error": "fraction of images whose label is not the most probable [AlexNet §6]",
+    "top5_error": "fraction of images whose label is not among the five most probable [AlexNet §6]",
+    "dropped_records": "training records skipped because their image could not be decoded",
+}
+
+
+def run_name(split: str, protocol: str) -> str:
+    """The TensorBoard run of a split's errors under a test protocol: validation, test_10crop..."""
+    return split if protocol == "center" else f"{split}_10crop" if protocol == "ten_crop" else f"{split}_{protocol}"
+
+
+def trial_dir(log_dir: str, trial: str, run: str = "") -> str:
+    """The folder of a TensorBoard run of `trial` (the trial's own folder for run "")."""
+    return os.path.join(log_dir, trial, run) if run else os.path.join(log_dir, trial)
+
+
+def default_trial(log_dir: str) -> str:
+    """The trial name when none is given: the run folder's name (`runs/<name>/logs` -> <name>)."""
+    return os.path.basename(os.path.dirname(os.path.abspath(log_dir)))
+
+
+def write_final_errors(log_dir, trial, run, step, result) -> None:
+    """Errors computed once after training (10-crop validation or test, AlexNet §4.1) as `epoch/...`
+    points of `run` at `step` (the last epoch), e.g. run_name("test", "ten_crop")."""
+    writer = tf.summary.create_file_writer(trial_dir(log_dir, trial, run))
+    with writer.as_default():
+        for key, value in result.items():
+            name = key.rsplit("ten_crop_", 1)[-1]
+            if name in ("top1_error", "top5_error"):
+                tf.summary.scalar(f"epoch/{name}", float(value), step=max(int(step), 1),
+                                  description=_DESCRIPTIONS[name])
+    writer.close()
 
 
 class ScalarSummaries(keras.callbacks.Callback):
-    """Epoch scalars into train/validation/ten_crop writers; `batch_loss` every `update_freq` steps.
+    """Epoch scalars into the train/validation/validation_10crop runs of `trial`; the learning rate at
+    every step and images/s, running loss and top-1 error every `update_freq` steps (the step is the
+    optimizer's iteration count, so a resumed run continues the same curves). `trial`: the run name
+    (default: `default_trial(log_dir)`)."""
 
-    `step_fn()` gives the global step for batch scalars (the optimizer's iterations by default).
-    """
-
-    def __init__(self, log_dir, update_freq=100):
+    def __init__(self, log_dir, trial=None, update_freq=100):
         super().__init__()
         self.log_dir = log_dir
+        self.trial = trial or default_trial(log_dir)
         self.update_freq = update_freq
         self._writers = {}
 
-    def _writer(self, name):
-        if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(os.path.join(self.log_dir, name))
-        return self._writers[name]
+    def _writer(self, run):
+        if run not in self._writers:
+            self._writers[run] = tf.summary.create_file_writer(trial_dir(self.log_dir, self.trial, run))
+        return self._writers[run]
 
     def _global_step(self):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self.update_freq or "loss" not in (logs or {}):
-            return
+        logs = logs or {}
         step = self._global_step()
-        if step % self.update_freq == 0:
-            with self._writer("train").as_default():
-                tf.summary.scalar("batch_loss", float(logs["loss"]), step=step)
-                if "top1_error" in logs:
-                    tf.summary.scalar("batch_top1_error", float(logs["top1_error"]), step=step)
+        with self._writer(TRAIN).as_default():
+            if "learning_rate" in logs:
+                tf.summary.scalar("training/learning_rate", float(logs["learning_rate"]), step=step,
+                                  description="learning rate of the step [AlexNet §5]")
+            if self.update_freq and step % self.update_freq == 0:
+                if "images_per_sec" in logs:
+                    tf.summary.scalar("training/images_per_sec", float(logs["images_per_sec"]), step=step,
+                                      description="training images per second in the epoch so far")
+                for key in ("loss", "top1_error"):
+                    if key in logs:
+                        tf.summary.scalar(f"training/running_{key}", float(logs[key]), step=step,
+                                          description=f"{key}, mean over the epoch's steps so far")
 
     def on_epoch_end(self, epoch, logs=None):
-        groups = {}
         for key, value in (logs or {}).items():
             try:
                 value = float(value)
             except (TypeError, ValueError):
                 continue
-            if key.startswith("val_"):
-                groups.setdefault("validation", {})[key[4:]] = value
-            elif key.startswith("ten_crop_"):
-                groups.setdefault("ten_crop", {})[key[9:]] = value
-            else:
-                groups.setdefault("train", {})[key] = value
-        for name, values in groups.items():
-            with self._writer(name).as_default():
-                for tag, value in values.items():
-                    tf.summary.scalar(tag, value, step=epoch + 1)
-            self._writer(name).flush()
+            if key in _PER_STEP or (key == "dropped_records" and not value):
+                continue
+            prefix, run = next((p, r) for p, r in _EPOCH_RUNS if key.startswith(p))
+            name = key[len(prefix):]
+            with self._writer(run).as_default():
+                tf.summary.scalar(f"epoch/{name}", value, step=epoch + 1, description=_DESCRIPTIONS.get(name))
+        for writer in self._writers.values():
+            writer.flush()
 
     def on_train_end(self, logs=None):
         for writer in self._writers.values():
@@ -70,18 +125,61 @@ class ScalarSummaries(keras.callbacks.Callback):
         self._writers = {}
 
 
-class HParams(keras.callbacks.Callback):
-    """Writes the hyper-parameters (flag values: numbers, strings, booleans) once at train begin."""
+def hparam_metrics(test_run="test_10crop"):
+    """The errors the hparams table shows for each trial: (run, tag, title)."""
+    found = [(TRAIN, "epoch/top1_error", "train top-1 error"),
+             (VALIDATION, "epoch/top1_error", "validation top-1 error (centre)"),
+             (VALIDATION, "epoch/top5_error", "validation top-5 error (centre)"),
+             (VALIDATION_10CROP, "epoch/top1_error", "validation top-1 error (10-crop)"),
+             (VALIDATION_10CROP, "epoch/top5_error", "validation top-5 error (10-crop)")]
+    if test_run and test_run != VALIDATION_10CROP:
+        found += [(test_run, "epoch/top1_error", f"{test_run.replace('_10crop', '')} top-1 error (10-crop)"),
+                  (test_run, "epoch/top5_error", f"{test_run.replace('_10crop', '')} top-5 error (10-crop)")]
+    return found
 
-    def __init__(self, log_dir, hparams: dict):
+
+def hparam_value(value):
+    """A value TensorBoard's hparams take (bool, number, string): None -> "none", others as text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return "none" if value is None else str(value)
+
+
+class HParams(keras.callbacks.Callback):
+    """The run's settings as one hparams session named `trial` (the run name), with the errors of
+    `hparam_metrics(test_run)` as its metrics; the session is marked finished at the end of training.
+    `trial` defaults to `default_trial(log_dir)`."""
+
+    def __init__(self, log_dir, hparams: dict, trial=None, test_run="test_10crop"):
         super().__init__()
         self.log_dir = log_dir
-        self.hparams = {k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))}
+        self.trial = trial or default_trial(log_dir)
+        self.hparams = {str(k): hparam_value(v) for k, v in hparams.items()}
+        self.test_run = test_run
+
+    def _write(self, write):
+        writer = tf.summary.create_file_writer(trial_dir(self.log_dir, self.trial))
+        with writer.as_default():
+            write()
+        writer.close()
 
     def on_train_begin(self, logs=None):
         from tensorboard.plugins.hparams import api as hp
 
-        writer = tf.summary.create_file_writer(self.log_dir)
-        with writer.as_default():
-            hp.hparams(self.hparams)
-        writer.close()
+        def write():
+            hp.hparams_config(
+                hparams=[hp.HParam(name) for name in sorted(self.hparams)],
+                metrics=[hp.Metric(tag, group=run, display_name=title) for run, tag, title in hparam_metrics(self.test_run)])
+            hp.hparams(self.hparams, trial_id=self.trial)
+
+        self._write(write)
+
+    def on_train_end(self, logs=None):
+        from tensorboard.plugins.hparams import api_pb2
+        from tensorboard.plugins.hparams import summary as hp_summary
+
+        def write():
+            tf.summary.experimental.write_raw_pb(
+                hp_summary.session_end_pb(api_pb2.STATUS_SUCCESS).SerializeToString(), step=0)
+
+        self._write(write)

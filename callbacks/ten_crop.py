@@ -22,8 +22,12 @@ def ten_crop_probabilities(model, images):
     return tf.reduce_mean(probs, axis=1)
 
 
-def evaluate_ten_crop(model, dataset, ks=(1, 5)):
-    """Top-k errors of 10-crop prediction over `dataset`: {"top1_error": .., "top5_error": .., "count": n}."""
+def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None):
+    """Top-k errors of 10-crop prediction over `dataset`: {"top1_error": .., "top5_error": .., "count": n}.
+
+    `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is updated after each batch
+    and closed at the end.
+    """
 
     @tf.function
     def batch_wrong(images, labels):
@@ -41,6 +45,10 @@ def evaluate_ten_crop(model, dataset, ks=(1, 5)):
         w, n = batch_wrong(images, labels)
         wrong += w.numpy()
         count += int(n)
+        if progress is not None:
+            progress.update(count)
+    if progress is not None:
+        progress.close()
     if count == 0:
         raise ValueError("10-crop evaluation got an empty dataset")
     result = {f"top{k}_error": float(w / count) for k, w in zip(ks, wrong)}
@@ -52,20 +60,32 @@ class TenCropEvaluation(keras.callbacks.Callback):
     """Runs 10-crop evaluation every `every_n_epochs` epochs and at the end of training.
 
     Adds `ten_crop_top1_error` and `ten_crop_top5_error` to the epoch logs (so CSV and TensorBoard
-    record them); the result at the end of training is kept in `self.final`.
+    record them); the result at the end of training is kept in `self.final`. While it runs, a progress
+    line titled `title` counts the images (`examples`: how many the dataset holds, for the ETA;
+    `stream`, `interactive`, `interval` as `keras_alexnet.progress.ProgressLine`).
     """
 
-    def __init__(self, dataset, every_n_epochs=1, prefix="ten_crop_", printer=print):
+    def __init__(self, dataset, every_n_epochs=1, prefix="ten_crop_", printer=print, examples=None,
+                 title="  validation (10 crops)", stream=None, interactive=None, interval=15.0):
         super().__init__()
         self.dataset = dataset
         self.every_n_epochs = every_n_epochs
         self.prefix = prefix
         self.printer = printer
+        self.examples = examples
+        self.title = title
+        self.stream = stream
+        self.interactive = interactive
+        self.interval = interval
         self.final = None
         self._last = None
 
     def _run(self):
-        result = evaluate_ten_crop(self.model, self.dataset)
+        from keras_alexnet.progress import ProgressLine
+
+        progress = ProgressLine(self.title, self.examples, stream=self.stream, interactive=self.interactive,
+                                interval=self.interval)
+        result = evaluate_ten_crop(self.model, self.dataset, progress=progress)
         return {self.prefix + k: v for k, v in result.items() if k != "count"}
 
     def on_train_batch_end(self, batch, logs=None):

@@ -1,77 +1,125 @@
-"""Images per second, a progress bar per epoch (images/s and ETA) and a one-line epoch summary.
+"""Images per second, the learning rate of each step, the progress of each epoch and a summary line.
 
 The throughput is what AlexNet §1/§7 and VGG §3.3 talk about when they give training times; it is
-measured on the training steps only (validation excluded), in images of the global batch.
+measured on the training steps only (validation excluded), in images of the global batch, from the
+steps after the first one this process runs in an epoch (`keras_alexnet.progress.Rate`): the first
+carries tracing and the input pipeline's start-up, and after a resume the earlier steps were not
+timed here.
 """
 
 import time
 
 import keras
 
+from keras_alexnet.progress import ProgressLine, Rate, format_duration, format_rate
+
 
 class Throughput(keras.callbacks.Callback):
-    """Adds `images_per_sec` (train steps of the epoch) and `learning_rate` (as used in the epoch) to
-    the epoch logs; `latest` holds the running rate for progress bars and step summaries."""
+    """Adds `images_per_sec` (from the second step on) and `learning_rate` (the rate the step used) to
+    each step's logs, and both, for the epoch, to the epoch logs. Place it before the loggers."""
 
     def __init__(self, global_batch_size):
         super().__init__()
         self.global_batch_size = global_batch_size
-        self.latest = 0.0
-        self._start = None
-        self._images = 0
+        self.rate = None
+        self._steps = 0
         self._lr = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = None
-        self._images = 0
-        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.rate = Rate()
+        self._steps = 0
+        self._lr = self._learning_rate()
 
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._start is None:  # from the first batch on, so start-up (tracing) is counted once only
-            self._start = time.perf_counter()
+    def _learning_rate(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    @property
+    def images_per_sec(self):
+        """The epoch's rate so far, None before its second step."""
+        steps_per_sec = self.rate.per_second if self.rate is not None else None
+        return None if steps_per_sec is None else steps_per_sec * self.global_batch_size
 
     def on_train_batch_end(self, batch, logs=None):
-        self._images += self.global_batch_size
-        elapsed = time.perf_counter() - (self._start or time.perf_counter())
-        self.latest = self._images / elapsed if elapsed > 0 else 0.0
+        self._steps += 1
+        self.rate.observe(self._steps)
+        if logs is not None:
+            logs["learning_rate"] = self._learning_rate()
+            if self.images_per_sec is not None:
+                logs["images_per_sec"] = self.images_per_sec
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["images_per_sec"] = self.latest
+            if self.images_per_sec is not None:
+                logs["images_per_sec"] = self.images_per_sec
             if self._lr is not None:
                 logs["learning_rate"] = self._lr
 
 
 class Progress(keras.callbacks.Callback):
-    """A progress bar per epoch with loss, top-1 error, images/s and ETA; a summary line per epoch."""
+    """Each epoch's progress (step count, loss, top-1 error, images/s, ETA) and a summary line after it.
 
-    def __init__(self, steps_per_epoch, epochs, throughput, printer=print, bar=True):
+    Also shows the validation pass that follows the epoch's last step (`on_test_*`, driven by
+    `model.fit` and by the training loop). On a terminal the line is redrawn in place; elsewhere a
+    line is printed at each phase's start and every `interval` seconds (`keras_alexnet.progress`).
+    `printer` prints the summary lines; `bar=False` shows no progress, only them; `stream` (stdout by
+    default) and `interactive` (default: whether `stream` is a terminal) choose where and how progress
+    goes; `validation_steps` is the number of validation steps (for the ETA of that pass).
+    """
+
+    def __init__(self, steps_per_epoch, epochs, throughput, printer=print, bar=True, stream=None, interactive=None,
+                 interval=15.0, validation_steps=None):
         super().__init__()
+        self.bar = bar
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
         self.throughput = throughput
         self.printer = printer
-        self.bar = bar
-        self._progbar = None
-        self._epoch = 0
+        self.stream = stream
+        self.interactive = interactive
+        self.interval = interval
+        self.validation_steps = validation_steps
+        self._line = None
         self._epoch_start = None
 
+    def _open(self, title, total, count_unit, per_count=1.0):
+        self._close()
+        if not self.bar:
+            return
+        self._line = ProgressLine(title, total, count_unit=count_unit, per_count=per_count, stream=self.stream,
+                                  interactive=self.interactive, interval=self.interval)
+
+    def _close(self):
+        if self._line is not None:
+            self._line.close()
+            self._line = None
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
         self._epoch_start = time.perf_counter()
-        if self.bar:
-            self.printer(f"Epoch {epoch + 1}/{self.epochs}")
-            self._progbar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=[
-                "loss", "top1_error", "img/s"], unit_name="step", interval=0.5)
+        self._open(f"Epoch {epoch + 1}/{self.epochs}", self.steps_per_epoch, "steps",
+                   self.throughput.global_batch_size)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._progbar is not None:
-            logs = logs or {}
-            values = [(k, float(logs[k])) for k in ("loss", "top1_error") if k in logs]
-            values.append(("img/s", self.throughput.latest))
-            self._progbar.update(batch + 1, values=values)
+        if self._line is None:
+            return
+        logs = logs or {}
+        values = {name: float(logs[key]) for key, name in (("loss", "loss"), ("top1_error", "top-1 error"))
+                  if key in logs}
+        self._line.update(batch + 1, **values)
+        if batch + 1 >= self.steps_per_epoch:
+            self._close()  # the epoch's training is over; what follows prints its own lines
+
+    def on_test_begin(self, logs=None):
+        self._open("  validation (centre crop)", self.validation_steps, "steps")
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self._line is not None:
+            self._line.update(batch + 1)
+
+    def on_test_end(self, logs=None):
+        self._close()
 
     def on_epoch_end(self, epoch, logs=None):
+        self._close()
         logs = logs or {}
         parts = [f"epoch {epoch + 1}/{self.epochs}"]
         for key in ("loss", "top1_error", "top5_error", "val_loss", "val_top1_error",
@@ -81,6 +129,9 @@ class Progress(keras.callbacks.Callback):
         if "learning_rate" in logs:
             parts.append(f"lr {float(logs['learning_rate']):.3g}")
         if "images_per_sec" in logs:
-            parts.append(f"{float(logs['images_per_sec']):.0f} img/s")
-        parts.append(f"{time.perf_counter() - self._epoch_start:.0f}s")
+            parts.append(f"{format_rate(float(logs['images_per_sec']))} img/s")
+        parts.append(format_duration(time.perf_counter() - self._epoch_start))
         self.printer(" | ".join(parts))
+
+    def on_train_end(self, logs=None):
+        self._close()

@@ -2,6 +2,7 @@
 
 import csv
 import glob
+import io
 import os
 
 import numpy as np
@@ -9,11 +10,12 @@ import pytest
 import keras
 import tensorflow as tf
 
+from callbacks.augmented_inputs import AugmentedInputs
 from callbacks.conv1_images import Conv1Images, kernel_grid, towers_side_by_side
 from callbacks.csv_log import MetricsCSV
 from callbacks.nan_guard import NanGuard, NonFiniteLoss
 from callbacks.plateau import PlateauDecay
-from callbacks.summaries import HParams, ScalarSummaries
+from callbacks.summaries import HParams, ScalarSummaries, write_final_errors
 from callbacks.ten_crop import TenCropEvaluation, evaluate_ten_crop
 from callbacks.throughput import Progress, Throughput
 from keras_alexnet.training.metrics import error_metrics
@@ -40,13 +42,19 @@ def data(n=32, size=12, crops=None, seed=0):
     return images, labels
 
 
-def tags_in(directory):
-    tags = set()
+def events_in(directory):
+    """(run, tag, step, value) of every summary under `directory`; value: the scalar, or the tensor."""
+    found = []
     for path in glob.glob(os.path.join(directory, "**", "events.out.tfevents.*"), recursive=True):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                tags.add((os.path.relpath(os.path.dirname(path), directory), value.tag))
-    return tags
+                tensor = tf.make_ndarray(value.tensor) if value.HasField("tensor") else None
+                found.append((os.path.relpath(os.path.dirname(path), directory), value.tag, event.step, tensor))
+    return found
+
+
+def tags_in(directory):
+    return {(run, tag) for run, tag, _, _ in events_in(directory)}
 
 
 def test_all_callbacks_with_model_fit(tmp_path):
@@ -58,30 +66,79 @@ def test_all_callbacks_with_model_fit(tmp_path):
     val = data(16, seed=1)
     crops = tf.data.Dataset.from_tensor_slices(data(10, crops=10, seed=2)).batch(4)
     log_dir = str(tmp_path / "logs")
-    printed = []
+    printed, shown = [], io.StringIO()
     throughput = Throughput(global_batch_size=8)
-    ten_crop = TenCropEvaluation(crops, every_n_epochs=2, printer=printed.append)
+    ten_crop = TenCropEvaluation(crops, every_n_epochs=2, printer=printed.append, examples=10, stream=shown,
+                                 interactive=False)
     plateau = PlateauDecay(patience=1, max_reductions=3, printer=printed.append)
-    callbacks = [NanGuard(), throughput, plateau, ten_crop, Progress(4, 3, throughput, printed.append),
-                 MetricsCSV(str(tmp_path / "metrics.csv")), ScalarSummaries(log_dir, update_freq=2),
-                 Conv1Images(os.path.join(log_dir, "train")), HParams(log_dir, {"lr": 0.05, "model": "x"})]
+    inputs = np.random.default_rng(0).integers(0, 256, (6, 12, 12, 3), dtype=np.uint8)
+    callbacks = [NanGuard(), throughput, plateau, ten_crop,
+                 Progress(4, 3, throughput, printed.append, stream=shown, interactive=False, validation_steps=1),
+                 MetricsCSV(str(tmp_path / "metrics.csv")), ScalarSummaries(log_dir, "trial", update_freq=2),
+                 Conv1Images(log_dir, "trial"), AugmentedInputs(inputs, log_dir, "trial"),
+                 HParams(log_dir, {"lr": 0.05, "model": "x", "jitter": None}, trial="trial")]
     history = model.fit(x, y, batch_size=8, epochs=3, validation_data=val, callbacks=callbacks, verbose=0)
     assert {"top1_error", "top5_error", "val_top1_error", "images_per_sec", "learning_rate"} <= set(history.history)
     assert ten_crop.final is not None and 0.0 <= ten_crop.final["ten_crop_top1_error"] <= 1.0
     assert any(line.startswith("epoch 3/3") for line in printed)
+    progress = shown.getvalue().splitlines()
+    assert progress[0].startswith("Epoch 1/3 | 0/4 steps [>...") and "ETA --" in progress[0]
+    assert any(line.startswith("  validation (centre crop)") for line in progress)
+    assert any(line.startswith("  validation (10 crops)") for line in progress)
 
     with open(tmp_path / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert rows[1]["ten_crop_top1_error"] != "" and rows[0]["ten_crop_top1_error"] == ""
 
+    write_final_errors(log_dir, "trial", "test_10crop", 3, {"top1_error": 0.5, "top5_error": 0.25, "count": 10})
     tags = tags_in(log_dir)
-    for expected in [("train", "loss"), ("train", "top1_error"), ("train", "top5_error"),
-                     ("train", "learning_rate"), ("train", "images_per_sec"), ("train", "batch_loss"),
-                     ("validation", "loss"), ("validation", "top1_error"), ("validation", "top5_error"),
-                     ("ten_crop", "top1_error"), ("ten_crop", "top5_error"), ("train", "conv1/kernels"),
-                     (".", "_hparams_/session_start_info")]:
+    for expected in [("trial/train", "epoch/loss"), ("trial/train", "epoch/top1_error"),
+                     ("trial/train", "epoch/top5_error"), ("trial/train", "training/learning_rate"),
+                     ("trial/train", "training/images_per_sec"), ("trial/train", "training/running_loss"),
+                     ("trial/validation", "epoch/loss"), ("trial/validation", "epoch/top1_error"),
+                     ("trial/validation", "epoch/top5_error"), ("trial/validation_10crop", "epoch/top1_error"),
+                     ("trial/validation_10crop", "epoch/top5_error"), ("trial/test_10crop", "epoch/top1_error"),
+                     ("trial", "weights/conv1_kernels"), ("trial/train", "training_inputs/augmented"),
+                     ("trial", "_hparams_/experiment"), ("trial", "_hparams_/session_start_info"),
+                     ("trial", "_hparams_/session_end_info")]:
         assert expected in tags, (expected, sorted(tags))
+    assert not any(run == "." for run, _ in tags)  # nothing at the root of logs/
+    assert not any(tag.endswith("images_per_sec") and run != "trial/train" for run, tag in tags)
+    # the learning rate at every one of the 12 steps, 4 a epoch
+    steps = sorted(step for run, tag, step, _ in events_in(log_dir) if tag == "training/learning_rate")
+    assert steps == list(range(1, 13))
+    kernels = [v for run, tag, _, v in events_in(log_dir) if tag == "weights/conv1_kernels"]
+    assert len(kernels) == 4 and int(kernels[0][0]) >= 600  # step 0 and three epochs; width, height, PNG
+
+
+def test_dropped_records_only_when_there_are_some(tmp_path):
+    model = tiny_model()
+    model.compile(optimizer=PaperSGD(0.05), loss="sparse_categorical_crossentropy")
+    summaries = ScalarSummaries(str(tmp_path), "t")
+    summaries.set_model(model)
+    summaries.on_epoch_end(0, {"loss": 1.0, "dropped_records": 0})
+    summaries.on_epoch_end(1, {"loss": 1.0, "dropped_records": 3})
+    summaries.on_train_end()
+    dropped = [(step, float(v)) for _, tag, step, v in events_in(str(tmp_path)) if tag == "epoch/dropped_records"]
+    assert dropped == [(2, 3.0)]
+
+
+def test_throughput_leaves_the_first_step_out_and_gives_each_steps_learning_rate():
+    model = tiny_model()
+    model.compile(optimizer=PaperSGD(0.05), loss="sparse_categorical_crossentropy")
+    throughput = Throughput(global_batch_size=8)
+    throughput.set_model(model)
+    throughput.on_epoch_begin(0)
+    clock = iter([100.0, 101.0, 101.5])  # the first step ends at 100 s (tracing), then two of 0.5 s
+    throughput.rate.clock = lambda: next(clock)
+    logs = [{}, {}, {}]
+    for step in range(3):
+        model.optimizer.learning_rate = 0.1 * (step + 1)
+        throughput.on_train_batch_end(step, logs[step])
+    assert "images_per_sec" not in logs[0]
+    assert logs[1]["images_per_sec"] == pytest.approx(8 / 1.0) and logs[2]["images_per_sec"] == pytest.approx(16 / 1.5)
+    assert [round(log["learning_rate"], 6) for log in logs] == [0.1, 0.2, 0.3]
 
 
 def test_nan_guard_stops_model_fit_with_one_clear_line():

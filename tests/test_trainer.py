@@ -80,7 +80,7 @@ def test_callbacks_validation_and_checkpoints(tmp_path):
     history = trainer.fit([NanGuard(), Throughput(8), PlateauDecay(printer=lambda m: None),
                            ScalarSummaries(str(tmp_path / "logs")), Recorder()])
     assert [s[1] for s in seen if s[0] == "epoch"] == [0, 1, 2]
-    assert seen[0] == ("batch", 0, ["loss", "top1_error", "top5_error"])
+    assert seen[0] == ("batch", 0, ["learning_rate", "loss", "top1_error", "top5_error"])  # Throughput adds the rate
     epoch_keys = [s for s in seen if s[0] == "epoch"][0][2]
     assert {"val_loss", "val_top1_error", "val_top5_error", "images_per_sec", "learning_rate"} <= set(epoch_keys)
     assert len(history.history["val_top1_error"]) == 3

@@ -1,0 +1,48 @@
+"""A few training inputs as the network sees them, written to TensorBoard when a run starts.
+
+AlexNet §4.1 enlarges the data with random 224×224 crops, their horizontal reflections and PCA
+colour jitter ("altering the intensities of the RGB channels"); VGG §3.1 adds scale jitter. Looking
+at a few augmented inputs is the quickest check that crops, flips and colour changes are as meant (a
+colour jitter at the wrong scale is obvious in a picture). The images are given on the 0..255 scale
+before mean subtraction; the callback does not touch the input pipeline.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class AugmentedInputs(keras.callbacks.Callback):
+    """Writes `images` ([N, h, w, 3], uint8 or float on the 0..255 scale) as one grid image
+    (`keras_alexnet.figures.augmented_grid`) tagged `training_inputs/augmented` into the trial's
+    `train` run (`callbacks.summaries.trial_dir`) at the start of training, at step 0 of a fresh run
+    and at the optimizer's step after a resume. `trial` defaults to
+    `callbacks.summaries.default_trial(log_dir)`."""
+
+    TAG = "training_inputs/augmented"
+
+    def __init__(self, images, log_dir, trial=None, columns=8, size=96):
+        super().__init__()
+        from callbacks.summaries import default_trial
+
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or not len(images):
+            raise ValueError(f"AugmentedInputs takes a batch of RGB images [N, h, w, 3], got shape {images.shape}")
+        self.images = images
+        self.log_dir = log_dir
+        self.trial = trial or default_trial(log_dir)
+        self.columns = columns
+        self.size = size
+
+    def on_train_begin(self, logs=None):
+        from callbacks.summaries import TRAIN, trial_dir
+        from keras_alexnet.figures import augmented_grid
+
+        grid = augmented_grid(self.images, self.columns, self.size)
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        writer = tf.summary.create_file_writer(trial_dir(self.log_dir, self.trial, TRAIN))
+        with writer.as_default():
+            tf.summary.image(self.TAG, grid[None], step=step, max_outputs=1,
+                             description="training inputs after random crop, flip and colour jitter, before "
+                                         "mean subtraction [AlexNet §4.1]")
+        writer.close()

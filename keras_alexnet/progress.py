@@ -1,0 +1,188 @@
+"""Progress of the long phases (training epochs, validation, 10-crop evaluation, feature extraction,
+export) on the terminal, so the output never goes silent.
+
+On a terminal a `ProgressLine` is one line redrawn in place (count, bar, rate, ETA); elsewhere (a log
+file, a pipe, a batch scheduler) it prints a title line at once and then one line every `interval`
+seconds. Rates and ETAs come from `Rate`: the steps after the first one seen by this process, because
+the first step carries tracing and input-pipeline start-up (the first AlexNet step of a fresh process
+takes tens of seconds, `shared/README.md`) and, after a resume, the steps run before the interruption
+were not timed here. Training times are what AlexNet §1/§7 and VGG §3.3 report.
+"""
+
+import contextlib
+import sys
+import threading
+import time
+
+
+def format_rate(value: float) -> str:
+    """An integer with thousands separators from 100 up, else three significant digits."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def format_duration(seconds: float) -> str:
+    """m:ss, or h:mm:ss from an hour up."""
+    seconds = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Rate:
+    """Units per second between the first and the latest `observe(done)` (cumulative counts).
+
+    The first observation only sets the origin: the time of the first step of this process (tracing,
+    pipeline start-up) never enters the rate, nor do steps counted before a resume.
+    """
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self._origin = None
+        self._latest = None
+
+    def observe(self, done: float) -> None:
+        point = (self.clock(), float(done))
+        if self._origin is None:
+            self._origin = point
+        else:
+            self._latest = point
+
+    @property
+    def per_second(self):
+        """The rate, or None before two observations."""
+        if self._latest is None:
+            return None
+        seconds = self._latest[0] - self._origin[0]
+        return (self._latest[1] - self._origin[1]) / seconds if seconds > 0 else None
+
+    def eta(self, total):
+        """Seconds until `total` at the current rate, or None when unknown."""
+        rate = self.per_second
+        if rate is None or rate <= 0 or total is None or self._latest is None:
+            return None
+        return max(total - self._latest[1], 0.0) / rate
+
+
+class ProgressLine:
+    """Counts `done` of `total` (None: unknown) with a rate and an ETA.
+
+    `per_count` converts the counted unit into the rate's (steps -> images with the batch size);
+    `rate_unit` names it. `interactive` defaults to `stream.isatty()`. `values` given to `update`
+    (name -> number or text) are shown after the counts, e.g. the running loss.
+    """
+
+    BAR = 20
+
+    def __init__(self, title, total=None, count_unit="images", rate_unit="img/s", per_count=1.0, stream=None,
+                 interactive=None, interval=15.0, clock=time.perf_counter):
+        self.title = title
+        self.total = total
+        self.count_unit = count_unit
+        self.rate_unit = rate_unit
+        self.per_count = per_count
+        self.stream = stream if stream is not None else sys.stdout
+        self.interactive = _isatty(self.stream) if interactive is None else interactive
+        self.interval = interval
+        self.clock = clock
+        self.rate = Rate(clock)
+        self.done = 0
+        self.values = {}
+        self._start = clock()
+        self._drawn = 0.0
+        self._printed = self._start
+        self._open = True
+        self._write(self._line(), final=not self.interactive)
+
+    def update(self, done, **values) -> None:
+        self.done = done
+        self.values.update(values)
+        self.rate.observe(done)
+        now = self.clock()
+        if self.interactive:
+            if now - self._drawn >= 0.2 or done == self.total:
+                self._drawn = now
+                self._write(self._line(), final=False)
+        elif now - self._printed >= self.interval:
+            self._printed = now
+            self._write(self._line(), final=True)
+
+    def close(self, summary=None) -> None:
+        """Ends the line: on a terminal the last state stays (or `summary` replaces it)."""
+        if not self._open:
+            return
+        self._open = False
+        if summary is not None:
+            self._write(summary, final=True)
+        elif self.interactive:
+            self._write(self._line(), final=True)
+
+    def _line(self) -> str:
+        parts = [self.title]
+        if self.total:
+            width = len(str(self.total))
+            fraction = min(self.done / self.total, 1.0)
+            filled = int(fraction * self.BAR)
+            parts.append(f"{self.done:>{width}}/{self.total} {self.count_unit} "
+                         f"[{'=' * filled}{'>' if filled < self.BAR else ''}{'.' * (self.BAR - filled - 1)}] "
+                         f"{fraction:4.0%}")
+        elif self.done:
+            parts.append(f"{self.done} {self.count_unit}")
+        else:
+            parts.append("starting")
+        for name, value in self.values.items():
+            parts.append(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}")
+        rate = self.rate.per_second
+        if rate is not None:
+            parts.append(f"{format_rate(rate * self.per_count)} {self.rate_unit}")
+        if self.total:
+            eta = self.rate.eta(self.total)
+            parts.append(f"ETA {format_duration(eta)}" if eta is not None else "ETA --")
+        parts.append(f"{format_duration(self.clock() - self._start)} elapsed")
+        return " | ".join(parts)
+
+    def _write(self, text, final):
+        if self.interactive:
+            self.stream.write("\r" + text + "\x1b[K" + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def phase(title, stream=None, interactive=None, interval=15.0):
+    """A phase without countable steps (writing a SavedModel, saving a model): says what runs at once,
+    shows the elapsed time while it runs (redrawn each second on a terminal, a line every `interval`
+    seconds elsewhere) and how long it took."""
+    stream = stream if stream is not None else sys.stdout
+    interactive = _isatty(stream) if interactive is None else interactive
+    start = time.perf_counter()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def write(text, final):
+        with lock:
+            stream.write(("\r" + text + "\x1b[K" + ("\n" if final else "")) if interactive else text + "\n")
+            stream.flush()
+
+    def tick():
+        while not stop.wait(1.0 if interactive else interval):
+            write(f"{title} ... {format_duration(time.perf_counter() - start)} elapsed", final=False)
+
+    write(f"{title} ...", final=not interactive)
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+    write(f"{title}: done in {time.perf_counter() - start:.1f} s", final=True)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,79 @@
+"""Progress lines: rates and ETAs from the steps after the first, periodic lines off a terminal."""
+
+import io
+
+import pytest
+
+from keras_alexnet.progress import ProgressLine, Rate, format_duration, format_rate, phase
+
+
+class Clock:
+    def __init__(self, now=0.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_rate_and_eta_leave_the_first_step_out():
+    clock = Clock()
+    rate = Rate(clock)
+    clock.now = 40.0  # the first step: 40 s of tracing
+    rate.observe(1)
+    assert rate.per_second is None and rate.eta(100) is None
+    for step in range(2, 12):  # then 0.5 s a step
+        clock.now += 0.5
+        rate.observe(step)
+    assert rate.per_second == pytest.approx(2.0)
+    assert rate.eta(100) == pytest.approx((100 - 11) / 2.0)
+
+
+def test_eta_after_a_resume_counts_only_this_process():
+    clock = Clock()
+    rate = Rate(clock)
+    rate.observe(700)  # resumed at step 700 of 1000: the first step of this process
+    clock.now = 1.0
+    rate.observe(701)
+    assert rate.eta(1000) == pytest.approx(299.0)  # 1 s a step, not 700 steps in 1 s
+
+
+def test_rates_and_durations_are_printed_with_sensible_precision():
+    assert format_rate(1234.5678) == "1,235" and format_rate(17.3456) == "17.3" and format_rate(2.4567) == "2.46"
+    assert format_duration(59.6) == "1:00" and format_duration(3725) == "1:02:05"
+
+
+def test_off_a_terminal_a_line_at_the_start_then_every_interval():
+    clock, out = Clock(), io.StringIO()
+    line = ProgressLine("10-crop test", 1000, stream=out, interactive=False, interval=15.0, clock=clock)
+    assert out.getvalue().splitlines() == ["10-crop test |    0/1000 images [>...................]   0% | ETA -- "
+                                           "| 0:00 elapsed"]
+    for done in range(100, 1001, 100):  # 100 images every 4 s
+        clock.now += 4.0
+        line.update(done)
+    line.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3  # at the start, then at 16 s and 32 s; no \r anywhere
+    assert lines[1].startswith("10-crop test |  400/1000 images [========>...........]  40% | 25 img/s | "
+                               "ETA 0:24 | 0:16 elapsed")
+    assert "\r" not in out.getvalue()
+
+
+def test_on_a_terminal_one_line_redrawn_in_place():
+    clock, out = Clock(), io.StringIO()
+    line = ProgressLine("Epoch 1/2", 10, count_unit="steps", per_count=64, stream=out, interactive=True, clock=clock)
+    for step in range(1, 11):
+        clock.now += 1.0
+        line.update(step, loss=0.5)
+    line.close()
+    text = out.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\x1b[K\n")
+    last = text.rstrip("\n").split("\r")[-1]
+    assert last.startswith("Epoch 1/2 | 10/10 steps [====================] 100% | loss 0.5000 | 64 img/s | ETA 0:00")
+
+
+def test_a_phase_says_what_runs_and_how_long_it_took():
+    out = io.StringIO()
+    with phase("Exporting SavedModel", stream=out, interactive=False):
+        pass
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Exporting SavedModel ..." and lines[1].startswith("Exporting SavedModel: done in ")
