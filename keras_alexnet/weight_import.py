@@ -11,12 +11,27 @@ Two sources:
   (kh, kw, in, out), and reorders fc6's input axis, which torchvision flattens from NCHW (c, h, w) and
   Keras from NHWC (h, w, c). Batch-norm variants (``vgg16_bn``) are refused: the paper has no batch norm.
 
-Nothing here downloads anything; the tests transfer from randomly initialized reference models.
-Images must be preprocessed as the source expects (Keras' VGG16: BGR, ImageNet mean subtracted; torchvision:
-RGB in 0..1 normalized by the ImageNet mean/std), which is the input pipeline's business.
+The input each source was trained on is made this project's input (VGG §2.1: RGB on the 0..255 scale
+minus the mean RGB of the training set) by rewriting conv1_1, so that the imported model on the
+project's own preprocessing gives the source's outputs on the source's preprocessing:
+
+- keras.applications (the authors' Caffe models, ``preprocess_input`` mode "caffe"): BGR minus the BGR
+  ImageNet mean (103.939, 116.779, 123.68). conv1_1's input channels are reversed (BGR -> RGB) and the
+  mean is recorded as RGB (123.68, 116.779, 103.939).
+- torchvision: RGB in 0..1 normalised per channel, (x/255 - m)/s with m = (0.485, 0.456, 0.406),
+  s = (0.229, 0.224, 0.225). With the project subtracting the mean RGB 255·m, torchvision's input is
+  (x - 255·m)/(255·s): conv1_1's kernel is divided by 255·s per input channel. Its bias needs no change,
+  because the mean is subtracted before the convolution, and the zero padding is the same on both sides
+  (zero after normalisation = the mean colour on the 0..255 scale).
+
+Each import returns an `ImportResult` with the layers loaded and the mean (RGB, 0..255 scale) to record
+for the run (`mean="rgb"`). Nothing here downloads anything; the tests transfer from randomly
+initialized reference models.
 """
 
+import dataclasses
 import pickle
+from typing import Optional
 
 import numpy as np
 
@@ -26,6 +41,25 @@ from keras_alexnet.errors import UserError
 
 _KERAS_FC = (("fc1", "fc6"), ("fc2", "fc7"), ("predictions", "fc8"))
 _TORCH_FC = ((0, "fc6"), (3, "fc7"), (6, "fc8"))
+
+# keras.applications.vgg16/vgg19 preprocess_input ("caffe" mode): BGR minus this BGR mean.
+KERAS_APPLICATIONS_MEAN_BGR = (103.939, 116.779, 123.68)
+# torchvision's ImageNet normalisation of RGB in 0..1.
+TORCHVISION_MEAN = (0.485, 0.456, 0.406)
+TORCHVISION_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass
+class ImportResult:
+    """What an import loaded and the input the weights expect on this project's preprocessing.
+
+    `loaded`: the target layers that were loaded, in order; `mean_rgb`: float32 (3,), the mean RGB on the
+    0..255 scale to subtract (VGG §2.1's mean colour, here the one the weights were trained with);
+    `class_names`: the source's class names when the source carries them (None otherwise)."""
+
+    loaded: list
+    mean_rgb: np.ndarray
+    class_names: Optional[list] = None
 
 
 def _conv_layers(model):
@@ -40,11 +74,13 @@ def _assign(layer, weights, source_name):
     layer.set_weights([np.asarray(w, dtype=np.float32) for w in weights])
 
 
-def from_keras_applications(target: keras.Model, source: keras.Model, include_classifier: bool = True) -> list:
+def from_keras_applications(target: keras.Model, source: keras.Model, include_classifier: bool = True) -> ImportResult:
     """Copies a ``keras.applications`` VGG16/VGG19 into configuration D/E (``target``). [VGG §2.1]
 
-    The source may be built with or without its top; ``include_classifier=False`` leaves fc8 as it is (for
-    a different number of classes). Returns the names of the target layers that were loaded.
+    conv1_1's input channels are reversed (the source takes BGR) and the result's `mean_rgb` is the
+    ImageNet mean the source subtracts, in RGB order: the target on RGB minus `mean_rgb` gives the
+    source's output on its own ``preprocess_input``. The source may be built with or without its top;
+    ``include_classifier=False`` leaves fc8 as it is (for a different number of classes).
     """
     sources, targets = _conv_layers(source), _conv_layers(target)
     if len(sources) != len(targets):
@@ -53,8 +89,12 @@ def from_keras_applications(target: keras.Model, source: keras.Model, include_cl
             "(VGG16 loads into vgg_d, VGG19 into vgg_e)"
         )
     loaded = []
-    for src, dst in zip(sources, targets):
-        _assign(dst, src.get_weights(), src.name)
+    for index, (src, dst) in enumerate(zip(sources, targets)):
+        weights = src.get_weights()
+        if index == 0:
+            _check_rgb_input(weights[0], src.name)
+            weights = [weights[0][:, :, ::-1, :], weights[1]]  # BGR -> RGB input channels
+        _assign(dst, weights, src.name)
         loaded.append(dst.name)
     source_names = {layer.name for layer in source.layers}
     for src_name, dst_name in _KERAS_FC:
@@ -62,36 +102,46 @@ def from_keras_applications(target: keras.Model, source: keras.Model, include_cl
             continue
         _assign(target.get_layer(dst_name), source.get_layer(src_name).get_weights(), src_name)
         loaded.append(dst_name)
-    return loaded
+    mean_rgb = np.array(KERAS_APPLICATIONS_MEAN_BGR[::-1], np.float32)
+    return ImportResult(loaded, mean_rgb)
 
 
-def from_torchvision_state_dict(target: keras.Model, state_dict, include_classifier: bool = True) -> list:
+def from_torchvision_state_dict(target: keras.Model, state_dict, include_classifier: bool = True) -> ImportResult:
     """Loads a torchvision VGG state dict (tensors or arrays) into the matching configuration. [VGG §2.1]
+
+    torchvision's input normalisation is folded into conv1_1 (kernel / (255·std) per input channel), and
+    the result's `mean_rgb` is 255·mean: the target on 0..255 RGB minus `mean_rgb` gives torchvision's
+    output on (x/255 - mean)/std.
 
     ``features.N`` conv layers go, in index order, to the target's conv layers; ``classifier.0/3/6`` to
     fc6/fc7/fc8 (fc8 skipped with ``include_classifier=False``). fc6 is converted from torchvision's NCHW
     flatten order using the target's pool5 map size, so the target must be built at the source's
     training size (224 for torchvision's models, whose adaptive pooling then is the identity).
-    Returns the names of the target layers that were loaded.
     """
+    if not hasattr(state_dict, "items"):
+        raise UserError(f"not a state dict but a {type(state_dict).__name__} (save model.state_dict())")
     arrays = {key: _to_numpy(value) for key, value in state_dict.items()}
     if any("running_mean" in key for key in arrays):
         raise UserError("the state dict is a batch-norm VGG (vgg*_bn); the paper's VGG has no batch norm")
-    indices = sorted({int(key.split(".")[1]) for key in arrays if key.startswith("features.") and key.endswith(".weight")})
+    indices = sorted({int(key.split(".")[1]) for key in arrays
+                      if key.startswith("features.") and key.endswith(".weight") and key.split(".")[1].isdigit()})
     targets = _conv_layers(target)
     if len(indices) != len(targets):
         raise UserError(f"the state dict has {len(indices)} conv layers but {target.name} has {len(targets)}")
     loaded = []
     for index, layer in zip(indices, targets):
-        kernel = arrays[f"features.{index}.weight"].transpose(2, 3, 1, 0)
-        _assign(layer, [kernel, arrays[f"features.{index}.bias"]], f"features.{index}")
+        kernel = _entry(arrays, f"features.{index}.weight", ndim=4).transpose(2, 3, 1, 0)
+        if not loaded:
+            _check_rgb_input(kernel, f"features.{index}")
+            kernel = kernel / (255.0 * np.array(TORCHVISION_STD, np.float32))[None, None, :, None]
+        _assign(layer, [kernel, _entry(arrays, f"features.{index}.bias", ndim=1)], f"features.{index}")
         loaded.append(layer.name)
 
     rows, cols, channels = target.get_layer("flatten").input.shape[1:]
     for index, name in _TORCH_FC:
         if name == "fc8" and not include_classifier:
             continue
-        weight = arrays[f"classifier.{index}.weight"]  # (out, in)
+        weight = _entry(arrays, f"classifier.{index}.weight", ndim=2)  # (out, in)
         if name == "fc6":
             if weight.shape[1] != rows * cols * channels:
                 raise UserError(
@@ -99,12 +149,12 @@ def from_torchvision_state_dict(target: keras.Model, state_dict, include_classif
                     f"{rows}x{cols}x{channels}; build the model at the source's input size"
                 )
             weight = weight.reshape(-1, channels, rows, cols).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
-        _assign(target.get_layer(name), [weight.T, arrays[f"classifier.{index}.bias"]], f"classifier.{index}")
+        _assign(target.get_layer(name), [weight.T, _entry(arrays, f"classifier.{index}.bias", ndim=1)], f"classifier.{index}")
         loaded.append(name)
-    return loaded
+    return ImportResult(loaded, (255.0 * np.array(TORCHVISION_MEAN, np.float64)).astype(np.float32))
 
 
-def load_torchvision_file(target: keras.Model, path: str, include_classifier: bool = True) -> list:
+def load_torchvision_file(target: keras.Model, path: str, include_classifier: bool = True) -> ImportResult:
     """`from_torchvision_state_dict` for a ``.pth`` file (needs PyTorch installed). [VGG §2.1]"""
     try:
         import torch
@@ -114,7 +164,10 @@ def load_torchvision_file(target: keras.Model, path: str, include_classifier: bo
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise UserError(f"{path}: not a readable PyTorch state dict ({str(error).splitlines()[0]})") from error
-    return from_torchvision_state_dict(target, state_dict, include_classifier)
+    try:
+        return from_torchvision_state_dict(target, state_dict, include_classifier)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
 
 
 def keras_applications_source(config: str, weights_path: str, include_top: bool = True) -> keras.Model:
@@ -126,6 +179,19 @@ def keras_applications_source(config: str, weights_path: str, include_top: bool 
         return builders[config](weights=weights_path, include_top=include_top, classifier_activation=None)
     except (OSError, ValueError) as error:
         raise UserError(f"{weights_path}: cannot load it into {builders[config].__name__} ({str(error).splitlines()[0]})") from error
+
+
+def _entry(arrays, key, ndim):
+    if key not in arrays:
+        raise UserError(f"the state dict has no {key} (not a torchvision VGG state dict)")
+    if arrays[key].ndim != ndim:
+        raise UserError(f"{key} has shape {arrays[key].shape}, expected {ndim} dimensions")
+    return arrays[key]
+
+
+def _check_rgb_input(kernel, source_name):
+    if np.shape(kernel)[2] != 3:
+        raise UserError(f"{source_name} takes {np.shape(kernel)[2]} input channels, not 3 (RGB/BGR)")
 
 
 def _to_numpy(value):
