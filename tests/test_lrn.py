@@ -6,7 +6,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from keras_alexnet.lrn import LocalResponseNormalization
+from keras_alexnet.lrn import LocalResponseNormalization, band_lrn
 
 
 def lrn_reference(a, n=5, k=2.0, alpha=1e-4, beta=0.75, divide_alpha_by_n=False):
@@ -73,18 +73,45 @@ def test_config_round_trip():
     assert clone.get_config() == layer.get_config()
 
 
-def test_mixed_precision_computes_in_float32(activations):
-    keras.mixed_precision.set_global_policy("mixed_float16")
+def test_float32_is_the_core_lrn_op():
+    layer = LocalResponseNormalization()
+    graph = tf.function(layer).get_concrete_function(tf.TensorSpec([None, 3, 4, 7], tf.float32)).graph
+    assert [op.get_attr("T") for op in graph.get_operations() if op.type == "LRN"] == [tf.float32]
+
+
+@pytest.mark.parametrize("policy, dtype, rtol", [("mixed_float16", tf.float16, 2e-3), ("mixed_bfloat16", tf.bfloat16, 1e-2)])
+def test_mixed_precision_matches_numpy(activations, policy, dtype, rtol):
+    # Under mixed precision the layer computes in float32 (band_lrn): only the input and output
+    # roundings to the compute dtype (~2^-11 float16, ~2^-8 bfloat16) separate it from the reference.
+    keras.mixed_precision.set_global_policy(policy)
     try:
-        layer = LocalResponseNormalization()
-        x = tf.constant(activations, tf.float16)
+        layer = LocalResponseNormalization(k=1.0, alpha=0.01)
+        x = tf.cast(tf.constant(activations), dtype)
         out = layer(x)
-        assert out.dtype == tf.float16
-        graph = tf.function(layer).get_concrete_function(tf.TensorSpec([None, 3, 4, 7], tf.float16)).graph
-        lrn_ops = [op for op in graph.get_operations() if op.type == "LRN"]
-        assert lrn_ops and all(op.get_attr("T") == tf.float32 for op in lrn_ops)
-        np.testing.assert_allclose(
-            np.asarray(out, np.float32), lrn_reference(activations.astype(np.float16)), rtol=2e-3
-        )
+        assert out.dtype == dtype
+        rounded = np.asarray(tf.cast(x, tf.float32))
+        np.testing.assert_allclose(np.asarray(tf.cast(out, tf.float32)),
+                                   lrn_reference(rounded, k=1.0, alpha=0.01), rtol=rtol)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.5])
+def test_band_lrn_value_and_gradient_match_tf_op(activations, beta):
+    # band_lrn's hand-written gradient against the gradient TF derives for its LRN op (LRNGrad), with a
+    # large α so the cross-channel term of the gradient matters, edges included.
+    x = tf.constant(activations)
+    weights = tf.constant(np.random.default_rng(1).normal(size=activations.shape).astype(np.float32))
+
+    def value_and_grad(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(y * weights)
+        return y.numpy(), tape.gradient(loss, x).numpy()
+
+    got_y, got_g = value_and_grad(lambda a: band_lrn(a, 2, 1.0, 0.01, beta))
+    want_y, want_g = value_and_grad(lambda a: tf.nn.local_response_normalization(a, 2, 1.0, 0.01, beta))
+    np.testing.assert_allclose(got_y, want_y, rtol=2e-6)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-6 * np.abs(want_g).max())
+    np.testing.assert_allclose(got_y, lrn_reference(activations, k=1.0, alpha=0.01, beta=beta), rtol=2e-6)
