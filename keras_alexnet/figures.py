@@ -1,21 +1,32 @@
-"""The papers' figures as uint8 image arrays, written as PNG with TensorFlow (no plotting library).
+"""The papers' figures as uint8 image arrays with their labels drawn in, written as PNG.
 
-- `conv1_grid`: the conv1 kernels, one grid per tower side by side (AlexNet §6.1, Figure 3), drawn by
-  `callbacks.conv1_images` (the TensorBoard callback's own drawing, so both show the same picture).
-- `top5_panels`: test images, each with five bars for its five most probable labels; the bar of the
-  correct label is red (AlexNet §6.1, Figure 4 left: "the probability assigned to the correct label is
-  also shown with a red bar (if it happens to be in the top 5)"). The label names go in a Markdown
-  file beside the PNG (`top5_markdown`).
-- `fc7_model`, `nearest` and `neighbor_grid`: the training images whose last-hidden-layer (fc7,
+- `conv1_grid` / `conv1_figure`: the conv1 kernels, one grid per tower side by side under a "Tower 1" /
+  "Tower 2" title (AlexNet §6.1, Figure 3: "the kernels on GPU 1 are largely color-agnostic, while the
+  kernels on GPU 2 are largely color-specific"), enlarged to at least `min_width` pixels; the
+  TensorBoard callback `callbacks.conv1_images` draws the same picture.
+- `top5_panels`: test images, each with its correct label and its five most probable labels with
+  their probabilities and bars written under it; the correct label's bar and name are red (AlexNet
+  §6.1, Figure 4 left: "the probability assigned to the correct label is also shown with a red bar (if
+  it happens to be in the top 5)"). `top5_markdown` lists the same as text.
+- `fc7_model`, `Nearest` and `neighbor_grid`: the training images whose last-hidden-layer (fc7,
   4096-d) feature vectors have the smallest Euclidean distance from a query's (AlexNet §6.1, Figure 4
-  right), one row per query, query first.
+  right), one row per query, query first, each image captioned (e.g. its class name).
+- `augmented_grid`: training inputs as the network sees them — random crop, flip, PCA colour jitter
+  (AlexNet §4.1) — before mean subtraction.
+
+Text is rendered by Pillow's built-in scalable font (`ImageFont.load_default(size)`, Pillow >= 10.1),
+so no font file has to be found on the machine.
 """
+
+import math
 
 import numpy as np
 
 WHITE, TRACK = 255, 230
 RED = (220, 40, 40)
 BLUE = (70, 100, 200)
+BLACK = (0, 0, 0)
+GREY = (90, 90, 90)
 
 
 def to_uint8(image) -> np.ndarray:
@@ -23,12 +34,76 @@ def to_uint8(image) -> np.ndarray:
     return np.clip(np.round(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def conv1_grid(model, scale: int = 4, layer_name: str = "conv1") -> np.ndarray:
-    """The conv1 kernels as uint8 [H, W, 3], towers side by side, each pixel `scale`x`scale` (Figure 3)."""
-    from callbacks.conv1_images import conv1_kernels, towers_side_by_side
+def conv1_grid(model, scale: int = 1, layer_name: str = "conv1", min_width: int = 600) -> np.ndarray:
+    """The model's conv1 kernels as a titled uint8 figure (`conv1_figure`), Figure 3."""
+    from callbacks.conv1_images import conv1_kernels
 
-    grid = to_uint8(towers_side_by_side(conv1_kernels(model, layer_name)))
-    return np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+    return conv1_figure(conv1_kernels(model, layer_name), scale, min_width)
+
+
+def conv1_figure(kernels, scale: int = 1, min_width: int = 600, gap: int = 3) -> np.ndarray:
+    """Kernels [kh, kw, in, out] per tower -> uint8 [H, W, 3]: one grid per tower side by side, each
+    pixel drawn as an s x s block with s >= `scale` and the width >= `min_width`, under a title strip
+    naming the towers ("Tower 1", "Tower 2"; "conv1" for a net with one)."""
+    from callbacks.conv1_images import kernel_grid, towers_side_by_side
+
+    widths = [kernel_grid(k).shape[1] for k in kernels]
+    total = sum(widths) + gap * (len(widths) - 1)
+    scale = max(int(scale), math.ceil(min_width / total))
+    grid = to_uint8(towers_side_by_side(kernels, gap=gap))
+    grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+    titles = [f"Tower {i + 1}" for i in range(len(kernels))] if len(kernels) > 1 else ["conv1"]
+    counts = [f"{k.shape[-1]} kernels {k.shape[0]}x{k.shape[1]}x{k.shape[2]}" for k in kernels]
+    size = max(12, min(28, grid.shape[1] // 36))
+    strip = np.full((2 * size + 12, grid.shape[1], 3), WHITE, np.uint8)
+    left = 0
+    for title, count, width in zip(titles, counts, widths):
+        centre = (left + width / 2) * scale
+        strip = draw_text(strip, title, (centre, 3), size, anchor="ma")
+        strip = draw_text(strip, count, (centre, size + 7), max(10, size * 3 // 4), colour=GREY, anchor="ma")
+        left += width + gap
+    return np.concatenate([strip, grid], axis=0)
+
+
+def font(size: int):
+    """Pillow's built-in scalable font at `size` pixels."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def fit_text(text: str, size: int, width: int) -> str:
+    """`text`, cut with an ellipsis so that it is at most `width` pixels wide at `size`."""
+    face = font(size)
+    if face.getlength(text) <= width:
+        return text
+    while text and face.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..." if text else ""
+
+
+def draw_text(image, text, position, size, colour=BLACK, anchor="la") -> np.ndarray:
+    """`image` (uint8 [H, W, 3]) with `text` drawn at `position` (x, y) by Pillow; `anchor` as Pillow's
+    ("la": left-ascender, "ma": middle, "ra": right)."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(np.asarray(image, np.uint8))
+    ImageDraw.Draw(canvas).text(position, text, fill=tuple(colour), font=font(size), anchor=anchor)
+    return np.asarray(canvas)
+
+
+def caption(lines, width: int, size: int = 11) -> np.ndarray:
+    """Lines of black text under a picture: uint8 [len(lines) * (size + 3) + 2, width, 3], each line
+    fitted to `width`."""
+    strip = np.full((len(lines) * (size + 3) + 2, width, 3), WHITE, np.uint8)
+    for i, line in enumerate(lines):
+        strip = draw_text(strip, fit_text(line, size, width - 2), (1, 1 + i * (size + 3)), size)
+    return strip
+
+
+def caption_size(width: int) -> int:
+    """A font size that fits about 14 characters into `width` pixels, between 9 and 14."""
+    return int(np.clip(width // 9, 9, 14))
 
 
 def write_png(path: str, image) -> str:
@@ -79,14 +154,37 @@ def bars(probabilities, classes, true_label, width: int, bar_height: int = 8, ga
     return out
 
 
+def top5_caption(probabilities, classes, true_label, class_names, width: int) -> np.ndarray:
+    """Under one image of Figure 4 (left): the correct label, then for each of the five most probable
+    labels its name and probability above a bar as long as the probability; the correct label's name
+    and bar are red (the bar of `bars`)."""
+    size = caption_size(width)
+    parts = [caption([class_names[int(true_label)]], width, size + 1)]
+    for p, c in zip(probabilities, classes):
+        correct = int(c) == int(true_label)
+        value = f"{float(p):.2f}"
+        name_width = width - 4 - int(font(size).getlength(value + " "))
+        line = np.full((size + 3, width, 3), WHITE, np.uint8)
+        line = draw_text(line, fit_text(class_names[int(c)], size, name_width), (1, 1), size,
+                         RED if correct else BLACK)
+        line = draw_text(line, value, (width - 2, 1), size, RED if correct else GREY, anchor="ra")
+        parts += [line, bars([p], [c], true_label, width, bar_height=4, gap=1)]
+    return np.concatenate(parts, axis=0)
+
+
 def top5_panels(images, top_classes, top_probabilities, true_labels, size: int = 96,
-                columns: int = 4) -> np.ndarray:
-    """Figure 4 (left): each image as a `size` tile above the bars of its top-5 labels, `columns` a row."""
+                columns: int = 4, class_names=None) -> np.ndarray:
+    """Figure 4 (left): each image as a `size` tile above its `top5_caption`, `columns` panels a row.
+
+    `class_names[i]` names class i (default: the class number)."""
+    if class_names is None:
+        count = int(max(np.max(top_classes), np.max(true_labels))) + 1
+        class_names = [f"class {i}" for i in range(count)]
     panels = [
-        np.concatenate([tile(image, size), bars(probs, classes, label, size)], axis=0)
+        np.concatenate([tile(image, size), top5_caption(probs, classes, label, class_names, size)], axis=0)
         for image, classes, probs, label in zip(images, top_classes, top_probabilities, true_labels)
     ]
-    return compose([panels[i:i + columns] for i in range(0, len(panels), columns)], gap=6)
+    return compose([panels[i:i + columns] for i in range(0, len(panels), columns)], gap=8)
 
 
 def top5_markdown(top_classes, top_probabilities, true_labels, class_names, columns: int = 4) -> str:
@@ -112,11 +210,14 @@ class Nearest:
     """The `k` database vectors nearest (Euclidean) to each query, fed database chunk by chunk.
 
     Keeps only the best `k` per query, so a whole training set (1.2M x 4096) never has to be in memory.
+    `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is told the count searched
+    after each chunk; `close()` ends it.
     """
 
-    def __init__(self, queries, k: int):
+    def __init__(self, queries, k: int, progress=None):
         self.queries = np.asarray(queries, np.float64)
         self.k = k
+        self.progress = progress
         self.distances = np.full((len(self.queries), 0), np.inf)
         self.indices = np.zeros((len(self.queries), 0), np.int64)
         self.seen = 0
@@ -132,12 +233,40 @@ class Nearest:
         self.distances = np.take_along_axis(distances, order, axis=1)
         self.indices = np.take_along_axis(indices, order, axis=1)
         self.seen += len(vectors)
+        if self.progress is not None:
+            self.progress.update(self.seen)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
 
-def neighbor_grid(queries, neighbors, size: int = 64) -> np.ndarray:
-    """Figure 4 (right): one row per query, the query first, then its neighbours, nearest first."""
+def neighbor_grid(queries, neighbors, size: int = 64, query_captions=None, neighbor_captions=None) -> np.ndarray:
+    """Figure 4 (right): one row per query, the query first, then its neighbours, nearest first.
+
+    With captions (a string per query; a list of strings per row of neighbours, e.g. class names), each
+    image has its caption written under it."""
+    text = caption_size(size)
+
+    def cell(image, words):
+        picture = tile(image, size)
+        return picture if words is None else np.concatenate([picture, caption([words], size, text)], axis=0)
+
     rows = []
-    for query, found in zip(queries, neighbors):
-        cells = [tile(query, size), np.full((size, 4, 3), WHITE, np.uint8)] + [tile(n, size) for n in found]
+    for i, (query, found) in enumerate(zip(queries, neighbors)):
+        first = cell(query, None if query_captions is None else query_captions[i])
+        cells = [first, np.full((first.shape[0], 4, 3), WHITE, np.uint8)]
+        cells += [cell(n, None if neighbor_captions is None else neighbor_captions[i][j]) for j, n in enumerate(found)]
         rows.append(cells)
     return compose(rows, gap=2)
+
+
+def augmented_grid(images, columns: int = 8, size: int = 96) -> np.ndarray:
+    """Training inputs as the network gets them (random crop, flip, PCA colour jitter; AlexNet §4.1),
+    on the 0..255 scale before mean subtraction (values outside it, which colour jitter can produce,
+    are clipped for display): uint8 grid of `size` tiles, `columns` a row, under a title line."""
+    images = [np.clip(np.asarray(image, np.float32), 0.0, 255.0) for image in images]
+    cells = [tile(image, size) for image in images]
+    grid = compose([cells[i:i + columns] for i in range(0, len(cells), columns)], gap=2)
+    title = f"{len(cells)} augmented training inputs (crop, flip, colour jitter), before mean subtraction"
+    return np.concatenate([caption([title], grid.shape[1], max(11, min(16, grid.shape[1] // 50))), grid], axis=0)

@@ -1,0 +1,76 @@
+"""The figures carry their labels as text drawn in the PNG (AlexNet §6.1, Figures 3 and 4)."""
+
+import numpy as np
+
+from keras_alexnet import figures
+
+NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def inked(region) -> bool:
+    """Text is there: the strip is not one flat colour and has dark pixels."""
+    region = np.asarray(region, np.float32)
+    return region.std() > 10 and (region.min(axis=-1) < 100).sum() > 10
+
+
+def test_captions_are_text_and_differ_with_the_words():
+    a, b = figures.caption(["Sneaker"], 96, 12), figures.caption(["Bag"], 96, 12)
+    assert inked(a) and inked(b) and not np.array_equal(a, b)
+    assert (figures.caption([""], 96, 12) == figures.WHITE).all()
+    long = "German shepherd, German shepherd dog, German police dog, alsatian"
+    assert figures.fit_text(long, 12, 96).endswith("...") and figures.font(12).getlength(figures.fit_text(long, 12, 96)) <= 96
+
+
+def test_top5_panels_write_the_labels_and_probabilities_under_each_image():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 40, 3)).astype(np.float32) for _ in range(2)]
+    classes = np.array([[7, 5, 9, 0, 1], [8, 4, 6, 2, 3]])
+    probs = np.array([[0.6, 0.2, 0.1, 0.05, 0.05], [0.5, 0.3, 0.1, 0.06, 0.04]])
+    size = 96
+    panel = figures.top5_panels(images, classes, probs, [7, 2], size=size, columns=2, class_names=NAMES)
+    caption = figures.top5_caption(probs[0], classes[0], 7, NAMES, size)
+    text = figures.caption_size(size)
+    title = text + 1 + 3 + 2
+    assert inked(caption[:title])  # the correct label
+    rank_rows = [title + r * (text + 3 + 5) for r in range(5)]
+    for top in rank_rows:  # each of the five: name and probability, then its bar
+        assert inked(caption[top:top + text + 3])
+    reds = np.all(caption == figures.RED, axis=-1)
+    assert reds[rank_rows[0]:rank_rows[1]].any() and not reds[rank_rows[1]:].any()  # first rank is correct: red
+    second = panel[size:size + caption.shape[0], size + 8:]
+    assert inked(second) and not np.array_equal(second, caption)
+    assert np.all(second == figures.RED, axis=-1)[title:].sum() > 0  # correct label 2 at rank 4: marked red
+
+
+def test_neighbor_grid_names_each_image():
+    queries = [np.full((30, 30, 3), 200.0) for _ in range(2)]
+    found = [[np.full((30, 30, 3), 150.0) for _ in range(3)] for _ in range(2)]
+    grid = figures.neighbor_grid(queries, found, 64, ["Bag", "Coat"], [["Bag", "Bag", "Shirt"], ["Coat"] * 3])
+    text = figures.caption_size(64) + 3 + 2
+    assert grid.shape[0] == 2 * (64 + text) + 2
+    for row in range(2):
+        top = row * (64 + text + 2) + 64
+        for column in range(4):
+            left = column * 66 + (4 + 2 if column else 0)
+            assert inked(grid[top:top + text, left:left + 64]), (row, column)
+
+
+def test_conv1_figure_titles_the_towers():
+    rng = np.random.default_rng(1)
+    kernels = [rng.normal(size=(11, 11, 3, 12)) for _ in range(2)]
+    figure = figures.conv1_figure(kernels)  # 12 kernels a tower: 4x3 grids of 11x11, 97 px side by side
+    assert figure.shape[1] >= 600
+    scale = figure.shape[1] // (2 * (4 * 12 - 1) + 3)
+    title = figure[:figure.shape[0] - scale * (3 * 12 - 1)]
+    half = title.shape[1] // 2
+    assert inked(title[:, :half]) and inked(title[:, half:])  # "Tower 1" over the left, "Tower 2" over the right
+    assert not np.array_equal(title[:, :half], title[:, half:half * 2])
+
+
+def test_augmented_grid_is_titled_and_clipped_to_the_display_range():
+    rng = np.random.default_rng(2)
+    images = rng.uniform(-50, 300, (4, 20, 20, 3))
+    grid = figures.augmented_grid(images, columns=4, size=32)
+    body = grid[-32:]
+    assert inked(grid[:grid.shape[0] - 32])
+    np.testing.assert_array_equal(body[:, :32], figures.tile(np.clip(images[0], 0, 255), 32))
