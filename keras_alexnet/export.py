@@ -11,9 +11,15 @@ TF Serving server (or `tf.saved_model.load` in a process without this project) n
 - ``serving_preprocessed(images: float32[N,S,S,3])``: the model on already mean-subtracted crops;
   returns the same top-5 outputs plus ``all_probabilities`` (float32[N,C]).
 
-Bytes that are neither JPEG nor PNG, or truncated headers, fail with InvalidArgument; an image whose
-header claims more than `max_pixels` pixels (or a side above `max_side`) is refused from its header,
-before any decoding buffer is allocated.
+Memory is bounded before anything is allocated, from the images' headers alone (every refusal is an
+InvalidArgument naming the limit): bytes that are neither JPEG nor PNG, or truncated headers, are
+refused; so is an image whose header claims more than `max_pixels` pixels or a side above `max_side`,
+and a request of more than `max_batch_images` images or more than `max_batch_pixels` pixels in all
+(what decoding the whole request would need, 3 bytes a pixel). The rescaled image is never
+materialised: only its central square is computed (`central_square_resized`), so a thin image
+(16384x1) costs `resize_size` x `resize_size` floats, not `resize_size` x 4,194,304. Peak memory per
+request: at most 3 x `max_batch_pixels` bytes of decoded pixels, plus per image in flight
+12 x `resize_size` x (its longer side) bytes for the resampling pass and the request's crops.
 
 `assets.extra/keras_alexnet.json` (a folder TF Serving leaves alone) records the model name, sizes,
 crops and mean kind, so `main.py evaluate` preprocesses its validation images the same way.
@@ -38,6 +44,8 @@ PREPROCESSED_INPUT = "images"
 TOP_K = 5
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 16_384
+DEFAULT_MAX_BATCH_IMAGES = 256
+DEFAULT_MAX_BATCH_PIXELS = 200_000_000
 CROPS = ("center", "ten_crop")
 
 DESCRIPTION_FILE = os.path.join("assets.extra", "keras_alexnet.json")
@@ -118,6 +126,28 @@ def _image_shape(data, max_pixels: int, max_side: int):
         return tf.identity(shape)
 
 
+def central_square_resized(image, size):
+    """AlexNet §2's frame, the central `size` x `size` square of the image rescaled to shorter side `size`,
+    computed without the rescaled image: `ScaleAndTranslate` (what `tf.image.resize(bilinear,
+    antialias=True)` runs) evaluates only the square's pixels. Equals `center_square(resize_shorter_side(
+    image, size))` of pipelines/eval_crops.py up to float rounding. `image`: [H, W, C], any dtype.
+    Returns float32 [size, size, C]."""
+    import tensorflow as tf
+
+    from pipelines import eval_crops
+
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    new_height, new_width = eval_crops.shorter_side_shape(height, width, size)
+    scale = tf.cast(tf.stack([new_height, new_width]), tf.float32) / tf.cast(tf.stack([height, width]), tf.float32)
+    offset = tf.cast(tf.stack([(new_height - size) // 2, (new_width - size) // 2]), tf.float32)
+    square = tf.raw_ops.ScaleAndTranslate(
+        images=image[tf.newaxis], size=tf.constant([size, size]), scale=scale, translation=-offset,
+        kernel_type="triangle", antialias=True,
+    )
+    return square[0]
+
+
 def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "center",
                     max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE):
     """A function string -> float32[K, image_size, image_size, 3] (K = 1 or 10) for one encoded image."""
@@ -136,13 +166,34 @@ def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "ce
         with tf.control_dependencies([shape]):
             image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
         # 0..255 until mean subtraction; AlexNet §2: shorter side to resize_size, central square.
-        image = eval_crops.center_square(eval_crops.resize_shorter_side(image, resize_size))
+        image = central_square_resized(image, resize_size)
         image = eval_crops.subtract_mean(tf.reshape(image, [resize_size, resize_size, 3]), mean_value)
         if crops == "ten_crop":
             return eval_crops.ten_crop(image, image_size)
         return eval_crops.center_crop(image, image_size)[tf.newaxis]
 
     return preprocess
+
+
+def _check_batch(image_bytes, max_pixels, max_side, max_batch_images, max_batch_pixels):
+    """Asserts the request's limits from its images' headers (nothing decoded); an op to depend on."""
+    import tensorflow as tf
+
+    count = tf.size(image_bytes, out_type=tf.int64)
+    count_ok = tf.debugging.Assert(
+        count <= max_batch_images,
+        ["request holds more images than max_batch_images (images, max_batch_images):", count, max_batch_images],
+    )
+    with tf.control_dependencies([count_ok]):
+        shapes = tf.map_fn(lambda data: _image_shape(data, max_pixels, max_side), image_bytes,
+                           fn_output_signature=tf.TensorSpec([2], tf.int64))
+    # Each image is at most max_pixels, and there are at most max_batch_images: no int64 overflow.
+    total = tf.reduce_sum(shapes[:, 0] * shapes[:, 1])
+    return tf.debugging.Assert(
+        total <= max_batch_pixels,
+        ["request's images hold more pixels in all than max_batch_pixels (pixels, max_batch_pixels):",
+         total, max_batch_pixels],
+    )
 
 
 def _top_k_outputs(probabilities, class_names):
@@ -158,7 +209,8 @@ def _top_k_outputs(probabilities, class_names):
 
 
 def make_bytes_function(model, *, class_names, mean, image_size, resize_size, crops="center",
-                        max_pixels=DEFAULT_MAX_PIXELS, max_side=DEFAULT_MAX_SIDE):
+                        max_pixels=DEFAULT_MAX_PIXELS, max_side=DEFAULT_MAX_SIDE,
+                        max_batch_images=DEFAULT_MAX_BATCH_IMAGES, max_batch_pixels=DEFAULT_MAX_BATCH_PIXELS):
     """The `serving_default` computation: string[N] of JPEG/PNG bytes -> top-5 dict (see module doc).
 
     `main.py predict` calls it on a checkpoint so local and served predictions are the same code.
@@ -174,7 +226,9 @@ def make_bytes_function(model, *, class_names, mean, image_size, resize_size, cr
     class_names = [str(c) for c in class_names]
 
     def from_bytes(image_bytes):
-        batch = tf.map_fn(preprocess, image_bytes, fn_output_signature=crop_spec)
+        limits = _check_batch(image_bytes, max_pixels, max_side, max_batch_images, max_batch_pixels)
+        with tf.control_dependencies([limits]):
+            batch = tf.map_fn(preprocess, image_bytes, fn_output_signature=crop_spec)
         flat = tf.reshape(batch, [-1, image_size, image_size, 3])
         probabilities = tf.cast(model(flat, training=False), tf.float32)
         probabilities = tf.reduce_mean(
@@ -249,7 +303,8 @@ def _publish(tmp_dir: str, model_dir: str, version=None) -> str:
 def export_saved_model(model, base_dir: str, name: str, *, class_names=None, mean=None,
                        image_size: int = None, resize_size: int = 256, crops: str = "center",
                        max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE,
-                       version: int = None) -> str:
+                       max_batch_images: int = DEFAULT_MAX_BATCH_IMAGES,
+                       max_batch_pixels: int = DEFAULT_MAX_BATCH_PIXELS, version: int = None) -> str:
     """Exports `model` (softmax outputs) as a new version of `<base_dir>/<name>`; returns its folder.
 
     `class_names`: one string per class (default: the class ids). `mean`: the training mean on the
@@ -268,7 +323,8 @@ def export_saved_model(model, base_dir: str, name: str, *, class_names=None, mea
         raise ValueError(f"{len(class_names)} class names for a model with {num_classes} classes")
     archive = _build_archive(
         model, class_names=class_names, mean=mean, image_size=image_size, resize_size=resize_size,
-        crops=crops, max_pixels=max_pixels, max_side=max_side,
+        crops=crops, max_pixels=max_pixels, max_side=max_side, max_batch_images=max_batch_images,
+        max_batch_pixels=max_batch_pixels,
     )
     model_dir = os.path.join(base_dir, name)
     os.makedirs(model_dir, exist_ok=True)
@@ -278,6 +334,7 @@ def export_saved_model(model, base_dir: str, name: str, *, class_names=None, mea
         _write_description(tmp_dir, {
             "model": model.name, "num_classes": len(class_names), "image_size": image_size,
             "resize_size": resize_size, "crops": crops, "max_pixels": max_pixels, "max_side": max_side,
+            "max_batch_images": max_batch_images, "max_batch_pixels": max_batch_pixels,
             "mean": "none" if mean is None else ("rgb" if np.ndim(mean) <= 1 else "image"),
         })
         return _publish(tmp_dir, model_dir, version)

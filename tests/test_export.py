@@ -76,6 +76,7 @@ def test_versions_increase_in_serving_layout(model, tmp_path):
     assert export.read_description(second) == {
         "model": model.name, "num_classes": CLASSES, "image_size": SIZE, "resize_size": RESIZE,
         "crops": "center", "max_pixels": export.DEFAULT_MAX_PIXELS, "max_side": export.DEFAULT_MAX_SIDE,
+        "max_batch_images": export.DEFAULT_MAX_BATCH_IMAGES, "max_batch_pixels": export.DEFAULT_MAX_BATCH_PIXELS,
         "mean": "none"}
     with pytest.raises(FileExistsError):
         export.export_saved_model(model, str(tmp_path), "tiny", image_size=SIZE, resize_size=RESIZE,
@@ -327,15 +328,16 @@ def test_export_and_predict_commands_from_a_run_folder(tmp_path):
 
     base = tmp_path / "saved_models"
     exported = _main("export", f"--model={run}", f"--data_dir={data}", f"--base_dir={base}", "--crops=ten_crop",
-                     "--resize_size=40")
+                     "--test_scale=40", "--mean=rgb")
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert exported.stdout.strip() == str(base / "vgg_a" / "1")
-    again = _main("export", f"--model={run}", f"--data_dir={data}", f"--base_dir={base}", "--version=1")
+    again = _main("export", f"--model={run}", f"--data_dir={data}", f"--base_dir={base}", "--test_scale=40",
+                  "--mean=rgb", "--version=1")
     assert again.returncode == 2 and "version 1 already exists" in again.stderr
 
     served = _main("predict", f"--model={base / 'vgg_a'}", str(photo))
-    local = _main("predict", f"--model={run}", f"--data_dir={data}", "--crops=ten_crop", "--resize_size=40",
-                  str(photo))
+    local = _main("predict", f"--model={run}", f"--data_dir={data}", "--crops=ten_crop", "--test_scale=40",
+                  "--mean=rgb", str(photo))
     assert served.returncode == 0 and local.returncode == 0, served.stderr[-2000:] + local.stderr[-2000:]
     assert served.stdout == local.stdout and "thing" in served.stdout
     assert len(served.stdout.splitlines()) == 6
