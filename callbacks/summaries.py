@@ -105,6 +105,10 @@ class ScalarSummaries(keras.callbacks.Callback):
                                           description=f"{key}, mean over the epoch's steps so far")
 
     def on_epoch_end(self, epoch, logs=None):
+        if "images_per_sec" in (logs or {}):  # the epoch's rate, also when it is shorter than update_freq
+            with self._writer(TRAIN).as_default():
+                tf.summary.scalar("training/images_per_sec", float(logs["images_per_sec"]), step=self._global_step(),
+                                  description="training images per second in the epoch so far")
         for key, value in (logs or {}).items():
             try:
                 value = float(value)

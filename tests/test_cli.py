@@ -76,7 +76,7 @@ def test_train_help_cites_paper_sections():
 
 
 def test_bad_flag_value_is_one_line_exit_2():
-    result = run_main("summary", "--model=alexnet9")
+    result = run_main("summary", "--architecture=alexnet9")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("main.py summary: error:") and "alexnet9" in lines[0]
@@ -90,7 +90,7 @@ def test_positional_argument_is_refused():
 
 def test_flagfile_and_quiet_tensorflow(tmp_path):
     flagfile = tmp_path / "flags.txt"
-    flagfile.write_text("--model=alexnet_1tower\n")
+    flagfile.write_text("--architecture=alexnet_1tower\n")
     result = run_main("summary", f"--flagfile={flagfile}", unset=("TF_CPP_MIN_LOG_LEVEL",))
     assert result.returncode == 0, result.stderr
     assert "alexnet_1tower" in result.stdout

@@ -57,8 +57,7 @@ def test_prepares_splits_stats_and_returns_quickly_the_second_time(idx_dir, tmp_
 
 
 def test_debian_files_are_real_fashion_mnist():
-    if not fashion_mnist.debian_available():
-        pytest.skip("dataset-fashion-mnist is not installed")
+    assert fashion_mnist.debian_available(), "setup.sh installs Debian's dataset-fashion-mnist"
     labels = fashion_mnist.read_idx(os.path.join(fashion_mnist.DEBIAN_DIR, "t10k-labels-idx1-ubyte.gz"))
     images = fashion_mnist.read_idx(os.path.join(fashion_mnist.DEBIAN_DIR, "t10k-images-idx3-ubyte.gz"))
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)

@@ -239,7 +239,7 @@ def test_evaluate_command_on_a_tiny_run(data_dir, tmp_path):
         paths.append(path)
     out = tmp_path / "eval"
     result = _main("evaluate", f"--model={','.join(paths)}", f"--data_dir={data_dir}", "--ensemble",
-                   "--protocols=center,dense,multi_crop", "--scales=32,48", "--batch_size=4",
+                   "--protocols=center,dense,multi_crop", "--test_scale=32,48", "--mean=rgb", "--batch_size=4",
                    f"--output_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     import pandas as pd
@@ -261,7 +261,7 @@ def test_evaluate_command_on_a_tiny_run(data_dir, tmp_path):
 
     saved = export_saved_model(model, str(tmp_path / "sm"), "exported_run", image_size=SIZE, resize_size=40,
                                mean=MEAN_RGB)  # evaluate reads the mean kind and name from the export
-    result = _main("evaluate", f"--model={saved}", f"--data_dir={data_dir}", "--scales=32",
+    result = _main("evaluate", f"--model={saved}", f"--data_dir={data_dir}", "--test_scale=32",
                    f"--output_dir={tmp_path / 'eval_sm'}")
     assert result.returncode == 0, result.stderr[-3000:]
     served = pd.read_csv(tmp_path / "eval_sm" / "errors.csv")

@@ -21,21 +21,23 @@ def test_conv1_grid_is_the_min_max_scaled_kernels():
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Conv2D(5, 11, name="conv1")(inputs)
     model = keras.Model(inputs, x)
-    grid = figures.conv1_grid(model, scale=2)
-    assert grid.dtype == np.uint8 and grid.shape == (2 * (2 * 12 - 1), 2 * (3 * 12 - 1), 3)
+    figure = figures.conv1_grid(model, scale=2, min_width=0)
+    grid = figure[-2 * (2 * 12 - 1):]  # under the title strip: 2x3 kernels, each pixel 2x2
+    assert figure.dtype == np.uint8 and grid.shape == (2 * (2 * 12 - 1), 2 * (3 * 12 - 1), 3)
     kernel = model.get_layer("conv1").kernel.numpy()[..., 1]  # second kernel: row 0, column 1
     expected = (kernel - kernel.min()) / (kernel.max() - kernel.min())
     np.testing.assert_allclose(grid[0:22:2, 24:46:2] / 255.0, expected, atol=1 / 255 + 1e-6)
+    assert figures.conv1_grid(model).shape[1] >= 600  # enlarged to be read in TensorBoard's card
 
 
 def test_two_tower_conv1_grid_from_alexnet():
     from keras_alexnet.registry import build_model
 
     model = build_model("alexnet", num_classes=CLASSES, input_shape=(67, 67, 3), width=0.125)
-    grid = figures.conv1_grid(model, scale=1)
+    grid = figures.conv1_grid(model, scale=1, min_width=0)
     # two towers of 6 kernels 11x11: grids of 3x2 kernels side by side with a 3-pixel gap
-    assert grid.shape == (2 * 12 - 1, 2 * (3 * 12 - 1) + 3, 3)
-    assert (grid[:, 35:38] == 255).all()
+    assert grid.shape[1] == 2 * (3 * 12 - 1) + 3
+    assert (grid[-(2 * 12 - 1):, 35:38] == 255).all()
 
 
 def test_png_round_trip(tmp_path):
@@ -63,11 +65,12 @@ def test_top5_panels_and_markdown():
     images = [rng.integers(0, 256, (40, 50, 3)).astype(np.float32) for _ in range(5)]
     classes = np.array([[0, 1, 2, 3, 4]] * 5)
     probs = np.array([[0.6, 0.2, 0.1, 0.05, 0.05]] * 5)
-    panel = figures.top5_panels(images, classes, probs, [0, 1, 2, 3, 9], size=20, columns=4)
-    bar_block = 5 * (8 + 2)
-    assert panel.shape == (2 * (20 + bar_block) + 6, 4 * 20 + 3 * 6, 3)
-    np.testing.assert_array_equal(panel[:20, :20], figures.tile(images[0], 20))
     names = [f"c{i}" for i in range(10)]
+    panel = figures.top5_panels(images, classes, probs, [0, 1, 2, 3, 9], size=20, columns=4, class_names=names)
+    caption = figures.top5_caption(probs[0], classes[0], 0, names, 20)
+    assert panel.shape == (2 * (20 + caption.shape[0]) + 8, 4 * 20 + 3 * 8, 3)
+    np.testing.assert_array_equal(panel[:20, :20], figures.tile(images[0], 20))
+    np.testing.assert_array_equal(panel[20:20 + caption.shape[0], :20], caption)
     md = figures.top5_markdown(classes, probs, [0, 1, 2, 3, 9], names).splitlines()
     assert md[2] == "| 1, 1 | c0 | **c0** (0.600); c1 (0.200); c2 (0.100); c3 (0.050); c4 (0.050) |"
     assert md[6].startswith("| 2, 1 | c9 | c0 (0.600)") and "**" not in md[6]
@@ -142,12 +145,13 @@ def _main(*args):
 
 def test_neighbors_command_finds_the_same_image_first(tiny_run, tmp_path):
     result = _main("neighbors", f"--model={tiny_run / 'model.keras'}", f"--data_dir={tiny_run}",
-                   "--num_queries=2", "--k=3", "--scale=36", "--batch_size=4", "--tile=16",
+                   "--num_queries=2", "--k=3", "--test_scale=36", "--mean=rgb", "--batch_size=4", "--tile=16",
                    f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     grid = tf.io.decode_png(tf.io.read_file(str(tmp_path / "neighbors.png"))).numpy()
-    assert grid.shape == (2 * 16 + 2, 16 + 2 + 4 + 3 * 18, 3)
-    np.testing.assert_array_equal(grid[:16, :16], grid[:16, 24:40])  # nearest = the query's own copy
+    caption = figures.caption_size(16) + 3 + 2  # each image's class name under it
+    assert grid.shape == (2 * (16 + caption) + 2, 16 + 2 + 4 + 3 * 18, 3)
+    np.testing.assert_array_equal(grid[:16 + caption, :16], grid[:16 + caption, 24:40])  # nearest: its own copy
     rows = (tmp_path / "neighbors.md").read_text().splitlines()[-2:]
     assert rows[0].startswith("| 1 | thing 3 | thing 3 (0.00)")
     assert rows[1].startswith("| 2 | thing 2 | thing 2 (0.00)")
@@ -155,13 +159,13 @@ def test_neighbors_command_finds_the_same_image_first(tiny_run, tmp_path):
 
 def test_figures_command_writes_pngs_markdown_and_tensorboard(tiny_run, tmp_path):
     result = _main("figures", f"--model={tiny_run / 'model.keras'}", f"--data_dir={tiny_run}",
-                   "--num_images=2", "--scale=36", "--tile=24", f"--output_dir={tmp_path}",
+                   "--num_images=2", "--test_scale=36", "--mean=rgb", "--tile=24", f"--output_dir={tmp_path}",
                    f"--logdir={tmp_path / 'tb'}")
     assert result.returncode == 0, result.stderr[-3000:]
     conv1 = tf.io.decode_png(tf.io.read_file(str(tmp_path / "conv1.png"))).numpy()
-    assert conv1.shape == (4 * (3 * 4 - 1), 4 * (3 * 4 - 1), 3)  # 8 kernels 3x3: 3x3 grid, scale 4
+    assert conv1.shape[1] >= 600  # 8 kernels 3x3 (3x3 grid) enlarged for reading
     top5 = tf.io.decode_png(tf.io.read_file(str(tmp_path / "top5.png"))).numpy()
-    assert top5.shape == (24 + 4 * 10, 2 * 24 + 6, 3)  # 4 classes: four bars per panel
+    assert top5.shape[1] == 2 * 24 + 8 and top5.shape[0] > 24 + 4 * 10  # two panels, captions under them
     md = (tmp_path / "top5.md").read_text()
     assert "| 1, 1 | thing 3 |" in md and "| 1, 2 | thing 2 |" in md
     events = [f for f in os.listdir(tmp_path / "tb") if f.startswith("events.out")]

@@ -33,7 +33,7 @@ def test_dense_net_rows_show_this_models_maps():
 def test_cli_prints_the_table_without_tensorflow_noise():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL_"))}
     result = subprocess.run(
-        [sys.executable, "main.py", "summary", "--model", "alexnet"],
+        [sys.executable, "main.py", "summary", "--architecture", "alexnet"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -47,7 +47,7 @@ def test_cli_prints_the_table_without_tensorflow_noise():
 
 def test_cli_refuses_bad_flags_in_one_line():
     result = subprocess.run(
-        [sys.executable, "main.py", "summary", "--model", "vgg_b", "--extra_conv"],
+        [sys.executable, "main.py", "summary", "--architecture", "vgg_b", "--extra_conv"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert result.returncode == 2

@@ -6,12 +6,11 @@ import io
 import json
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_alexnet.errors import UserError
-from pipelines import prepare, records, shard_writer
+from pipelines import prepare, records
 from pipelines.sources import load
 from tests.image_fixtures import BROKEN, make_folder, read_records, read_split
 

@@ -147,11 +147,8 @@ def test_main_py_train_multi_worker_two_local_processes(tmp_path):
     import csv
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from test_train_cli import FASHION, make_fashion_dir
+    from test_train_cli import make_fashion_dir
 
-    if not os.path.isdir(FASHION):
-        import pytest
-        pytest.skip("Fashion-MNIST not installed")
     data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 256, "validation": 64, "test": 64})
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     procs = []

@@ -4,7 +4,6 @@ chance, final report)."""
 
 import csv
 import glob
-import gzip
 import json
 import os
 import subprocess
@@ -13,8 +12,10 @@ import sys
 import numpy as np
 import pytest
 
+from pipelines.sources import fashion_mnist
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FASHION = "/usr/share/datasets/fashion-mnist"
+FASHION = fashion_mnist.DEBIAN_DIR  # installed by setup.sh: a test that needs it fails without it
 NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
          "Ankle boot"]
 
@@ -28,10 +29,10 @@ def main_py(args, cwd, env=None, timeout=600):
 
 
 def read_idx(name):
-    with gzip.open(os.path.join(FASHION, name)) as f:
-        raw = f.read()
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(raw[3])]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(dims)
+    """A Fashion-MNIST file of Debian's package (`setup.sh` installs it; missing, the test fails)."""
+    path = os.path.join(FASHION, name)
+    assert os.path.exists(path), f"{path} missing: setup.sh installs Debian's dataset-fashion-mnist"
+    return fashion_mnist.read_idx(path)
 
 
 def make_fashion_dir(data_dir, counts=None, size=72):
@@ -80,14 +81,14 @@ def make_fashion_dir(data_dir, counts=None, size=72):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model=alexnet_huge", "--data_dir=."], "unknown model"),
+    (["--architecture=alexnet_huge", "--data_dir=."], "value should be one of"),
     (["--data_dir=/no/such/dir"], "--data_dir=/no/such/dir: no such directory"),
     (["--data_dir=.", "--strategy=mirrored", "--logical_cpus=3", "--batch_size=128"],
      "--batch_size=128 is not divisible across 3 replicas"),
     (["--data_dir=.", "--strategy=multi_worker"], "TF_CONFIG"),
-    (["--data_dir=.", "--model=vgg_a", "--strategy=towers"], "--strategy=towers"),
+    (["--data_dir=.", "--architecture=vgg_a", "--strategy=towers"], "--strategy=towers"),
     (["--data_dir=.", "--momentum=1.5"], "--momentum=1.5"),
-    (["--data_dir=.", "--model=alexnet", "--warm_start=."], "--warm_start"),
+    (["--data_dir=.", "--architecture=alexnet", "--warm_start=."], "--warm_start"),
     (["--data_dir=.", "--image_size=32"], "--image_size=32"),
     (["--data_dir=.", "--learning_rate=-1"], "--learning_rate=-1"),
     (["--data_dir=.", "--strategy=gpu"], "--strategy"),
@@ -120,7 +121,6 @@ def tags_in(directory):
     return tags
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
 def test_small_real_run_learns_and_reports(tmp_path):
     data_dir = make_fashion_dir(str(tmp_path / "data"))
     args = [f"--data_dir={data_dir}", "--width=0.125", "--image_size=64", "--resize_size=72",
@@ -144,11 +144,13 @@ def test_small_real_run_learns_and_reports(tmp_path):
                                               "learning_rate"} <= set(rows[0])
     assert (run_dir / "model.keras").exists() and glob.glob(str(run_dir / "checkpoints" / "ckpt-*.index"))
     tags = tags_in(str(run_dir / "logs"))
-    for expected in [("train", "loss"), ("train", "top1_error"), ("train", "learning_rate"),
-                     ("train", "images_per_sec"), ("validation", "top5_error"), ("ten_crop", "top1_error"),
-                     ("test_ten_crop", "top1_error"), ("test_ten_crop", "top5_error"),
-                     ("train", "conv1/kernels"), (".", "_hparams_/session_start_info")]:
+    for expected in [("small/train", "epoch/loss"), ("small/train", "epoch/top1_error"),
+                     ("small/train", "training/learning_rate"), ("small/train", "training/images_per_sec"),
+                     ("small/validation", "epoch/top5_error"), ("small/validation_10crop", "epoch/top1_error"),
+                     ("small/test_10crop", "epoch/top1_error"), ("small/test_10crop", "epoch/top5_error"),
+                     ("small", "weights/conv1_kernels"), ("small", "_hparams_/session_start_info")]:
         assert expected in tags, (expected, sorted(tags))
+    assert not any(run == "." for run, _ in tags), sorted(tags)  # no stray run at the logdir's root
     versions = sorted(int(os.path.basename(os.path.dirname(path))) for path in
                       glob.glob(str(tmp_path / "saved_models" / "small" / "*" / "saved_model.pb")))
     assert len(versions) >= 2, versions  # --export_best's versions during the run, then the final export
@@ -156,7 +158,6 @@ def test_small_real_run_learns_and_reports(tmp_path):
     assert f"SavedModel:   {tmp_path / 'saved_models' / 'small' / str(versions[-1])}" in out
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
 @pytest.mark.parametrize("extra", [["--mixed_precision"], ["--jit_compile"],
                                    ["--strategy=mirrored", "--logical_cpus=2"]])
 def test_precision_xla_and_mirrored_flags_run(tmp_path, extra):
@@ -168,42 +169,34 @@ def test_precision_xla_and_mirrored_flags_run(tmp_path, extra):
     assert "epoch 1/1 |" in result.stdout and "10-crop validation" in result.stdout
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
 def test_vgg_scale_jitter_warm_start_and_init_from(tmp_path):
     """VGG §3.1: net A trained first; B warm-started from A; A at another scale initialised from the
     first run with a smaller learning rate."""
     data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 128, "validation": 32, "test": 32})
     common = [f"--data_dir={data_dir}", "--width=0.0625", "--image_size=32", "--epochs=1",
               "--steps_per_epoch=2", "--batch_size=16", "--noexport", "--noprogress", "--ten_crop_every=0"]
-    result = main_py(common + ["--model=vgg_a", "--scale_jitter=40", "--run_name=a"], cwd=tmp_path)
+    result = main_py(common + ["--architecture=vgg_a", "--scale_jitter=40", "--run_name=a"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    result = main_py(common + ["--model=vgg_b", "--scale_jitter=40", "--run_name=b",
+    result = main_py(common + ["--architecture=vgg_b", "--scale_jitter=40", "--run_name=b",
                                f"--warm_start={tmp_path / 'runs' / 'a'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Warm start from" in result.stdout and "[VGG §3.1]" in result.stdout
-    result = main_py(common + ["--model=vgg_a", "--scale_jitter=40,56", "--run_name=a_jitter",
+    result = main_py(common + ["--architecture=vgg_a", "--scale_jitter=40,56", "--run_name=a_jitter",
                                "--learning_rate=0.001", f"--init_from={tmp_path / 'runs' / 'a'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Initialised from" in result.stdout
 
 
-def test_preset_sets_only_flags_not_given():
-    from absl import flags as absl_flags
+def test_default_run_is_the_paper_config_with_the_preset_then_the_given_flags():
+    """The default run (`main.py train` without --data_dir) is a config overlay: paper defaults, the
+    preset, then what the user gave."""
+    from keras_alexnet.training.config import TrainConfig
+    from keras_alexnet.training.presets import DEFAULT_PRESET, default_run_config, describe
 
-    from keras_alexnet.training.presets import DEFAULT_PRESET, apply_preset, describe
-
-    values = absl_flags.FlagValues()
-    for name, value in DEFAULT_PRESET.items():
-        if isinstance(value, bool):
-            absl_flags.DEFINE_boolean(name, False, "", flag_values=values)
-        elif isinstance(value, int):
-            absl_flags.DEFINE_integer(name, 0, "", flag_values=values)
-        elif isinstance(value, float):
-            absl_flags.DEFINE_float(name, 0.0, "", flag_values=values)
-        else:
-            absl_flags.DEFINE_string(name, "", "", flag_values=values)
-    values(["prog", "--epochs=2"])
-    applied = apply_preset(values)
-    assert "epochs" not in applied and values.epochs == 2
-    assert values.model == "alexnet" and values.width == 0.25 and values.run_name == "alexnet_fashion_mnist"
-    assert "--width=0.25" in describe(applied) and "--epochs" not in describe(applied)
+    config = default_run_config("data/fm", {"epochs": 2})
+    assert config.schedule.epochs == 2 and config.model.width == 0.25 and config.run_name == "alexnet_fashion_mnist"
+    assert config.model.architecture == "alexnet" and config.data.data_dir == "data/fm"
+    assert config.data.image_size == 64 and config.data.resize_size == 72
+    paper = TrainConfig()
+    assert paper.model.width == 1.0 and paper.optimizer.learning_rate == 0.01 and paper.schedule.epochs == 0
+    assert "--width=0.25" in describe(DEFAULT_PRESET) and "--epochs" not in describe({"width": 0.25})

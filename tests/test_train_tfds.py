@@ -36,7 +36,7 @@ def train(*flags):
 def test_train_from_tfds_exports_tfds_class_names(prepared, tmp_path):
     data_dir, stats = prepared
     result = train("--tfds=ka_tiny_images", f"--tfds_data_dir={data_dir}", f"--stats_path={stats}",
-                   "--model=alexnet", "--width=0.0625", "--image_size=64", "--resize_size=72",
+                   "--architecture=alexnet", "--width=0.0625", "--image_size=64", "--resize_size=72",
                    "--epochs=1", "--batch_size=2", "--ten_crop_every=0", "--test_split=validation",
                    f"--runs_dir={tmp_path / 'runs'}", f"--export_dir={tmp_path / 'exports'}")
     assert result.returncode == 0, result.stderr[-3000:]

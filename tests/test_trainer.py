@@ -1,8 +1,6 @@
 """The custom training loop: same result as `model.fit`, callbacks driven like `fit`, NaN handling,
 and a smoke check that a tiny run on real Fashion-MNIST images learns."""
 
-import gzip
-import os
 
 import numpy as np
 import pytest
@@ -16,9 +14,9 @@ from callbacks.throughput import Throughput
 from keras_alexnet.training.metrics import error_metrics
 from keras_alexnet.training.optimizer import PaperSGD
 from keras_alexnet.training.trainer import Trainer
+from test_train_cli import read_idx
 
 CLASSES = 6
-FASHION = "/usr/share/datasets/fashion-mnist"
 
 
 def tiny_model(size=12, classes=CLASSES, seed=0):
@@ -111,15 +109,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
             assert np.all(np.isfinite(value)), name
 
 
-def read_idx(name):
-    with gzip.open(os.path.join(FASHION, name)) as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-@pytest.mark.skipif(not os.path.isdir(FASHION), reason="Fashion-MNIST not installed")
 def test_learns_real_fashion_mnist():
     images = read_idx("train-images-idx3-ubyte.gz")[:4096].astype("float32")
     labels = read_idx("train-labels-idx1-ubyte.gz")[:4096].astype("int32")

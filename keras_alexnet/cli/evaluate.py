@@ -75,6 +75,16 @@ def validate():
         test_scales(None)
 
 
+def _examples(data_dir):
+    """How many images one pass evaluates (for the progress line's ETA), None if not recorded."""
+    from keras_alexnet.evaluation import models
+
+    recorded = models.split_size(data_dir, FLAGS.split)
+    if FLAGS.max_examples:
+        return min(recorded, FLAGS.max_examples) if recorded else FLAGS.max_examples
+    return recorded
+
+
 def _dataset(protocol, scale, settings, data_dir):
     from pipelines.input_pipeline import InputConfig, build_eval_dataset
 
@@ -104,7 +114,8 @@ def run(argv):
         if "dense" in FLAGS.protocols and model.score_map is None:
             raise FlagError(f"--protocols=dense: {path} is a SavedModel with a fixed input size; "
                             "evaluate the checkpoint it came from")
-        settings = flagdefs.model_settings(path, model.image_size)
+        given = test_scales(None)  # a model without recorded settings takes the smallest scale given
+        settings = flagdefs.model_settings(path, model.image_size, min(given) if given != [None] else None)
         scales = test_scales(settings.test_scale)
         too_small = [q for q in scales if q < model.image_size]
         if too_small:
@@ -123,14 +134,15 @@ def run(argv):
             for scale in scales:
                 with record_parser.user_errors():
                     result = protocols.run_protocol(
-                        name, protocol, scale, views, _dataset(protocol, scale, settings, data_dir))
+                        name, protocol, scale, views, _dataset(protocol, scale, settings, data_dir),
+                        examples=_examples(data_dir))
                 runs.append(result)
                 print(f"{name}: {protocol} at Q={scale}: {len(result.labels)} images, "
                       f"{result.images_per_second:.1f} images/s", flush=True)
     rows = ensemble.table_rows(runs)
     if not FLAGS.ensemble:
         rows = [row for row in rows if row["model"] in names]
-    table = tables.error_table(rows)
+    table = tables.error_table(rows, FLAGS.split)
     print(table.to_string(index=False))
     output_dir = FLAGS.output_dir or _default_output_dir(FLAGS.model[0])
     csv_path, md_path = tables.write_table(table, output_dir)

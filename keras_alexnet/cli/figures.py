@@ -55,7 +55,7 @@ def run(argv):
     probabilities = model.predict(inputs, verbose=0)
     top = np.argsort(-probabilities, axis=1, kind="stable")[:, :5]
     top_probabilities = np.take_along_axis(probabilities, top, axis=1)
-    panels = figures.top5_panels(pixels, top, top_probabilities, labels, FLAGS.tile)
+    panels = figures.top5_panels(pixels, top, top_probabilities, labels, FLAGS.tile, class_names=names)
     written.append(figures.write_png(os.path.join(output_dir, "top5.png"), panels))
     md = os.path.join(output_dir, "top5.md")
     with open(md, "w", encoding="utf-8") as f:

@@ -40,6 +40,7 @@ def run(argv):
     from keras_alexnet import figures
     from keras_alexnet.errors import UserError
     from keras_alexnet.evaluation import models
+    from keras_alexnet.progress import ProgressLine
 
     model, settings, data_dir, names = flagdefs.figure_inputs("fc7 features")
     if FLAGS.layer not in [layer.name for layer in model.layers]:
@@ -56,14 +57,18 @@ def run(argv):
             shown, fed, labels = pixels.numpy(), inputs.numpy(), batch_labels.numpy()
         if len(labels) == 0:
             raise UserError(f"{data_dir}: the {FLAGS.query_split} split is empty")
-        search = figures.Nearest(features.predict(fed, verbose=0), FLAGS.k)
         train = batches(FLAGS.train_split)
+        total = models.split_size(data_dir, FLAGS.train_split)
         if FLAGS.max_train:
             train = train.unbatch().take(FLAGS.max_train).batch(FLAGS.batch_size)
+            total = min(total, FLAGS.max_train) if total else FLAGS.max_train
+        progress = ProgressLine(f"{FLAGS.layer} features of {FLAGS.train_split}", total)
+        search = figures.Nearest(features.predict(fed, verbose=0), FLAGS.k, progress)
         train_labels = []
         for _, inputs, batch_labels in train:
             search.add(features(inputs, training=False).numpy())
             train_labels.append(batch_labels.numpy())
+        search.close()
         train_labels = np.concatenate(train_labels)
         # Second pass: only the pictures of the neighbours found.
         wanted = {int(i) for i in search.indices.ravel()}
@@ -73,7 +78,9 @@ def run(argv):
                 if index in wanted:
                     pictures[index] = picture
                 index += 1
-    grid = figures.neighbor_grid(shown, [[pictures[int(i)] for i in row] for row in search.indices], FLAGS.tile)
+    grid = figures.neighbor_grid(shown, [[pictures[int(i)] for i in row] for row in search.indices], FLAGS.tile,
+                                 [names[label] for label in labels],
+                                 [[names[train_labels[i]] for i in row] for row in search.indices])
     output_dir = flagdefs.figures_dir()
     os.makedirs(output_dir, exist_ok=True)
     png = figures.write_png(os.path.join(output_dir, "neighbors.png"), grid)

@@ -81,11 +81,24 @@ def class_names(data_dir: str) -> list:
     return [c.text or c.synset or str(c.label) for c in info.classes]
 
 
+def split_size(data_dir: str, split: str):
+    """The number of examples `dataset.json` records for `split` (None when it records none)."""
+    from pipelines import records
+
+    info = records.read_metadata(data_dir) if data_dir else None
+    found = info.splits.get(split) if info is not None else None
+    return found.num_examples if found is not None else None
+
+
 def mean_kind(model_name: str, choice: str = "auto") -> str:
-    """"image" (per-pixel mean, AlexNet §2) or "rgb" (mean RGB, VGG §2.1); "auto" follows the model family."""
+    """"image" (per-pixel mean, AlexNet §2) or "rgb" (mean RGB, VGG §2.1); "auto": the architecture's
+    (`registry.SPECS`; "rgb" for a model the registry does not name, e.g. imported VGG16)."""
     if choice != "auto":
         return choice
-    return "image" if model_name.startswith("alexnet") else "rgb"
+    from keras_alexnet.registry import SPECS
+
+    found = SPECS.get(model_name)
+    return found.mean if found is not None else "rgb"
 
 
 def training_mean(data_dir: str, kind: str):

@@ -81,23 +81,38 @@ class Run:
         return len(self.labels) / self.seconds if self.seconds > 0 else float("inf")
 
 
-def run_protocol(model_name, protocol, scale, batch_probabilities, dataset) -> Run:
+def run_protocol(model_name, protocol, scale, batch_probabilities, dataset, progress=True, examples=None,
+                 stream=None) -> Run:
     """Runs `batch_probabilities(views) -> [B, C]` over `dataset` and times it (images/s: model time
-    only, without tracing or the input pipeline)."""
+    only, without tracing or the input pipeline).
+
+    With `progress`, a line says what runs from the start (before tracing) and counts the images
+    (`examples`: the split's size, for an ETA), redrawn on a terminal and every 15 s elsewhere
+    (`keras_alexnet.progress.ProgressLine` on `stream`, stdout by default).
+    """
     import tensorflow as tf
+
+    from keras_alexnet.progress import ProgressLine
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r} (choose from {PROTOCOLS})")
+    line = ProgressLine(f"{model_name}: {protocol} at Q={scale}", examples, stream=stream) if progress else None
     # One trace for the whole split, whatever the image sizes (dense evaluation varies them).
     step = tf.function(batch_probabilities, input_signature=[dataset.element_spec[0]])
     step.get_concrete_function()  # trace before timing: images/s measures the computation
     outputs, labels = [], []
     seconds = 0.0
+    done = 0
     for views, batch_labels in dataset:
         start = time.perf_counter()
         outputs.append(step(views).numpy())
         seconds += time.perf_counter() - start
         labels.append(np.asarray(batch_labels).reshape(-1))
+        done += len(labels[-1])
+        if line is not None:
+            line.update(done)
+    if line is not None:
+        line.close()
     if not outputs:
         raise ValueError(f"{protocol} at scale {scale}: the dataset is empty")
     return Run(model_name, protocol, scale, np.concatenate(outputs), np.concatenate(labels), seconds)

@@ -2,7 +2,8 @@
 
 Rows: one per model (or fusion of models) and protocol; columns: the test scales Q, top-1 and top-5
 error in percent (AlexNet §6: "top-5 error rate is the fraction of test images for which the correct
-label is not among the five labels considered most probable by the model"), and images/s.
+label is not among the five labels considered most probable by the model"), and images/s. The error
+columns name the split evaluated ("top-1 val. error (%)" as in VGG's tables, "top-1 test error (%)").
 """
 
 import os
@@ -10,7 +11,13 @@ import os
 import numpy as np
 
 COLUMNS = ("model", "evaluation method", "test scale Q", "top-1 val. error (%)", "top-5 val. error (%)",
-           "images/s")
+           "images/s")  # the keys of `row`; `error_table` names the split in the headings
+
+
+def split_columns(split: str) -> dict:
+    """The error headings for `split`: {"top-1 val. error (%)": "top-1 <split> error (%)", ...}."""
+    name = "val." if split == "validation" else split
+    return {f"top-{k} val. error (%)": f"top-{k} {name} error (%)" for k in (1, 5)}
 
 
 def top_k_error(probabilities, labels, k: int) -> float:
@@ -38,10 +45,11 @@ def row(model, method, scales, probabilities, labels, images_per_second) -> dict
     }
 
 
-def error_table(rows):
+def error_table(rows, split: str = "validation"):
+    """The rows (`row` dicts) as a pandas table whose error headings name `split`."""
     import pandas as pd
 
-    return pd.DataFrame(list(rows), columns=list(COLUMNS))
+    return pd.DataFrame(list(rows), columns=list(COLUMNS)).rename(columns=split_columns(split))
 
 
 def to_markdown(table) -> str:

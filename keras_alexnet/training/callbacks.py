@@ -18,21 +18,16 @@ class CallbackSet:
     callbacks: list
     ten_crop: object  # the TenCropEvaluation callback (its `final` result), None off the chief
     log_dir: str
+    trial: str  # the run's name: its TensorBoard folder under log_dir and its hparams trial id
 
     def final_summaries(self, epoch, validation, test):
-        """The end-of-training 10-crop errors in TensorBoard (`ten_crop/` for validation, `test_ten_crop/`
-        for the test split), also when 10-crop evaluation ran only at the end. [AlexNet §4.1]"""
-        import tensorflow as tf
+        """The end-of-training 10-crop errors in TensorBoard (the trial's `validation_10crop` and
+        `test_10crop` runs), also when 10-crop evaluation ran only at the end. [AlexNet §4.1]"""
+        from callbacks.summaries import run_name, write_final_errors
 
-        for folder, values in (("ten_crop", validation), ("test_ten_crop", test)):
-            if not values:
-                continue
-            writer = tf.summary.create_file_writer(os.path.join(self.log_dir, folder))
-            with writer.as_default():
-                for key, value in values.items():
-                    if key.endswith("_error"):
-                        tf.summary.scalar(key.replace("ten_crop_", ""), float(value), step=max(epoch, 1))
-            writer.close()
+        for split, values in (("validation", validation), ("test", test)):
+            if values:
+                write_final_errors(self.log_dir, self.trial, run_name(split, "ten_crop"), epoch, values)
 
 
 def hparams(config: TrainConfig, replicas: int) -> dict:
@@ -74,18 +69,19 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
         found.append(WarmupDecay(config.optimizer.learning_rate, schedule.epochs * steps_per_epoch,
                                  int(schedule.warmup_epochs * steps_per_epoch), schedule.lr_schedule))
     ten_crop = None
+    run_dir = config.run_dir
+    trial = os.path.basename(run_dir)
     if chief:
-        run_dir = config.run_dir
         ten_crop = TenCropEvaluation(ten_crop_dataset, every_n_epochs=config.ten_crop_every, printer=printer)
         found += [ten_crop,
                   Progress(steps_per_epoch, schedule.epochs, throughput, printer,
                            bar=config.progress and sys.stdout.isatty()),
                   MetricsCSV(os.path.join(run_dir, "metrics.csv")),
-                  ScalarSummaries(log_dir, update_freq=config.log_every_steps),
-                  HParams(log_dir, hparams(config, replicas))]
+                  ScalarSummaries(log_dir, trial, update_freq=config.log_every_steps),
+                  HParams(log_dir, hparams(config, replicas), trial)]
         if config.spec.family == "alexnet":
-            found.append(Conv1Images(os.path.join(log_dir, "train")))
+            found.append(Conv1Images(log_dir, trial))
         if config.export_best:
             found.append(ExportBest(config.export_dir, config.run_name, monitor="val_top1_error",
                                     input_scale=config.input_scale, **export_settings))
-    return CallbackSet(found, ten_crop, log_dir)
+    return CallbackSet(found, ten_crop, log_dir, trial)

@@ -1,6 +1,6 @@
 """Checkpoints that let a killed run resume as if uninterrupted.
 
-A `tf.train.Checkpoint` holds the model, the optimizer (momentum buffers, iteration count, learning
+A `tf.train.Checkpoint` holds the model's variables (weights and random-generator states), the optimizer (momentum buffers, iteration count, learning
 rate), the epoch and step-in-epoch counters, the running sums of the epoch's training metrics and the
 callbacks' state (the plateau schedule of AlexNet §5) as a JSON string variable — so every piece is
 written in one atomic save. `CheckpointManager` keeps the last few. Under `MultiWorkerMirroredStrategy`
@@ -46,7 +46,11 @@ class Checkpointer:
     def __init__(self, directory, model, optimizer, state: RunState, is_chief=True, max_to_keep=3):
         self.is_chief = is_chief
         self.directory = directory if is_chief else tempfile.mkdtemp(prefix="keras_alexnet_worker_ckpt_")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=state.epoch,
+        # Keras 3 models are not tracked by tf.train.Checkpoint themselves: their variables are listed
+        # here, so the non-trainable ones (the dropout layers' random-generator states) are saved and a
+        # resumed run draws the same dropout masks as an uninterrupted one.
+        self.checkpoint = tf.train.Checkpoint(model_variables=list(model.variables), optimizer=optimizer,
+                                              epoch=state.epoch,
                                               step_in_epoch=state.step_in_epoch,
                                               train_sums=state.train_sums, finished=state.finished,
                                               callbacks=state.callbacks_json)
@@ -84,7 +88,7 @@ def restore_model_weights(model, checkpoint_path):
                 break
         else:
             raise FileNotFoundError(f"no checkpoint in {checkpoint_path}")
-    tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
+    tf.train.Checkpoint(model_variables=list(model.variables)).restore(checkpoint_path).expect_partial()
     return checkpoint_path
 
 

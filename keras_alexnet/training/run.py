@@ -203,9 +203,13 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
     say = printer if chief else (lambda message: None)
     from pipelines import input_pipeline, record_parser
 
-    with record_parser.user_errors():
-        return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
-                      input_pipeline, record_parser)
+    policy = keras.mixed_precision.global_policy()
+    try:
+        with record_parser.user_errors():
+            return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
+                          input_pipeline, record_parser)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)  # a library call leaves the process as it found it
 
 
 def _train(config, strategy, strategy_options, chief, say, extra_callbacks, start, keras, tf, input_pipeline,
