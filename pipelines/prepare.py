@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from pipelines.shard_writer import ShardTask
 
 MAX_AUTO_SHARDS = 1024
 IMAGES_PER_AUTO_SHARD = 1024
+AUTO_HOLDOUT_MAX = 10_000
 
 
 @dataclasses.dataclass
@@ -41,7 +43,8 @@ class PrepareConfig:
     seed: int = 0
     num_workers: int = 0  # 0: one per core
     num_shards: dict = dataclasses.field(default_factory=dict)  # split -> count; missing or 0: automatic
-    validation_holdout: int = 0  # images moved from train to validation when there is no validation source
+    # Images moved from train to validation when the source has none; None: `auto_holdout` of them.
+    validation_holdout: Optional[int] = None
     overwrite: bool = False
     progress_interval: float = 0.0  # seconds between progress lines; 0: 0.5 on a terminal, else 10
 
@@ -55,8 +58,20 @@ def auto_shards(num_images: int) -> int:
     return max(1, min(MAX_AUTO_SHARDS, math.ceil(num_images / IMAGES_PER_AUTO_SHARD)))
 
 
-def hold_out(splits: dict, count: int, seed: int) -> dict:
-    """Moves `count` training items, chosen with `seed`, to a new validation split (deterministic)."""
+def auto_holdout(splits: dict) -> int:
+    """The validation images held out of a source without a validation split: 10% of its training
+    images, at most 10,000 (the plateau schedule and 10-crop evaluation need one, AlexNet §5); none when
+    the source has a validation split."""
+    if "validation" in splits:
+        return 0
+    return min(AUTO_HOLDOUT_MAX, len(splits.get("train", [])) // 10)
+
+
+def hold_out(splits: dict, count: Optional[int], seed: int) -> dict:
+    """Moves `count` training items (None: `auto_holdout`), chosen with `seed`, to a new validation
+    split (deterministic)."""
+    if count is None:
+        count = auto_holdout(splits)
     if count <= 0:
         return splits
     if "validation" in splits:

@@ -22,7 +22,17 @@ def _config(data_dir, **kw):
     kw.setdefault("image_size", 24)
     kw.setdefault("num_workers", 1)
     kw.setdefault("num_shards", {"train": 3, "validation": 2})
+    kw.setdefault("validation_holdout", 0)
     return prepare.PrepareConfig(data_dir=str(data_dir), **kw)
+
+
+def test_a_source_without_validation_gets_a_tenth_of_train_held_out():
+    """Own class folders have no validation split; training needs one (AlexNet §5's plateaus)."""
+    train = list(range(95))
+    held = prepare.hold_out({"train": train}, None, seed=0)
+    assert len(held["validation"]) == 9 and sorted(held["train"] + held["validation"]) == train
+    assert prepare.hold_out({"train": train, "validation": [1]}, None, seed=0) == {"train": train, "validation": [1]}
+    assert prepare.auto_holdout({"train": [0] * 500_000}) == prepare.AUTO_HOLDOUT_MAX
 
 
 @pytest.fixture(scope="module")

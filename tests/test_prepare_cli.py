@@ -64,7 +64,7 @@ def _shards(data_dir):
 def test_killed_prepare_resumes_to_the_same_bytes(tmp_path, capsys):
     images = str(tmp_path / "images")
     _big_folder(images)
-    flags = ["--image_policy=vgg", "--image_size=192", "--train_shards=20", "--seed=3", "--num_workers=2",
+    flags = ["--image_policy=vgg", "--stored_size=192", "--train_shards=20", "--seed=3", "--num_workers=2",
              "--progress_interval=0.5"]
     out = str(tmp_path / "out")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -87,7 +87,8 @@ def test_killed_prepare_resumes_to_the_same_bytes(tmp_path, capsys):
     config = dict(image_policy="vgg", image_size=192, seed=3, num_shards={"train": 20})
     source = load.from_paths(images)
     info = prepare.prepare(source, prepare.PrepareConfig(data_dir=out, num_workers=1, **config))
-    assert f"{len(complete_before)} of 20 shards already complete" in capsys.readouterr().err
+    # 20 training shards and one of the validation images held out by default (10% of the folder)
+    assert f"{len(complete_before)} of 21 shards already complete" in capsys.readouterr().err
 
     reference = str(tmp_path / "reference")
     prepare.prepare(source, prepare.PrepareConfig(data_dir=reference, num_workers=1, **config))
@@ -100,7 +101,7 @@ def test_prepare_and_stats_commands(tmp_path):
     images = str(tmp_path / "images")
     make_folder(images, per_class=2, size=(30, 40))
     out = str(tmp_path / "out")
-    result = _main("prepare", f"--train={images}", f"--data_dir={out}", "--image_size=16", "--label_offset=1",
+    result = _main("prepare", f"--train={images}", f"--data_dir={out}", "--stored_size=16", "--label_offset=1",
                    "--num_workers=1")
     assert result.returncode == 0, result.stderr
     assert "train 6 images in 1 shards (0 skipped)" in result.stderr

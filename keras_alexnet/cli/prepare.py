@@ -34,9 +34,10 @@ flags.DEFINE_string("class_names", None, "Optional `synset text` lines (synset_w
 flags.DEFINE_string("fashion_mnist_dir", "/usr/share/datasets/fashion-mnist", "Where the Fashion-MNIST IDX "
                     "files are (Debian's dataset-fashion-mnist); TFDS when absent. [AlexNet §2]")
 flags.DEFINE_enum("image_policy", "alexnet", ["alexnet", "vgg", "none"], "Stored size: alexnet = shorter side "
-                  "--image_size then central square crop; vgg = shorter side --image_size, aspect kept; none = "
+                  "--stored_size then central square crop; vgg = shorter side --stored_size, aspect kept; none = "
                   "as is. [AlexNet §2, VGG §3.1]")
-flags.DEFINE_integer("image_size", 0, "Pixels of the policy (0: 256 for alexnet, 512 = S_max for vgg). "
+flags.DEFINE_integer("stored_size", 0, "Stored pixels of the policy (0: 256 for alexnet, 512 = S_max for vgg); "
+                     "train's --resize_size / --scale_jitter then rescale from these. "
                      "[AlexNet §2, VGG §3.1]", lower_bound=0)
 flags.DEFINE_integer("jpeg_quality", 95, "Quality of the stored JPEGs (1-100). [AlexNet §2]", lower_bound=1,
                      upper_bound=100)
@@ -46,7 +47,8 @@ flags.DEFINE_integer("validation_shards", 0, "Validation shards (0: automatic; t
                      "[AlexNet §2]", lower_bound=0)
 flags.DEFINE_integer("test_shards", 0, "Test shards (0: automatic). [AlexNet §2]", lower_bound=0)
 flags.DEFINE_integer("validation_holdout", None, "Training images moved to a validation split, chosen with "
-                     "--seed (default: 5000 for fashion_mnist, else 0). [AlexNet §5]", lower_bound=0)
+                     "--seed (default: 5000 for fashion_mnist; without --validation 10% of --train, at most 10,000; "
+                     "else 0). [AlexNet §5]", lower_bound=0)
 flags.DEFINE_integer("label_offset", 0, "Added to the 0-based labels: 1 writes tensorflow/models-style "
                      "1-based labels (recorded in dataset.json). [AlexNet §2]", lower_bound=0, upper_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the file-order shuffle and the hold-out. [AlexNet §5]")
@@ -66,8 +68,8 @@ def validate() -> None:
         raise FlagError("--dataset=fashion_mnist replaces --train/--validation/--test; pass one or the other")
     if not FLAGS.dataset and not FLAGS.train:
         raise FlagError("pass --train=PATH (a folder or tar) or --dataset=fashion_mnist")
-    if FLAGS.image_policy == "none" and FLAGS.image_size:
-        raise FlagError("--image_size has no effect with --image_policy=none (images keep their size)")
+    if FLAGS.image_policy == "none" and FLAGS.stored_size:
+        raise FlagError("--stored_size has no effect with --image_policy=none (images keep their size)")
     if FLAGS.synsets and not FLAGS.validation_labels:
         raise FlagError("--synsets goes with --validation_labels (devkit ILSVRC2012_ID ground truth)")
     if FLAGS.validation_holdout and FLAGS.validation:
@@ -88,11 +90,11 @@ def run(argv) -> None:
     else:
         source = load.from_paths(FLAGS.train, FLAGS.validation or "", FLAGS.test or "",
                                  FLAGS.validation_labels or "", FLAGS.synsets or "", FLAGS.class_names or "")
-        holdout = FLAGS.validation_holdout or 0
+        holdout = FLAGS.validation_holdout  # None: 10% of the training images without --validation
     config = prepare.PrepareConfig(
         data_dir=FLAGS.data_dir,
         image_policy=FLAGS.image_policy,
-        image_size=FLAGS.image_size,
+        image_size=FLAGS.stored_size,
         jpeg_quality=FLAGS.jpeg_quality,
         label_offset=FLAGS.label_offset,
         seed=FLAGS.seed,
