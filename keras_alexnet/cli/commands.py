@@ -10,5 +10,6 @@ COMMANDS = {
     "predict": ("keras_alexnet.cli.predict", "top-5 classes for images, locally or from TF Serving (REST)"),
     "neighbors": ("keras_alexnet.cli.neighbors", "training images nearest in fc7 space, as an image grid"),
     "figures": ("keras_alexnet.cli.figures", "conv1 kernel grid and top-5 panels as PNG (and TensorBoard)"),
+    "study": ("keras_alexnet.cli.study", "re-measure the papers' claims: arms x seeds, intervals, verdicts"),
     "import_weights": ("keras_alexnet.cli.import_weights", "keras.applications / torchvision VGG16/19 weights -> a run folder"),
 }

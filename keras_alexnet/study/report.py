@@ -1,0 +1,157 @@
+"""A study's report from its runs on disk: per arm the claim's measure as mean ± std over seeds with n, the
+difference to its reference with a 95% interval, the paper's figure and section beside it, and a verdict in
+words (`statistics.verdict`). Written as `report.csv` and `report.md` in the study folder.
+
+Trained arms are compared with Welch's interval (independent runs); evaluation-only arms with a paired
+interval over the seeds both measures share (the same trained models). "epochs_to_error" (AlexNet Figure 1):
+the first crossing of the threshold by the per-epoch training top-1 error, linearly interpolated between
+epochs, starting from chance level at epoch 0; a run that never reaches it counts as its last epoch (a lower
+bound, flagged in the table).
+"""
+
+import csv
+import math
+import os
+from typing import Optional
+
+from keras_alexnet.study import statistics
+from keras_alexnet.study.definitions import Arm, Study
+
+ERROR_METRICS = (("top-1 error (%)", "top1_error", "top1"), ("top-5 error (%)", "top5_error", "top5"))
+COLUMNS = ("arm", "description", "measure", "metric", "n", "mean", "std", "reference", "difference", "ci_low",
+           "ci_high", "interval", "ratio", "paper_difference", "paper", "section", "verdict", "note")
+
+
+def epochs_to_error(errors, threshold: float, chance: float) -> tuple:
+    """(epochs, reached): the first epoch count at which the training error `errors[e]` (after epoch e + 1)
+    reaches `threshold`, interpolated linearly from (0, chance); (len(errors), False) when never reached."""
+    previous_epoch, previous = 0.0, chance
+    for epoch, error in enumerate(errors, start=1):
+        if error <= threshold:
+            if previous <= threshold:  # chance itself below the threshold: reached at once
+                return float(previous_epoch), True
+            return previous_epoch + (previous - threshold) / (previous - error), True
+        previous_epoch, previous = float(epoch), error
+    return float(len(errors)), False
+
+
+def metric_label(measure: str, threshold: float) -> str:
+    return f"epochs to {100 * threshold:g}% training error"
+
+
+def run_values(result: dict, measure: str, threshold: float) -> dict:
+    """{metric label: (value, note)} of one run under `measure`."""
+    if measure == "epochs_to_error":
+        chance = 1.0 - 1.0 / result.get("num_classes", 10)
+        epochs, reached = epochs_to_error(result["history"].get("top1_error", []), threshold, chance)
+        return {metric_label(measure, threshold): (epochs, "" if reached else "not reached")}
+    values = result["measures"].get(measure)
+    if values is None:
+        return {}
+    return {label: (100.0 * values[key], "") for label, key, _ in ERROR_METRICS}
+
+
+def _arm_values(study: Study, arm: Arm, results: dict, measure: str) -> dict:
+    """{metric: {seed: (value, note)}} of the runs `arm` measures."""
+    values = {}
+    for (name, seed), result in sorted(results.items()):
+        if name == arm.runs_of:
+            for metric, value in run_values(result, measure, study.error_threshold).items():
+                values.setdefault(metric, {})[seed] = value
+    return values
+
+
+def _fmt(value: Optional[float], digits: int = 2) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def rows(study: Study, results: dict) -> list:
+    """The report's rows: one per arm and metric (see `COLUMNS`)."""
+    table = []
+    for arm in study.arms:
+        reference = study.reference_of(arm) if arm is not study.baseline else None
+        measured = _arm_values(study, arm, results, arm.measure)
+        compared = _arm_values(study, reference, results, arm.reference_measure or arm.measure) if reference else {}
+        for metric, by_seed in measured.items():
+            values = [v for v, _ in by_seed.values()]
+            summary = statistics.summary(values)
+            missed = sum(1 for _, note in by_seed.values() if note)
+            row = {"arm": arm.name, "description": arm.description, "measure": arm.measure, "metric": metric,
+                   "n": summary.n, "mean": summary.mean, "std": summary.std, "reference": "", "difference": None,
+                   "ci_low": None, "ci_high": None, "interval": "", "ratio": None, "paper_difference": None,
+                   "paper": "", "section": "", "verdict": "",
+                   "note": f"{missed} of {summary.n} runs did not reach it (counted as their last epoch)"
+                   if missed else ""}
+            if reference is not None and metric in compared:
+                ref_by_seed = compared[metric]
+                if arm.trains:
+                    difference = statistics.welch_interval(values, [v for v, _ in ref_by_seed.values()])
+                else:
+                    seeds = sorted(set(by_seed) & set(ref_by_seed))
+                    difference = statistics.paired_interval([by_seed[s][0] for s in seeds],
+                                                            [ref_by_seed[s][0] for s in seeds])
+                ref_mean = statistics.summary([v for v, _ in ref_by_seed.values()]).mean
+                row.update(reference=f"{reference.name} ({arm.reference_measure or arm.measure})",
+                           difference=difference.estimate, ci_low=difference.low, ci_high=difference.high,
+                           interval=difference.method,
+                           ratio=summary.mean / ref_mean if ref_mean else None)
+                if arm.claim is not None:
+                    key = {label: short for label, _, short in ERROR_METRICS}.get(metric)
+                    row.update(paper_difference=getattr(arm.claim, key) if key else None, paper=arm.claim.paper,
+                               section=arm.claim.section,
+                               verdict=statistics.verdict(difference, arm.claim.sign))
+            table.append(row)
+    return table
+
+
+def write_csv(table: list, path: str) -> str:
+    with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        for row in table:
+            writer.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def markdown(table: list) -> str:
+    """The table as GitHub Markdown: mean ± std (n), difference [95% interval], the paper, the verdict."""
+    lines = ["| arm | measure | n | mean ± std | vs | arm − vs [95% interval] | paper (arm − vs) | section | verdict |",
+             "| --- | --- | ---: | ---: | --- | ---: | --- | --- | --- |"]
+    for row in table:
+        spread = f" ± {_fmt(row['std'])}" if row["n"] > 1 else ""
+        difference = ""
+        if row["difference"] is not None:
+            interval = (f" [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if row["ci_low"] is not None else "")
+            difference = f"{row['difference']:+.2f}{interval}"
+            if row["measure"] == "epochs_to_error" and row["ratio"]:
+                difference += f" (ratio {row['ratio']:.2f})"
+        paper = row["paper"]
+        if row["paper_difference"] is not None:
+            paper = f"{row['paper_difference']:+.1f}: {paper}"
+        note = f" ({row['note']})" if row["note"] else ""
+        lines.append(f"| {row['arm']} | {row['metric']}, {row['measure']} | {row['n']} | {_fmt(row['mean'])}{spread}"
+                     f"{note} | {row['reference']} | {difference} | {paper} | {row['section']} | {row['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(study: Study, study_dir: str, results: dict, header: str = "") -> tuple:
+    """Writes report.csv, report.md and the figures into `study_dir`; returns (markdown text, paths)."""
+    from keras_alexnet.study import figures
+
+    table = rows(study, results)
+    csv_path = write_csv(table, os.path.join(study_dir, "report.csv"))
+    text = (header + "\n\n" if header else "") + markdown(table) + (
+        "\nErrors in percent on the held-out validation split; 'vs' is the arm's reference; intervals are Welch's "
+        "95% t interval for trained arms and a paired t interval over seeds for evaluation-only arms. A claim "
+        "counts as seen only when its interval excludes 0 in the paper's direction.\n")
+    md_path = os.path.join(study_dir, "report.md")
+    with open(md_path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(md_path + ".tmp", md_path)
+    paths = [csv_path, md_path]
+    paths.append(figures.training_curves(study, results, os.path.join(study_dir, "training_error.png")))
+    differences = figures.differences(table, os.path.join(study_dir, "differences.png"))
+    if differences:
+        paths.append(differences)
+    return text, paths

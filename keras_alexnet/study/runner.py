@@ -1,0 +1,295 @@
+"""Runs a study: every training arm x every seed as a normal `train(config)` run, then its measures.
+
+Layout (one TensorBoard logdir for the whole study: `tensorboard --logdir studies/<name>` shows every run,
+named `<arm>/seed<k>/logs/...`, with one hparams table across arms and seeds):
+
+    studies/<name>/study.json                       the arms' settings, seeds, scale, code version
+    studies/<name>/<arm>/seed<k>/                   a run folder (run.json, checkpoints/, logs/, metrics.csv)
+    studies/<name>/<arm>/seed<k>/study_result.json  the run's measures and per-epoch history, when done
+
+Resumable: a run with `study_result.json` (made with the same settings) is skipped; a run folder without
+it is resumed by `train` from its last checkpoint. Runs go seed by seed (all arms of seed 0 first), so an
+interrupted study already holds whole comparisons.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import time
+from typing import Callable, Optional
+
+from keras_alexnet.errors import FlagError, UserError
+from keras_alexnet.study.definitions import Arm, PerScale, RunOf, Scale, Study
+
+STUDY_FILE = "study.json"
+RESULT_FILE = "study_result.json"
+# Run settings every study run takes: no export or test split (the claims are measured on validation).
+RUN_SETTINGS = {"export": False, "test_split": "", "ten_crop_every": 0, "progress": False,
+                "checkpoint_every_steps": 0}
+
+
+@dataclasses.dataclass
+class Plan:
+    """One invocation of a study: which scale, which seeds, where, and the user's overrides
+    (flat settings applied to the scale's base, under every arm's own overlay; e.g. data_dir)."""
+
+    study: Study
+    scale: Scale
+    seeds: tuple
+    study_dir: str
+    overrides: dict = dataclasses.field(default_factory=dict)
+
+    def run_dir(self, arm_name: str, seed: int) -> str:
+        return os.path.join(self.study_dir, arm_name, f"seed{seed}")
+
+    def values(self, arm: Arm, seed: int) -> dict:
+        """The flat settings of `arm`'s run with `seed`."""
+        values = dict(self.scale.settings, **self.overrides)
+        for name, value in arm.overlay.items():
+            if isinstance(value, RunOf):
+                value = self.run_dir(value.arm, seed)
+            elif isinstance(value, PerScale):
+                value = value.value(self.scale.name)
+            values[name] = value
+        values.update(RUN_SETTINGS, seed=seed, runs_dir=os.path.join(self.study_dir, arm.name),
+                      run_name=f"seed{seed}")
+        return values
+
+    def config(self, arm: Arm, seed: int):
+        from keras_alexnet.training.config import config_from_values
+
+        return config_from_values(self.values(arm, seed))
+
+    def runs(self) -> list:
+        """(arm, seed) of every training run, seed by seed."""
+        return [(arm, seed) for seed in self.seeds for arm in self.study.trained_arms()]
+
+
+def code_version() -> str:
+    """`git describe --always --dirty` of the source tree when it is a git checkout, else the package version."""
+    from keras_alexnet import __version__
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        described = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root,
+                                   capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    if described.returncode != 0 or not described.stdout.strip():
+        return __version__
+    return f"{__version__} ({described.stdout.strip()})"
+
+
+def _jsonable(value):
+    if isinstance(value, RunOf):
+        return f"run of arm {value.arm}, same seed"
+    if isinstance(value, PerScale):
+        return {k: _jsonable(v) for k, v in value.values}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def write_study_file(plan: Plan, command: str = "") -> str:
+    """`study.json`: the study's arms (settings, measure, reference, the paper's claim), the scale and its
+    base settings, seeds, and one entry per invocation with the code version."""
+    path = os.path.join(plan.study_dir, STUDY_FILE)
+    previous = read_study_file(plan.study_dir) or {}
+    study = plan.study
+    arms = []
+    for arm in study.arms:
+        entry = {"name": arm.name, "description": arm.description, "measure": arm.measure,
+                 "reference": study.reference_of(arm).name if arm is not study.baseline else None,
+                 "reference_measure": arm.reference_measure or arm.measure, "trains": arm.trains,
+                 "overlay": {k: _jsonable(v) for k, v in arm.overlay.items()},
+                 "claim": dataclasses.asdict(arm.claim) if arm.claim else None}
+        if arm.trains:
+            entry["settings"] = {k: _jsonable(v) for k, v in plan.values(arm, plan.seeds[0]).items()
+                                 if k not in ("seed", "run_name")}
+        arms.append(entry)
+    seeds = sorted(set(previous.get("seeds", [])) | set(plan.seeds))
+    invocation = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "code_version": code_version(),
+                  "seeds": list(plan.seeds), "command": command}
+    record = {"study": study.name, "description": study.description, "scale": plan.scale.name,
+              "scale_description": plan.scale.description,
+              "base_settings": {k: _jsonable(v) for k, v in plan.scale.settings.items()},
+              "overrides": {k: _jsonable(v) for k, v in plan.overrides.items()},
+              "error_threshold": study.error_threshold, "seeds": seeds, "arms": arms,
+              "invocations": previous.get("invocations", []) + [invocation]}
+    os.makedirs(plan.study_dir, exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def read_study_file(study_dir: str) -> Optional[dict]:
+    path = os.path.join(study_dir, STUDY_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a study record ({str(error).splitlines()[0]})") from None
+
+
+def read_result(run_dir: str) -> Optional[dict]:
+    path = os.path.join(run_dir, RESULT_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a study result ({str(error).splitlines()[0]})") from None
+
+
+def _write_result(run_dir: str, result: dict) -> None:
+    path = os.path.join(run_dir, RESULT_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def _history(run_dir: str) -> dict:
+    """Per-epoch values by metric from the run's `metrics.csv` (the on-disk record of every epoch)."""
+    from callbacks.csv_log import read_rows
+
+    history = {}
+    for row in read_rows(os.path.join(run_dir, "metrics.csv")):
+        for key, value in row.items():
+            if key != "epoch" and value not in ("", None):
+                history.setdefault(key, []).append(float(value))
+    return history
+
+
+def _ten_crop_of(result) -> Optional[dict]:
+    """The training run's final 10-crop validation errors, as {"top1_error", "top5_error"} (fractions)."""
+    values = (result.validation or {}).get("ten_crop") if result is not None else None
+    if not values:
+        return None
+    return {"top1_error": float(values.get("top1_error", values.get("ten_crop_top1_error"))),
+            "top5_error": float(values.get("top5_error", values.get("ten_crop_top5_error")))}
+
+
+def measure_run(run_dir: str, protocols, split: str, max_examples: int = 0, batch_size: int = 64) -> dict:
+    """Top-1/top-5 error (fractions) of the run's saved model under `protocols` on `split`
+    (`keras_alexnet.evaluation`; dense and multi_crop together also give "dense+multi_crop", VGG Table 5)."""
+    from keras_alexnet import runs
+    from keras_alexnet.evaluation import models
+    from keras_alexnet.evaluation import protocols as evaluation
+    from keras_alexnet.evaluation.tables import top_k_error
+    from pipelines import record_parser
+    from pipelines.input_pipeline import InputConfig, build_eval_dataset
+
+    model = models.evaluable(run_dir)
+    settings = runs.eval_settings(run_dir, model.image_size)
+    record = runs.read_record(run_dir)
+    data_dir = (record.config or {}).get("data", {}).get("data_dir")
+    measured, outputs = {}, {}
+    for protocol in protocols:
+        config = InputConfig(data_dir=data_dir, split=split, image_size=settings.image_size,
+                             resize_size=settings.test_scale, mean=settings.mean, stats_path=settings.stats_path,
+                             batch_size=batch_size, pca_jitter_std=0.0)
+        dataset = build_eval_dataset(config, protocol, settings.test_scale)
+        if max_examples:
+            dataset = dataset.unbatch().take(max_examples).batch(1 if protocol == "dense" else batch_size)
+        if protocol == "dense":
+            def views(images, score_map=model.score_map):
+                return evaluation.dense_probabilities(score_map, images)
+        else:
+            def views(crops, predict=model.predict):
+                return evaluation.crop_probabilities(predict, crops)
+        with record_parser.user_errors():
+            run = evaluation.run_protocol(model.name, protocol, settings.test_scale, views, dataset)
+        outputs[protocol] = run
+        measured[protocol] = _errors(run.probabilities, run.labels, top_k_error)
+    if "dense" in outputs and "multi_crop" in outputs:
+        probabilities, labels = evaluation.average([outputs["dense"], outputs["multi_crop"]])
+        measured["dense+multi_crop"] = _errors(probabilities, labels, top_k_error)
+    return measured
+
+
+def _errors(probabilities, labels, top_k_error) -> dict:
+    return {"top1_error": top_k_error(probabilities, labels, 1) / 100.0,
+            "top5_error": top_k_error(probabilities, labels, 5) / 100.0, "count": int(len(labels))}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = measure_run,
+              printer: Callable[[str], None] = print, command: str = "") -> dict:
+    """Trains and measures every run of `plan` not done yet; returns {(arm, seed): result dict}.
+
+    `train` is `keras_alexnet.training.run.train` unless given (tests inject a stand-in); `measure` runs
+    the study's extra protocols on a trained run. TrainingInterrupted from `train` propagates (the run
+    resumes from its checkpoint next time).
+    """
+    if train is None:
+        from keras_alexnet.training.run import train
+    from keras_alexnet.training.run import check_resume
+    from keras_alexnet import runs
+
+    plan.study.validate()
+    write_study_file(plan, command)
+    todo = plan.runs()
+    results, durations = {}, []
+    for index, (arm, seed) in enumerate(todo, start=1):
+        run_dir = plan.run_dir(arm.name, seed)
+        config = plan.config(arm, seed)
+        done = read_result(run_dir)
+        if done is not None:
+            record = runs.read_record(run_dir)
+            if record is not None and record.config:
+                check_resume(config.resolve(), record)  # FlagError naming a setting the finished run differs in
+            results[(arm.name, seed)] = done
+            printer(f"[study {plan.study.name}] run {index} of {len(todo)}: {arm.name} seed {seed}: done earlier, "
+                    "skipped")
+            continue
+        remaining = len(todo) - index + 1
+        per_run = sum(durations) / len(durations) if durations else plan.scale.seconds_per_run
+        eta = f"ETA {_minutes(per_run * remaining)}" if per_run else "ETA after the first run"
+        state = "resuming" if os.path.isdir(run_dir) else "starting"
+        printer(f"[study {plan.study.name}] run {index} of {len(todo)}: {arm.name} seed {seed} ({state}; "
+                f"{remaining} to go, {eta}) -> {run_dir}")
+        start = time.time()
+        result = train(config, printer=lambda line: printer("  " + line))
+        ten_crop = _ten_crop_of(result)
+        protocols = [p for p in plan.study.protocols if p != "ten_crop"] + ([] if ten_crop else ["ten_crop"])
+        measures = measure(run_dir, protocols, config.validation_split, plan.study.eval_examples) if protocols else {}
+        if ten_crop:
+            measures["ten_crop"] = ten_crop
+        seconds = time.time() - start
+        durations.append(seconds)
+        record = runs.read_record(run_dir)
+        done = {"arm": arm.name, "seed": seed, "measures": measures, "history": _history(run_dir),
+                "num_classes": record.num_classes if record else None,
+                "epochs_run": int(getattr(result, "epochs_run", 0) or 0), "seconds": seconds,
+                "code_version": code_version()}
+        _write_result(run_dir, done)
+        results[(arm.name, seed)] = done
+        printer(f"[study {plan.study.name}] run {index} of {len(todo)}: {arm.name} seed {seed} done in "
+                f"{_minutes(seconds)}: " + ", ".join(
+                    f"{name} top-1 {100 * m['top1_error']:.2f}%" for name, m in sorted(measures.items())))
+    return results
+
+
+def collect(study_dir: str) -> dict:
+    """{(arm, seed): result} of every finished run on disk under `study_dir`."""
+    results = {}
+    if not os.path.isdir(study_dir):
+        raise FlagError(f"{study_dir}: no such study folder (run the study first)")
+    for arm in sorted(os.listdir(study_dir)):
+        arm_dir = os.path.join(study_dir, arm)
+        if not os.path.isdir(arm_dir):
+            continue
+        for seed_dir in sorted(os.listdir(arm_dir)):
+            if seed_dir.startswith("seed") and seed_dir[4:].isdigit():
+                result = read_result(os.path.join(arm_dir, seed_dir))
+                if result is not None:
+                    results[(arm, int(seed_dir[4:]))] = result
+    return results

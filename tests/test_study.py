@@ -1,0 +1,222 @@
+"""keras_alexnet/study: the runner (arms x seeds, resume, study.json) with an injected training call, the
+report on constructed results, the study definitions resolving to valid configs, and a tiny study end to end
+through the real `train` on miniature Fashion-MNIST files."""
+
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+from keras_alexnet.study import definitions, report, runner, statistics
+from keras_alexnet.study.definitions import Arm, Claim, Scale, Study
+
+TINY_SCALE = Scale("cpu", {
+    "architecture": "alexnet", "width": 0.125, "resize_size": 72, "image_size": 63, "init": "glorot",
+    "learning_rate": 0.01, "lr_schedule": "constant", "batch_size": 8, "epochs": 1, "steps_per_epoch": 2,
+    "shuffle_buffer": 64, "pca_jitter_std": 0.1, "log_every_steps": 1,
+}, "tiny")
+
+TINY = Study(
+    name="tiny", description="two arms, one evaluation-only arm", scales={"cpu": TINY_SCALE},
+    protocols=("center",),
+    arms=(Arm("baseline", "the baseline"),
+          Arm("no_lrn", "no LRN", {"lrn": False}, claim=Claim("AlexNet §3.3", "LRN helps", +1, 1.4, 1.2)),
+          Arm("center_crop", "centre crop", measure="center", reference="baseline", reference_measure="ten_crop",
+              trains=False, claim=Claim("AlexNet §4.1", "10-crop helps", +1))),
+)
+
+
+def _fake_train(calls, interrupt_at=None):
+    """A stand-in for `train`: writes a run folder's metrics.csv and returns a result like train's."""
+
+    def train(config, printer=print):
+        config = config.resolve()
+        calls.append((config.runs_dir, config.run_name, config.seed))
+        if interrupt_at is not None and len(calls) == interrupt_at:
+            os.makedirs(config.run_dir, exist_ok=True)  # a started run: its folder exists
+            raise KeyboardInterrupt
+        os.makedirs(config.run_dir, exist_ok=True)
+        error = 0.3 - 0.01 * config.seed - (0.02 if config.model.lrn else 0.0)
+        with open(os.path.join(config.run_dir, "metrics.csv"), "w") as f:
+            f.write("epoch,top1_error,top5_error\n1,0.6,0.1\n2,%f,0.05\n" % error)
+        return types.SimpleNamespace(validation={"ten_crop": {"top1_error": error, "top5_error": error / 4}},
+                                     epochs_run=2, history={})
+    return train
+
+
+def _fake_measure(run_dir, protocols, split, max_examples):
+    del run_dir, split, max_examples
+    return {p: {"top1_error": 0.5, "top5_error": 0.1, "count": 20} for p in protocols}
+
+
+def _plan(tmp_path, seeds=(0, 1)):
+    return runner.Plan(TINY, TINY_SCALE, seeds, str(tmp_path / "studies" / "tiny"), {"data_dir": str(tmp_path)})
+
+
+def test_runner_runs_arms_times_seeds_records_the_study_and_skips_finished_runs(tmp_path):
+    plan = _plan(tmp_path)
+    calls, lines = [], []
+    results = runner.run_study(plan, train=_fake_train(calls), measure=_fake_measure, printer=lines.append)
+    # seed by seed, evaluation-only arms train nothing
+    assert [(os.path.basename(d), s) for d, _, s in calls] == [("baseline", 0), ("no_lrn", 0), ("baseline", 1),
+                                                               ("no_lrn", 1)]
+    assert sorted(results) == [("baseline", 0), ("baseline", 1), ("no_lrn", 0), ("no_lrn", 1)]
+    assert any("run 1 of 4" in line for line in lines) and any("ETA" in line for line in lines)
+    saved = runner.read_result(plan.run_dir("no_lrn", 1))
+    assert saved["measures"]["ten_crop"]["top1_error"] == pytest.approx(0.29)
+    assert saved["measures"]["center"]["top1_error"] == 0.5
+    assert saved["history"]["top1_error"] == [0.6, pytest.approx(0.29)]
+    record = json.load(open(os.path.join(plan.study_dir, "study.json")))
+    assert record["seeds"] == [0, 1] and record["scale"] == "cpu"
+    arms = {a["name"]: a for a in record["arms"]}
+    assert arms["no_lrn"]["overlay"] == {"lrn": False} and arms["no_lrn"]["settings"]["lrn"] is False
+    assert arms["no_lrn"]["claim"]["section"] == "AlexNet §3.3"
+    assert arms["center_crop"]["trains"] is False and arms["center_crop"]["reference"] == "baseline"
+    assert record["invocations"][0]["code_version"]
+
+    again = []
+    rerun = runner.run_study(plan, train=_fake_train(again), measure=_fake_measure, printer=lambda _: None)
+    assert again == [] and sorted(rerun) == sorted(results)
+    assert len(json.load(open(os.path.join(plan.study_dir, "study.json")))["invocations"]) == 2
+
+
+def test_interrupted_study_resumes_only_what_is_left(tmp_path):
+    plan = _plan(tmp_path)
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(plan, train=_fake_train(calls, interrupt_at=3), measure=_fake_measure,
+                         printer=lambda _: None)
+    assert len(runner.collect(plan.study_dir)) == 2
+    lines, resumed = [], []
+    runner.run_study(plan, train=_fake_train(resumed), measure=_fake_measure, printer=lines.append)
+    assert [(os.path.basename(d), s) for d, _, s in resumed] == [("baseline", 1), ("no_lrn", 1)]
+    assert any("resuming" in line for line in lines)
+    assert len(runner.collect(plan.study_dir)) == 4
+
+
+def _result(top1, top5, history=None):
+    return {"measures": {"ten_crop": {"top1_error": top1, "top5_error": top5},
+                         "center": {"top1_error": top1 + 0.01, "top5_error": top5}},
+            "history": {"top1_error": history or [0.5, 0.2]}, "num_classes": 10}
+
+
+def test_report_rows_by_hand(tmp_path):
+    results = {("baseline", 0): _result(0.20, 0.05), ("baseline", 1): _result(0.22, 0.05),
+               ("baseline", 2): _result(0.24, 0.05),
+               ("no_lrn", 0): _result(0.30, 0.06), ("no_lrn", 1): _result(0.31, 0.06),
+               ("no_lrn", 2): _result(0.32, 0.06)}
+    rows = {(r["arm"], r["metric"]): r for r in report.rows(TINY, results)}
+    base = rows[("baseline", "top-1 error (%)")]
+    assert (base["n"], base["mean"], base["std"]) == (3, pytest.approx(22.0), pytest.approx(2.0))
+    assert base["verdict"] == "" and base["difference"] is None
+    arm = rows[("no_lrn", "top-1 error (%)")]
+    # means 31 and 22 (std 1 and 2, n 3): Welch se^2 = 1/3 + 4/3, df = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2)
+    se = np.sqrt(5 / 3)
+    df = (5 / 3) ** 2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2)
+    half = statistics.t_quantile(0.975, df) * se
+    assert arm["difference"] == pytest.approx(9.0)
+    assert (arm["ci_low"], arm["ci_high"]) == (pytest.approx(9.0 - half), pytest.approx(9.0 + half))
+    assert arm["paper_difference"] == 1.4 and arm["section"] == "AlexNet §3.3"
+    assert arm["verdict"] == statistics.SAME
+    top5 = rows[("no_lrn", "top-5 error (%)")]
+    assert top5["difference"] == pytest.approx(1.0) and top5["verdict"] == statistics.SAME  # zero spread
+    center = rows[("center_crop", "top-1 error (%)")]  # paired: every seed's centre is 1 point worse
+    assert center["interval"] == "paired" and center["difference"] == pytest.approx(1.0)
+    assert center["n"] == 3 and center["verdict"] == statistics.SAME
+
+    text, paths = report.write_report(TINY, str(tmp_path), results, "# tiny")
+    assert "| no_lrn | top-1 error (%), ten_crop | 3 | 31.00 ± 1.00 |" in text
+    assert os.path.isfile(tmp_path / "report.csv") and os.path.isfile(tmp_path / "report.md")
+    for name in ("training_error.png", "differences.png"):
+        assert open(tmp_path / name, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert len(paths) == 4
+
+
+def test_epochs_to_error_arm_in_the_report():
+    study = definitions.ALEXNET
+    results = {("baseline", s): _result(0.2, 0.05, [0.5, 0.2, 0.1]) for s in range(2)}
+    results.update({("tanh", s): _result(0.2, 0.05, [0.6, 0.5, 0.4]) for s in range(2)})
+    rows = [r for r in report.rows(study, results) if r["arm"] == "tanh"]
+    assert len(rows) == 1 and rows[0]["metric"] == "epochs to 25% training error"
+    assert rows[0]["mean"] == 3.0 and "did not reach" in rows[0]["note"]
+    # baseline: 1 + (0.5 - 0.25) / (0.5 - 0.2) epochs
+    assert rows[0]["difference"] == pytest.approx(3.0 - (1 + 0.25 / 0.3))
+
+
+@pytest.mark.parametrize("name", list(definitions.STUDIES))
+@pytest.mark.parametrize("scale", ["cpu", "paper"])
+def test_every_study_arm_resolves_to_a_valid_config(name, scale, tmp_path):
+    from pipelines import records
+
+    study = definitions.get(name)
+    study.validate()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / records.METADATA_FILE).write_text("{}")
+    plan = runner.Plan(study, study.scales[scale], (0,), str(tmp_path / "s"), {"data_dir": str(data_dir)})
+    for arm in study.trained_arms():
+        if arm.needs():  # the warm start's source run must exist first
+            os.makedirs(plan.run_dir(arm.needs()[0], 0), exist_ok=True)
+        config = plan.config(arm, 0)
+        try:
+            resolved = config.resolve()
+        except Exception as error:  # data checks aside, the settings must be valid
+            assert "data" in str(error) or "dataset" in str(error), (arm.name, error)
+            continue
+        assert resolved.run_dir == plan.run_dir(arm.name, 0)
+        for key, value in arm.overlay.items():
+            assert key in runner.Plan.values(plan, arm, 0)
+    names = [a.name for a in study.trained_arms()]
+    for arm in study.arms:
+        for needed in arm.needs():
+            assert names.index(needed) < names.index(arm.name)
+
+
+def test_unknown_study_is_a_flag_error():
+    from keras_alexnet.errors import FlagError
+
+    with pytest.raises(FlagError, match="unknown study 'resnet'"):
+        definitions.get("resnet")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Miniature Fashion-MNIST IDX files (real format, made-up pixels) prepared like the built-in data."""
+    from pipelines import default_data
+    from pipelines.sources import fashion_mnist
+    from tests.image_fixtures import write_idx
+
+    folder = tmp_path_factory.mktemp("fashion_idx")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 80), ("test", 20)):
+        images_file, labels_file = fashion_mnist.FILES[split]
+        write_idx(str(folder / images_file), rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+        write_idx(str(folder / labels_file), (np.arange(n) % 10).astype(np.uint8))
+    root = tmp_path_factory.mktemp("prepared")
+    return default_data.ensure_default_data(str(root), 72, num_workers=1, source_dir=str(folder),
+                                            validation_images=16)
+
+
+def test_tiny_study_end_to_end_with_the_real_training_call(tiny_data, tmp_path):
+    plan = runner.Plan(TINY, TINY_SCALE, (0, 1), str(tmp_path / "tiny"), {"data_dir": tiny_data})
+    results = runner.run_study(plan, printer=lambda _: None)
+    assert sorted(results) == [("baseline", 0), ("baseline", 1), ("no_lrn", 0), ("no_lrn", 1)]
+    for (arm, seed), result in results.items():
+        run_dir = plan.run_dir(arm, seed)
+        assert os.path.isfile(os.path.join(run_dir, "run.json"))
+        assert os.path.isdir(os.path.join(run_dir, "logs"))  # one TensorBoard logdir: the study folder
+        assert set(result["measures"]) == {"ten_crop", "center"}
+        assert result["measures"]["center"]["count"] == 16
+        assert 0.0 <= result["measures"]["ten_crop"]["top1_error"] <= 1.0
+        assert len(result["history"]["top1_error"]) == 1
+    recorded = json.load(open(os.path.join(plan.run_dir("no_lrn", 1), "run.json")))["config"]
+    assert recorded["model"]["lrn"] is False and recorded["seed"] == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    assert sorted(runner.run_study(plan, train=refuse, printer=lambda _: None)) == sorted(results)
+    text, _ = report.write_report(TINY, plan.study_dir, runner.collect(plan.study_dir))
+    assert "no_lrn" in text and "center_crop" in text
