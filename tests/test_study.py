@@ -60,8 +60,8 @@ def test_runner_runs_arms_times_seeds_records_the_study_and_skips_finished_runs(
     calls, lines = [], []
     results = runner.run_study(plan, train=_fake_train(calls), measure=_fake_measure, printer=lines.append)
     # seed by seed, evaluation-only arms train nothing
-    assert [(os.path.basename(d), s) for d, _, s in calls] == [("baseline", 0), ("no_lrn", 0), ("baseline", 1),
-                                                               ("no_lrn", 1)]
+    assert [name for _, name, _ in calls] == ["baseline_seed0", "no_lrn_seed0", "baseline_seed1", "no_lrn_seed1"]
+    assert {d for d, _, _ in calls} == {plan.study_dir} and [s for _, _, s in calls] == [0, 0, 1, 1]
     assert sorted(results) == [("baseline", 0), ("baseline", 1), ("no_lrn", 0), ("no_lrn", 1)]
     assert any("run 1 of 4" in line for line in lines) and any("ETA" in line for line in lines)
     saved = runner.read_result(plan.run_dir("no_lrn", 1))
@@ -91,7 +91,7 @@ def test_interrupted_study_resumes_only_what_is_left(tmp_path):
     assert len(runner.collect(plan.study_dir)) == 2
     lines, resumed = [], []
     runner.run_study(plan, train=_fake_train(resumed), measure=_fake_measure, printer=lines.append)
-    assert [(os.path.basename(d), s) for d, _, s in resumed] == [("baseline", 1), ("no_lrn", 1)]
+    assert [name for _, name, _ in resumed] == ["baseline_seed1", "no_lrn_seed1"]
     assert any("resuming" in line for line in lines)
     assert len(runner.collect(plan.study_dir)) == 4
 
@@ -206,7 +206,8 @@ def test_tiny_study_end_to_end_with_the_real_training_call(tiny_data, tmp_path):
     for (arm, seed), result in results.items():
         run_dir = plan.run_dir(arm, seed)
         assert os.path.isfile(os.path.join(run_dir, "run.json"))
-        assert os.path.isdir(os.path.join(run_dir, "logs"))  # one TensorBoard logdir: the study folder
+        # one TensorBoard logdir (the study folder), the run's name its hparams trial: one row per arm and seed
+        assert os.path.isdir(os.path.join(run_dir, "logs", f"{arm}_seed{seed}"))
         assert set(result["measures"]) == {"ten_crop", "center"}
         assert result["measures"]["center"]["count"] == 16
         assert 0.0 <= result["measures"]["ten_crop"]["top1_error"] <= 1.0

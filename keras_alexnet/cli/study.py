@@ -1,7 +1,7 @@
 """`python main.py study NAME`: re-measures the papers' claims (NAME: alexnet or vgg).
 
 Each arm (the baseline with one of the paper's choices changed) is trained with several seeds, each a
-normal training run in `studies/<NAME>/<arm>/seed<k>/` (run.json, checkpoints, TensorBoard logs); then a
+normal training run in `studies/<NAME>/<arm>_seed<k>/` (run.json, checkpoints, TensorBoard logs); then a
 report gives per arm the claim's error as mean ± std over seeds, the difference to its reference with a 95%
 interval, the paper's own figure and section beside it, and a verdict in words ("same direction, interval
 excludes 0", "no significant difference at this scale", "opposite direction"): report.md, report.csv and

@@ -1,15 +1,16 @@
 """Runs a study: every training arm x every seed as a normal `train(config)` run, then its measures.
 
-Layout (one TensorBoard logdir for the whole study: `tensorboard --logdir studies/<name>` shows every run,
-named `<arm>/seed<k>/logs/...`, with one hparams table across arms and seeds):
+Layout (one TensorBoard logdir for the whole study: `tensorboard --logdir studies/<name>` shows every run;
+a run's name `<arm>_seed<k>` is its hparams trial id, so the hparams table has one row per arm and seed):
 
-    studies/<name>/study.json                       the arms' settings, seeds, scale, code version
-    studies/<name>/<arm>/seed<k>/                   a run folder (run.json, checkpoints/, logs/, metrics.csv)
-    studies/<name>/<arm>/seed<k>/study_result.json  the run's measures and per-epoch history, when done
+    studies/<name>/study.json                        the arms' settings, seeds, scale, code version
+    studies/<name>/<arm>_seed<k>/                    a run folder (run.json, checkpoints/, logs/, metrics.csv)
+    studies/<name>/<arm>_seed<k>/study_result.json   the run's measures and per-epoch history, when done
 
 Resumable: a run with `study_result.json` (made with the same settings) is skipped; a run folder without
 it is resumed by `train` from its last checkpoint. Runs go seed by seed (all arms of seed 0 first), so an
-interrupted study already holds whole comparisons.
+interrupted study already holds whole comparisons (arms are compared seed by seed: the same seed gives
+every arm the same data order and augmentation).
 """
 
 import dataclasses
@@ -41,7 +42,7 @@ class Plan:
     overrides: dict = dataclasses.field(default_factory=dict)
 
     def run_dir(self, arm_name: str, seed: int) -> str:
-        return os.path.join(self.study_dir, arm_name, f"seed{seed}")
+        return os.path.join(self.study_dir, run_name(arm_name, seed))
 
     def values(self, arm: Arm, seed: int) -> dict:
         """The flat settings of `arm`'s run with `seed`."""
@@ -52,8 +53,7 @@ class Plan:
             elif isinstance(value, PerScale):
                 value = value.value(self.scale.name)
             values[name] = value
-        values.update(RUN_SETTINGS, seed=seed, runs_dir=os.path.join(self.study_dir, arm.name),
-                      run_name=f"seed{seed}")
+        values.update(RUN_SETTINGS, seed=seed, runs_dir=self.study_dir, run_name=run_name(arm.name, seed))
         return values
 
     def config(self, arm: Arm, seed: int):
@@ -64,6 +64,11 @@ class Plan:
     def runs(self) -> list:
         """(arm, seed) of every training run, seed by seed."""
         return [(arm, seed) for seed in self.seeds for arm in self.study.trained_arms()]
+
+
+def run_name(arm_name: str, seed: int) -> str:
+    """The run folder's name: unique in the study (TensorBoard's hparams trial id is the run's name)."""
+    return f"{arm_name}_seed{seed}"
 
 
 def code_version() -> str:
@@ -247,6 +252,7 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
             if record is not None and record.config:
                 check_resume(config.resolve(), record)  # FlagError naming a setting the finished run differs in
             results[(arm.name, seed)] = done
+            durations.append(done.get("seconds", 0.0))
             printer(f"[study {plan.study.name}] run {index} of {len(todo)}: {arm.name} seed {seed}: done earlier, "
                     "skipped")
             continue
@@ -280,16 +286,13 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
 
 def collect(study_dir: str) -> dict:
     """{(arm, seed): result} of every finished run on disk under `study_dir`."""
-    results = {}
     if not os.path.isdir(study_dir):
         raise FlagError(f"{study_dir}: no such study folder (run the study first)")
-    for arm in sorted(os.listdir(study_dir)):
-        arm_dir = os.path.join(study_dir, arm)
-        if not os.path.isdir(arm_dir):
-            continue
-        for seed_dir in sorted(os.listdir(arm_dir)):
-            if seed_dir.startswith("seed") and seed_dir[4:].isdigit():
-                result = read_result(os.path.join(arm_dir, seed_dir))
-                if result is not None:
-                    results[(arm, int(seed_dir[4:]))] = result
+    results = {}
+    for name in sorted(os.listdir(study_dir)):
+        arm, _, seed = name.rpartition("_seed")
+        if arm and seed.isdigit():
+            result = read_result(os.path.join(study_dir, name))
+            if result is not None:
+                results[(arm, int(seed))] = result
     return results
