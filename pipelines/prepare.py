@@ -5,7 +5,9 @@ shorter side S_max = 512, aspect kept, for scale jitter) as RGB JPEGs. The file 
 a seed, split into shards, and the shards are written by worker processes (one per core). Each shard is
 written under a temporary name and renamed when complete; a rerun skips complete shards whose
 fingerprint (settings + the exact images they hold) matches, so an interrupted run resumes without
-redoing or corrupting work. Images that cannot be decoded are skipped, logged and counted.
+redoing or corrupting work; the temporaries a killed run left are removed at the next start. Images
+that cannot be decoded are skipped, logged and counted. A failed write (no space left, read-only file
+system) is one line naming the file, with the run's temporaries removed.
 """
 
 import collections
@@ -22,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 
+from keras_alexnet import outputs
 from keras_alexnet.errors import UserError
 from pipelines import image_codec
 from pipelines import records
@@ -31,6 +34,7 @@ from pipelines.shard_writer import ShardTask
 MAX_AUTO_SHARDS = 1024
 IMAGES_PER_AUTO_SHARD = 1024
 AUTO_HOLDOUT_MAX = 10_000
+MAX_IGNORED_LINES = 20  # then one line counting the rest
 
 
 @dataclasses.dataclass
@@ -90,7 +94,7 @@ def hold_out(splits: dict, count: Optional[int], seed: int) -> dict:
 def _item_digest(items) -> str:
     h = hashlib.sha256()
     for item in items:
-        h.update(f"{item.where}\t{item.label}\n".encode("utf-8"))
+        h.update(f"{item.where}\t{item.label}\n".encode("utf-8", "surrogateescape"))  # names as the OS gave them
         if item.pixels is not None:
             h.update(np.ascontiguousarray(item.pixels).tobytes())
     return h.hexdigest()
@@ -145,10 +149,17 @@ def _check_existing(data_dir: str, tasks: list) -> dict:
                     "or choose another --data_dir"
                 )
             done[name] = summary
-    for name in os.listdir(data_dir):
-        if name.endswith(shard_writer.TEMP_SUFFIX) and records.is_shard_name(name[: -len(shard_writer.TEMP_SUFFIX)]):
-            os.remove(os.path.join(data_dir, name))  # a shard left half-written by an interrupted run
     return done
+
+
+def remove_temporaries(data_dir: str) -> None:
+    """Removes the `.tmp` files an interrupted or failed run left: half-written shards and shard summaries."""
+    state = os.path.join(data_dir, shard_writer.STATE_DIR)
+    temps = [os.path.join(data_dir, name) for name in os.listdir(data_dir)
+             if name.endswith(shard_writer.TEMP_SUFFIX) and records.is_shard_name(name[: -len(shard_writer.TEMP_SUFFIX)])]
+    if os.path.isdir(state):
+        temps += [os.path.join(state, name) for name in os.listdir(state) if name.endswith(shard_writer.TEMP_SUFFIX)]
+    outputs.remove_partial(temps)
 
 
 class Progress:
@@ -235,8 +246,11 @@ def _advance(counter, n):
 
 
 def _run_task(task: ShardTask) -> shard_writer.ShardResult:
-    counter = _WORKER["counter"]
-    return shard_writer.write_shard(_WORKER["data_dir"], task, _WORKER["encoding"], lambda n: _advance(counter, n))
+    """Writes one shard; a failed write is a UserError naming the file (it pickles back to the parent)."""
+    counter, data_dir = _WORKER["counter"], _WORKER["data_dir"]
+    temp = os.path.join(data_dir, task.name + shard_writer.TEMP_SUFFIX)
+    with outputs.writing(temp, partial=[temp, shard_writer.summary_path(data_dir, task.name) + shard_writer.TEMP_SUFFIX]):
+        return shard_writer.write_shard(data_dir, task, _WORKER["encoding"], lambda n: _advance(counter, n))
 
 
 def _log(message: str) -> None:
@@ -258,11 +272,15 @@ def prepare(source, config: PrepareConfig) -> records.DatasetInfo:
         label_offset=config.label_offset,
         classes=tuple((c.synset, c.text) for c in source.classes),
     )
-    os.makedirs(config.data_dir, exist_ok=True)
-    if config.overwrite:
-        _clear(config.data_dir)
-    for line in source.ignored:
+    with outputs.writing(config.data_dir):
+        os.makedirs(config.data_dir, exist_ok=True)
+        remove_temporaries(config.data_dir)
+        if config.overwrite:
+            _clear(config.data_dir)
+    for line in source.ignored[:MAX_IGNORED_LINES]:
         _log(f"prepare: ignored {line}")
+    if len(source.ignored) > MAX_IGNORED_LINES:
+        _log(f"prepare: ignored {len(source.ignored) - MAX_IGNORED_LINES:,} more files or folders")
     tasks = plan(splits, config, encoding)
     done = _check_existing(config.data_dir, tasks)
     todo = [t for t in tasks if t.name not in done]
@@ -290,7 +308,9 @@ def prepare(source, config: PrepareConfig) -> records.DatasetInfo:
         label_offset=config.label_offset,
         source=source.description,
     )
-    records.write_metadata(config.data_dir, info)
+    with outputs.writing(config.data_dir, partial=[os.path.join(config.data_dir, name + shard_writer.TEMP_SUFFIX)
+                                                   for name in (records.METADATA_FILE, records.LABELS_FILE)]):
+        records.write_metadata(config.data_dir, info)
     summary = ", ".join(f"{s} {i.num_examples:,} images in {i.num_shards} shards ({i.skipped} skipped)"
                         for s, i in split_infos.items())
     _log(f"prepare: {config.data_dir}: {summary}; {written:,} images processed in {elapsed:.1f} s "
@@ -314,14 +334,18 @@ def _write(todo: list, config: PrepareConfig, encoding) -> dict:
         for line in result.skipped:
             _log(f"prepare: skipped {line}")
 
-    with Progress(total, counter, config.progress_interval):
-        if workers == 1:
-            _WORKER.update(counter=counter, data_dir=config.data_dir, encoding=encoding)
-            for task in todo:
-                collect(_run_task(task))
-        else:
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(counter, config.data_dir, encoding)) as pool:
-                for result in pool.imap_unordered(_run_task, todo):
-                    collect(result)
+    try:
+        with Progress(total, counter, config.progress_interval):
+            if workers == 1:
+                _WORKER.update(counter=counter, data_dir=config.data_dir, encoding=encoding)
+                for task in todo:
+                    collect(_run_task(task))
+            else:
+                with ctx.Pool(workers, initializer=_init_worker, initargs=(counter, config.data_dir, encoding)) as pool:
+                    for result in pool.imap_unordered(_run_task, todo):
+                        collect(result)
+    except UserError:
+        remove_temporaries(config.data_dir)  # the other workers' shards, stopped mid-write
+        raise
     return results
 

@@ -85,7 +85,7 @@ def make_example(jpeg: bytes, height: int, width: int, label: int, synset: str, 
         records.LABEL: i(label),
         records.SYNSET: b(synset.encode("utf-8")),
         records.TEXT: b(text.encode("utf-8")),
-        records.FILENAME: b(filename.encode("utf-8")),
+        records.FILENAME: b(filename.encode("utf-8", "surrogateescape")),  # the OS's bytes of the name
     }
     # deterministic: map keys sorted, so the bytes do not depend on the process (string hash seed).
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)

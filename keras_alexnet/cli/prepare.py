@@ -13,6 +13,8 @@ import os
 
 from absl import flags
 
+from keras_alexnet import outputs
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("data_dir", None, "Output folder for the shards, dataset.json and labels.txt. [AlexNet §2]")
@@ -32,7 +34,8 @@ flags.DEFINE_string("synsets", None, "For ILSVRC2012_ID ground truth: synsets on
 flags.DEFINE_string("class_names", None, "Optional `synset text` lines (synset_words.txt, "
                     "imagenet_metadata.txt) for image/class/text. [AlexNet §2]")
 flags.DEFINE_string("fashion_mnist_dir", "/usr/share/datasets/fashion-mnist", "Where the Fashion-MNIST IDX "
-                    "files are (Debian's dataset-fashion-mnist); TFDS when absent. [AlexNet §2]")
+                    "files are (Debian's dataset-fashion-mnist); TFDS when the default folder lacks them, an "
+                    "error when a named one does. [AlexNet §2]")
 flags.DEFINE_enum("image_policy", "alexnet", ["alexnet", "vgg", "none"], "Stored size: alexnet = shorter side "
                   "--stored_size then central square crop; vgg = shorter side --stored_size, aspect kept; none = "
                   "as is. [AlexNet §2, VGG §3.1]")
@@ -64,6 +67,7 @@ def validate() -> None:
 
     if not FLAGS.data_dir:
         raise FlagError("--data_dir is required (the output folder)")
+    outputs.check_writable_dir(FLAGS.data_dir, "data_dir")
     if FLAGS.dataset and (FLAGS.train or FLAGS.validation or FLAGS.test):
         raise FlagError("--dataset=fashion_mnist replaces --train/--validation/--test; pass one or the other")
     if not FLAGS.dataset and not FLAGS.train:
@@ -74,6 +78,13 @@ def validate() -> None:
         raise FlagError("--synsets goes with --validation_labels (devkit ILSVRC2012_ID ground truth)")
     if FLAGS.validation_holdout and FLAGS.validation:
         raise FlagError("--validation_holdout and --validation both make the validation split; pass one")
+    if FLAGS.dataset == "fashion_mnist" and FLAGS["fashion_mnist_dir"].present:
+        from pipelines.sources.fashion_mnist import missing_files
+
+        missing = missing_files(FLAGS.fashion_mnist_dir)
+        if missing:
+            raise FlagError(f"--fashion_mnist_dir={FLAGS.fashion_mnist_dir}: no {os.path.basename(missing[0])} "
+                            "(the Fashion-MNIST IDX files); a named folder is never replaced by a download")
     for name in ("train", "validation", "test", "validation_labels", "synsets", "class_names"):
         path = FLAGS[name].value
         if path and not os.path.exists(path):
@@ -85,7 +96,7 @@ def run(argv) -> None:
     from pipelines.sources import load
 
     if FLAGS.dataset == "fashion_mnist":
-        source = load.fashion_mnist(FLAGS.fashion_mnist_dir)
+        source = load.fashion_mnist(FLAGS.fashion_mnist_dir, fallback=not FLAGS["fashion_mnist_dir"].present)
         holdout = 5000 if FLAGS.validation_holdout is None else FLAGS.validation_holdout
     else:
         source = load.from_paths(FLAGS.train, FLAGS.validation or "", FLAGS.test or "",

@@ -1,7 +1,8 @@
 """Fashion-MNIST (Xiao et al., 2017): the built-in default dataset, 70,000 28x28 grey photos, 10 classes.
 
 Read from Debian's `dataset-fashion-mnist` IDX files (`/usr/share/datasets/fashion-mnist/`) when they
-are installed, else through TFDS `fashion_mnist` (which downloads it once into TFDS's data folder).
+are installed, else through TFDS `fashion_mnist` (which downloads it once into TFDS's data folder); a
+folder the user names must hold the IDX files (no download then).
 """
 
 import gzip
@@ -55,8 +56,14 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(shape)
 
 
+def missing_files(directory: str) -> list:
+    """The IDX files `load_idx` needs that `directory` lacks."""
+    return [os.path.join(directory, f) for pair in FILES.values() for f in pair
+            if not os.path.isfile(os.path.join(directory, f))]
+
+
 def debian_available(directory: str = DEBIAN_DIR) -> bool:
-    return all(os.path.isfile(os.path.join(directory, f)) for pair in FILES.values() for f in pair)
+    return not missing_files(directory)
 
 
 def load_idx(directory: str) -> dict:
@@ -82,10 +89,14 @@ def load_tfds(data_dir=None) -> dict:
     return arrays
 
 
-def load(directory: str = DEBIAN_DIR) -> tuple:
-    """(arrays, description): the IDX files in `directory` when present, else TFDS."""
-    if debian_available(directory):
+def load(directory: str = DEBIAN_DIR, fallback: bool = True) -> tuple:
+    """(arrays, description): the IDX files in `directory` when present, else TFDS when `fallback`
+    (never when the user named the folder: a UserError naming the first missing file instead)."""
+    missing = missing_files(directory)
+    if not missing:
         return load_idx(directory), f"fashion-mnist IDX files in {directory}"
+    if not fallback:
+        raise UserError(f"{missing[0]}: no such file (the Fashion-MNIST IDX files are not in {directory})")
     return load_tfds(), "tensorflow-datasets fashion_mnist"
 
 

@@ -45,8 +45,9 @@ def from_paths(train: str, validation: str = "", test: str = "", validation_labe
     return SourceData(classes=classes, splits=splits, description=os.path.abspath(train), ignored=ignored)
 
 
-def fashion_mnist(directory: str = fmnist.DEBIAN_DIR) -> SourceData:
-    """Fashion-MNIST train (60,000) and test (10,000) as array items (the built-in default dataset)."""
-    arrays, description = fmnist.load(directory)
+def fashion_mnist(directory: str = fmnist.DEBIAN_DIR, fallback: bool = True) -> SourceData:
+    """Fashion-MNIST train (60,000) and test (10,000) as array items (the built-in default dataset);
+    TFDS when `directory` lacks the IDX files only with `fallback`."""
+    arrays, description = fmnist.load(directory, fallback)
     splits = {split: fmnist.to_items(split, images, labels) for split, (images, labels) in arrays.items()}
     return SourceData(classes=fmnist.classes(), splits=splits, description=description)
