@@ -112,18 +112,16 @@ def test_report_rows_by_hand(tmp_path):
     assert (base["n"], base["mean"], base["std"]) == (3, pytest.approx(22.0), pytest.approx(2.0))
     assert base["verdict"] == "" and base["difference"] is None
     arm = rows[("no_lrn", "top-1 error (%)")]
-    # means 31 and 22 (std 1 and 2, n 3): Welch se^2 = 1/3 + 4/3, df = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2)
-    se = np.sqrt(5 / 3)
-    df = (5 / 3) ** 2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2)
-    half = statistics.t_quantile(0.975, df) * se
-    assert arm["difference"] == pytest.approx(9.0)
-    assert (arm["ci_low"], arm["ci_high"]) == (pytest.approx(9.0 - half), pytest.approx(9.0 + half))
+    # paired by seed: differences 10, 9, 8 (mean 9, sd 1, 2 df): half width t(0.975, 2) / sqrt(3) = 2.484138
+    assert arm["difference"] == pytest.approx(9.0) and arm["pairs"] == 3
+    assert (arm["ci_low"], arm["ci_high"]) == (pytest.approx(9.0 - 2.484138, abs=1e-5),
+                                               pytest.approx(9.0 + 2.484138, abs=1e-5))
     assert arm["paper_difference"] == 1.4 and arm["section"] == "AlexNet §3.3"
     assert arm["verdict"] == statistics.SAME
     top5 = rows[("no_lrn", "top-5 error (%)")]
     assert top5["difference"] == pytest.approx(1.0) and top5["verdict"] == statistics.SAME  # zero spread
     center = rows[("center_crop", "top-1 error (%)")]  # paired: every seed's centre is 1 point worse
-    assert center["interval"] == "paired" and center["difference"] == pytest.approx(1.0)
+    assert center["pairs"] == 3 and center["difference"] == pytest.approx(1.0)
     assert center["n"] == 3 and center["verdict"] == statistics.SAME
 
     text, paths = report.write_report(TINY, str(tmp_path), results, "# tiny")
@@ -132,6 +130,12 @@ def test_report_rows_by_hand(tmp_path):
     for name in ("training_error.png", "differences.png"):
         assert open(tmp_path / name, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert len(paths) == 4
+
+    # a seed the reference lacks (an interrupted study) is summarised but not paired
+    results[("no_lrn", 3)] = _result(0.40, 0.06)
+    arm = {(r["arm"], r["metric"]): r for r in report.rows(TINY, results)}[("no_lrn", "top-1 error (%)")]
+    assert (arm["n"], arm["pairs"], arm["difference"]) == (4, 3, pytest.approx(9.0))
+    assert "(3 seeds paired)" in report.markdown(report.rows(TINY, results))
 
 
 def test_epochs_to_error_arm_in_the_report():

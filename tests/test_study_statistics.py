@@ -1,5 +1,5 @@
 """keras_alexnet/study/statistics.py and the report's measures: t quantiles against printed t tables,
-Welch and paired intervals against hand computations, the verdict rules on constructed cases."""
+paired intervals against hand computations, the verdict rules on constructed cases."""
 
 import math
 
@@ -23,7 +23,7 @@ def test_t_quantile_matches_the_printed_table(p, df, expected):
 
 def test_t_quantile_tends_to_the_normal_quantile_and_inverts_the_cdf():
     assert statistics.t_quantile(0.975, 1e7) == pytest.approx(1.959964, abs=1e-5)
-    for df in (1.5, 2.94, 17.3):  # Welch degrees of freedom are not integers
+    for df in (1.5, 2.94, 17.3):
         t = statistics.t_quantile(0.975, df)
         assert statistics.t_cdf(t, df) == pytest.approx(0.975, abs=1e-10)
     # df = 1 is the Cauchy distribution: P(T <= t) = 1/2 + atan(t)/pi.
@@ -39,20 +39,6 @@ def test_summary_by_hand():
     assert math.isnan(statistics.summary([1.0]).std)
 
 
-def test_welch_interval_by_hand():
-    # means 2 and 4, both variances 1, n = 3: se^2 = 1/3 + 1/3, Welch df = (2/3)^2 / (2 (1/3)^2 / 2) = 4,
-    # t(0.975, 4) = 2.776445 (table): half width 2.776445 * sqrt(2/3) = 2.266958.
-    d = statistics.welch_interval([1.0, 2.0, 3.0], [3.0, 4.0, 5.0])
-    assert d.estimate == pytest.approx(-2.0)
-    assert d.df == pytest.approx(4.0)
-    assert d.low == pytest.approx(-2.0 - 2.266958, abs=1e-5)
-    assert d.high == pytest.approx(-2.0 + 2.266958, abs=1e-5)
-    # Unequal variances: arm var 1 (n 3), baseline var 16 (n 2): df = (1/3 + 8)^2 / ((1/3)^2/2 + 8^2/1).
-    d = statistics.welch_interval([1.0, 2.0, 3.0], [10.0, 10.0 + math.sqrt(32.0)])
-    assert d.df == pytest.approx((1 / 3 + 8) ** 2 / ((1 / 3) ** 2 / 2 + 64), rel=1e-9)
-    assert statistics.welch_interval([1.0], [2.0, 3.0]).low is None
-
-
 def test_paired_interval_by_hand():
     # per-seed differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.302653: half width 4.302653 / sqrt(3).
     d = statistics.paired_interval([10.0, 12.0, 14.0], [9.0, 10.0, 11.0])
@@ -60,16 +46,20 @@ def test_paired_interval_by_hand():
     assert (d.low, d.high) == pytest.approx((2 - 2.484138, 2 + 2.484138), abs=1e-5)
     with pytest.raises(ValueError):
         statistics.paired_interval([1.0, 2.0], [1.0])
+    assert statistics.paired_interval([3.0], [1.0]).low is None
+    # zero spread in the differences: the interval is the difference itself
+    d = statistics.paired_interval([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
+    assert (d.low, d.estimate, d.high) == pytest.approx((1.0, 1.0, 1.0))
 
 
 @pytest.mark.parametrize("difference, sign, expected", [
-    (Difference(1.5, 0.5, 2.5, 4, "welch"), +1, statistics.SAME),
-    (Difference(-1.5, -2.5, -0.5, 4, "welch"), -1, statistics.SAME),
-    (Difference(1.5, 0.5, 2.5, 4, "welch"), -1, statistics.OPPOSITE),
-    (Difference(-1.5, -2.5, -0.5, 4, "welch"), +1, statistics.OPPOSITE),
-    (Difference(1.5, -0.5, 3.5, 4, "welch"), +1, statistics.NOT_SIGNIFICANT),
-    (Difference(1.0, 0.0, 2.0, 4, "welch"), +1, statistics.NOT_SIGNIFICANT),  # 0 on the edge is inside
-    (Difference(1.5, None, None, None, "welch"), +1, statistics.TOO_FEW),
+    (Difference(1.5, 0.5, 2.5, 2), +1, statistics.SAME),
+    (Difference(-1.5, -2.5, -0.5, 2), -1, statistics.SAME),
+    (Difference(1.5, 0.5, 2.5, 2), -1, statistics.OPPOSITE),
+    (Difference(-1.5, -2.5, -0.5, 2), +1, statistics.OPPOSITE),
+    (Difference(1.5, -0.5, 3.5, 2), +1, statistics.NOT_SIGNIFICANT),
+    (Difference(1.0, 0.0, 2.0, 2), +1, statistics.NOT_SIGNIFICANT),  # 0 on the edge is inside
+    (Difference(1.5, None, None, None), +1, statistics.TOO_FEW),
 ])
 def test_verdict_rules(difference, sign, expected):
     assert statistics.verdict(difference, sign) == expected
@@ -77,7 +67,7 @@ def test_verdict_rules(difference, sign, expected):
 
 def test_never_reproduced_when_the_interval_holds_zero():
     # A large mean difference in the paper's direction, but noisy: the verdict must not claim it.
-    d = statistics.welch_interval([10.0, 1.0, 12.0], [0.0, 1.0, 0.5])
+    d = statistics.paired_interval([10.0, 1.0, 12.0], [0.0, 1.0, 0.5])
     assert d.low < 0 < d.high
     assert statistics.verdict(d, +1) == statistics.NOT_SIGNIFICANT
 

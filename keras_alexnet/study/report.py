@@ -2,8 +2,9 @@
 difference to its reference with a 95% interval, the paper's figure and section beside it, and a verdict in
 words (`statistics.verdict`). Written as `report.csv` and `report.md` in the study folder.
 
-Trained arms are compared with Welch's interval (independent runs); evaluation-only arms with a paired
-interval over the seeds both measures share (the same trained models). "epochs_to_error" (AlexNet Figure 1):
+Every arm is compared with its reference seed by seed (`statistics.paired_interval`, over the seeds both
+have): the same seed gives both the same data order and augmentation, and an evaluation-only arm the same
+trained models. "epochs_to_error" (AlexNet Figure 1):
 the first crossing of the threshold by the per-epoch training top-1 error, linearly interpolated between
 epochs, starting from chance level at epoch 0; a run that never reaches it counts as its last epoch (a lower
 bound, flagged in the table).
@@ -19,7 +20,7 @@ from keras_alexnet.study.definitions import Arm, Study
 
 ERROR_METRICS = (("top-1 error (%)", "top1_error", "top1"), ("top-5 error (%)", "top5_error", "top5"))
 COLUMNS = ("arm", "description", "measure", "metric", "n", "mean", "std", "reference", "difference", "ci_low",
-           "ci_high", "interval", "ratio", "paper_difference", "paper", "section", "verdict", "note")
+           "ci_high", "pairs", "ratio", "paper_difference", "paper", "section", "verdict", "note")
 
 
 def epochs_to_error(errors, threshold: float, chance: float) -> tuple:
@@ -35,7 +36,7 @@ def epochs_to_error(errors, threshold: float, chance: float) -> tuple:
     return float(len(errors)), False
 
 
-def metric_label(measure: str, threshold: float) -> str:
+def metric_label(threshold: float) -> str:
     return f"epochs to {100 * threshold:g}% training error"
 
 
@@ -44,7 +45,7 @@ def run_values(result: dict, measure: str, threshold: float) -> dict:
     if measure == "epochs_to_error":
         chance = 1.0 - 1.0 / result.get("num_classes", 10)
         epochs, reached = epochs_to_error(result["history"].get("top1_error", []), threshold, chance)
-        return {metric_label(measure, threshold): (epochs, "" if reached else "not reached")}
+        return {metric_label(threshold): (epochs, "" if reached else "not reached")}
     values = result["measures"].get(measure)
     if values is None:
         return {}
@@ -78,23 +79,18 @@ def rows(study: Study, results: dict) -> list:
             missed = sum(1 for _, note in by_seed.values() if note)
             row = {"arm": arm.name, "description": arm.description, "measure": arm.measure, "metric": metric,
                    "n": summary.n, "mean": summary.mean, "std": summary.std, "reference": "", "difference": None,
-                   "ci_low": None, "ci_high": None, "interval": "", "ratio": None, "paper_difference": None,
+                   "ci_low": None, "ci_high": None, "pairs": 0, "ratio": None, "paper_difference": None,
                    "paper": "", "section": "", "verdict": "",
                    "note": f"{missed} of {summary.n} runs did not reach it (counted as their last epoch)"
                    if missed else ""}
             if reference is not None and metric in compared:
                 ref_by_seed = compared[metric]
-                if arm.trains:
-                    difference = statistics.welch_interval(values, [v for v, _ in ref_by_seed.values()])
-                else:
-                    seeds = sorted(set(by_seed) & set(ref_by_seed))
-                    difference = statistics.paired_interval([by_seed[s][0] for s in seeds],
-                                                            [ref_by_seed[s][0] for s in seeds])
-                ref_mean = statistics.summary([v for v, _ in ref_by_seed.values()]).mean
+                seeds = sorted(set(by_seed) & set(ref_by_seed))
+                mine, theirs = [by_seed[s][0] for s in seeds], [ref_by_seed[s][0] for s in seeds]
+                difference = statistics.paired_interval(mine, theirs)
                 row.update(reference=f"{reference.name} ({arm.reference_measure or arm.measure})",
                            difference=difference.estimate, ci_low=difference.low, ci_high=difference.high,
-                           interval=difference.method,
-                           ratio=summary.mean / ref_mean if ref_mean else None)
+                           pairs=len(seeds), ratio=sum(mine) / sum(theirs) if seeds and sum(theirs) else None)
                 if arm.claim is not None:
                     key = {label: short for label, _, short in ERROR_METRICS}.get(metric)
                     row.update(paper_difference=getattr(arm.claim, key) if key else None, paper=arm.claim.paper,
@@ -124,6 +120,8 @@ def markdown(table: list) -> str:
         if row["difference"] is not None:
             interval = (f" [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if row["ci_low"] is not None else "")
             difference = f"{row['difference']:+.2f}{interval}"
+            if row["pairs"] != row["n"]:
+                difference += f" ({row['pairs']} seeds paired)"
             if row["measure"] == "epochs_to_error" and row["ratio"]:
                 difference += f" (ratio {row['ratio']:.2f})"
         paper = row["paper"]
@@ -142,9 +140,9 @@ def write_report(study: Study, study_dir: str, results: dict, header: str = "") 
     table = rows(study, results)
     csv_path = write_csv(table, os.path.join(study_dir, "report.csv"))
     text = (header + "\n\n" if header else "") + markdown(table) + (
-        "\nErrors in percent on the held-out validation split; 'vs' is the arm's reference; intervals are Welch's "
-        "95% t interval for trained arms and a paired t interval over seeds for evaluation-only arms. A claim "
-        "counts as seen only when its interval excludes 0 in the paper's direction.\n")
+        "\nErrors in percent on the held-out validation split; 'vs' is the arm's reference; intervals are 95% t "
+        "intervals of the per-seed differences (arm and reference share each seed's data order and augmentation). "
+        "A claim counts as seen only when its interval excludes 0 in the paper's direction.\n")
     md_path = os.path.join(study_dir, "report.md")
     with open(md_path + ".tmp", "w", encoding="utf-8") as f:
         f.write(text)

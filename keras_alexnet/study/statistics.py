@@ -1,13 +1,12 @@
 """The statistics of a study report: mean ± std over seeds, differences with 95% intervals, verdicts.
 
 - `summary(values)`: mean, sample standard deviation (n − 1) and n.
-- `welch_interval(arm, baseline)`: the difference of means (arm − baseline) with Welch's t interval
-  (unequal variances, Welch–Satterthwaite degrees of freedom): arms trained separately.
-- `paired_interval(arm, baseline)`: the mean of per-seed differences with a t interval on n − 1 degrees of
-  freedom: evaluation-only arms measured on the same trained models (centre vs 10-crop, AlexNet §4.1;
-  dense vs multi-crop, VGG Table 5).
-- `t_quantile(p, df)`: Student's t quantile for any real df > 0, from the regularized incomplete beta
-  function (no SciPy needed); tested against printed t tables.
+- `paired_interval(arm, baseline)`: the mean of the per-seed differences (arm − baseline) with a t interval
+  on n − 1 degrees of freedom. Every comparison of a study is paired by seed: seed k gives every arm the same
+  data order, crops, flips and lighting noise, and evaluation-only arms measure the very same trained
+  models (centre vs 10-crop, AlexNet §4.1; dense vs multi-crop, VGG Table 5).
+- `t_quantile(p, df)`: Student's t quantile for df > 0, from the regularized incomplete beta function (no
+  SciPy needed); tested against printed t tables.
 - `verdict(...)`: the words the report uses; a claim is never called reproduced when the interval holds 0.
 """
 
@@ -35,8 +34,7 @@ class Difference:
     estimate: float
     low: Optional[float]
     high: Optional[float]
-    df: Optional[float]
-    method: str  # "welch" or "paired"
+    df: Optional[int]
 
 
 def summary(values: Sequence[float]) -> Summary:
@@ -109,31 +107,15 @@ def t_quantile(p: float, df: float) -> float:
     return 0.5 * (low + high)
 
 
-def welch_interval(arm: Sequence[float], baseline: Sequence[float], level: float = 0.95) -> Difference:
-    """mean(arm) − mean(baseline) with Welch's t interval at `level`."""
-    a, b = summary(arm), summary(baseline)
-    estimate = a.mean - b.mean
-    if a.n < 2 or b.n < 2:
-        return Difference(estimate, None, None, None, "welch")
-    va, vb = a.std ** 2 / a.n, b.std ** 2 / b.n
-    se = math.sqrt(va + vb)
-    if se == 0.0:  # both arms constant: the difference is exact
-        return Difference(estimate, estimate, estimate, math.inf, "welch")
-    df = (va + vb) ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))
-    half = t_quantile(0.5 + level / 2.0, df) * se
-    return Difference(estimate, estimate - half, estimate + half, df, "welch")
-
-
 def paired_interval(arm: Sequence[float], baseline: Sequence[float], level: float = 0.95) -> Difference:
     """The mean of the per-seed differences arm − baseline with a t interval on n − 1 degrees of freedom."""
     if len(arm) != len(baseline):
         raise ValueError(f"paired values differ in number: {len(arm)} vs {len(baseline)}")
     differences = summary([x - y for x, y in zip(arm, baseline)])
     if differences.n < 2:
-        return Difference(differences.mean, None, None, None, "paired")
+        return Difference(differences.mean, None, None, None)
     half = t_quantile(0.5 + level / 2.0, differences.n - 1) * differences.std / math.sqrt(differences.n)
-    return Difference(differences.mean, differences.mean - half, differences.mean + half, differences.n - 1,
-                      "paired")
+    return Difference(differences.mean, differences.mean - half, differences.mean + half, differences.n - 1)
 
 
 def verdict(difference: Difference, paper_sign: int) -> str:
