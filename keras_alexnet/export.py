@@ -26,7 +26,8 @@ crops and mean kind, so `main.py evaluate` preprocesses its validation images th
 
 A version is written to a hidden temporary folder next to the versions and renamed to its number
 when complete, so a server watching `<base_dir>/<name>` never loads a partial version (TF Serving
-only considers folders whose names are integers).
+only considers folders whose names are integers). The temporary folder is named after the exporting
+process; one whose process is gone (a killed export) is removed by the next export of that model.
 """
 
 import json
@@ -281,6 +282,31 @@ def _write_description(version_dir: str, description: dict) -> None:
         json.dump(description, f, indent=1)
 
 
+def remove_stale_temporaries(model_dir: str) -> list:
+    """Removes the hidden `.tmp-export-<pid>-...` folders of exports whose process no longer runs (or
+    without a pid); returns their paths. Exports running beside this one keep theirs."""
+    removed = []
+    for name in os.listdir(model_dir):
+        if not name.startswith(_TMP_PREFIX):
+            continue
+        pid = name[len(_TMP_PREFIX):].split("-")[0]
+        if pid.isdigit() and _running(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
+        removed.append(os.path.join(model_dir, name))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _publish(tmp_dir: str, model_dir: str, version=None) -> str:
     """Renames the finished `tmp_dir` to the next free integer version (or `version`) in `model_dir`."""
     while True:
@@ -328,7 +354,8 @@ def export_saved_model(model, base_dir: str, name: str, *, class_names=None, mea
     )
     model_dir = os.path.join(base_dir, name)
     os.makedirs(model_dir, exist_ok=True)
-    tmp_dir = os.path.join(model_dir, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+    remove_stale_temporaries(model_dir)
+    tmp_dir = os.path.join(model_dir, f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
     try:
         archive.write_out(tmp_dir, verbose=False)
         _write_description(tmp_dir, {

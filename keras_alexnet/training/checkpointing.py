@@ -4,11 +4,13 @@ A `tf.train.Checkpoint` holds the model's variables (weights and random-generato
 rate), the epoch and step-in-epoch counters, the running sums of the epoch's training metrics and the
 callbacks' state (the plateau schedule of AlexNet §5) as a JSON string variable — so every piece is
 written in one atomic save. `CheckpointManager` keeps the last few. Under `MultiWorkerMirroredStrategy`
-every worker saves (as TensorFlow requires), non-chief workers into a temporary folder.
+every worker saves (as TensorFlow requires), non-chief workers into a temporary folder. The
+`ckpt-N_temp` folders a save killed midway leaves are removed when the run starts again.
 """
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -55,6 +57,8 @@ class Checkpointer:
                                               train_sums=state.train_sums, finished=state.finished,
                                               callbacks=state.callbacks_json)
         # The chief's manager finds the checkpoint to resume from; every worker restores from it.
+        if is_chief:
+            remove_partial_saves(directory)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep)
         self.source = directory
 
@@ -75,6 +79,17 @@ class Checkpointer:
     def close(self):
         if not self.is_chief:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def remove_partial_saves(directory: str) -> list:
+    """Removes the `<prefix>-N_temp` folders of saves that never finished (TensorFlow writes a sharded
+    save there and renames its files into place at the end); returns their paths."""
+    if not os.path.isdir(directory):
+        return []
+    stale = [os.path.join(directory, n) for n in os.listdir(directory) if re.fullmatch(r".+-\d+_temp", n)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def restore_model_weights(model, checkpoint_path):
