@@ -79,6 +79,7 @@ class ScalarSummaries(keras.callbacks.Callback):
         self.trial = trial or default_trial(log_dir)
         self.update_freq = update_freq
         self._writers = {}
+        self._previous_step = None
 
     def _writer(self, run):
         if run not in self._writers:
@@ -95,7 +96,10 @@ class ScalarSummaries(keras.callbacks.Callback):
             if "learning_rate" in logs:
                 tf.summary.scalar("training/learning_rate", float(logs["learning_rate"]), step=step,
                                   description="learning rate of the step [AlexNet §5]")
-            if self.update_freq and step % self.update_freq == 0:
+            previous = step - 1 if self._previous_step is None else self._previous_step
+            self._previous_step = step
+            # A multiple of update_freq reached since the last batch end (several steps per call skip some).
+            if self.update_freq and step // self.update_freq > previous // self.update_freq:
                 if "images_per_sec" in logs:
                     tf.summary.scalar("training/images_per_sec", float(logs["images_per_sec"]), step=step,
                                       description="training images per second in the epoch so far")

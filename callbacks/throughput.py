@@ -22,12 +22,10 @@ class Throughput(keras.callbacks.Callback):
         super().__init__()
         self.global_batch_size = global_batch_size
         self.rate = None
-        self._steps = 0
         self._lr = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.rate = Rate()
-        self._steps = 0
         self._lr = self._learning_rate()
 
     def _learning_rate(self) -> float:
@@ -40,8 +38,7 @@ class Throughput(keras.callbacks.Callback):
         return None if steps_per_sec is None else steps_per_sec * self.global_batch_size
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps += 1
-        self.rate.observe(self._steps)
+        self.rate.observe(batch + 1)  # steps, also when a batch end covers several (`steps_per_call`)
         if logs is not None:
             logs["learning_rate"] = self._learning_rate()
             if self.images_per_sec is not None:

@@ -63,6 +63,9 @@ flags.DEFINE_boolean("mixed_precision", _D.mixed_precision, "Mixed precision (fl
 flags.DEFINE_boolean("jit_compile", _D.jit_compile, "Compile the forward and backward pass with XLA. [AlexNet §5]")
 flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps, "Also checkpoint every N steps "
                      "(epochs are long on ImageNet); 0: epoch ends only. [AlexNet §5]")
+flags.DEFINE_integer("steps_per_call", _D.steps_per_call, "Training steps run by one call of the compiled "
+                     "step (less per-step host overhead); callbacks, the scheduled learning rate and Ctrl-C act "
+                     "once per call. [AlexNet §5]")
 flags.DEFINE_integer("log_every_steps", _D.log_every_steps, "Write the batch loss to TensorBoard every N "
                      "steps. [AlexNet §5]")
 flags.DEFINE_string("runs_dir", _D.runs_dir, "Folder holding the runs. [AlexNet §5]")
@@ -91,9 +94,9 @@ flags.DEFINE_string("default_data_root", presets.DEFAULT_DATA_ROOT, "Where the d
 _RUN_FLAGS = ("batch_size", "learning_rate", "momentum", "weight_decay", "decay_biases", "epochs",
               "steps_per_epoch", "lr_schedule", "lr_patience", "lr_min_delta", "lr_max_reductions",
               "warmup_epochs", "ten_crop_every", "validation_split", "test_split", "strategy", "logical_cpus",
-              "mixed_precision", "jit_compile", "checkpoint_every_steps", "log_every_steps", "runs_dir",
-              "run_name", "warm_start", "init_from", "input_scale", "seed", "progress", "export", "export_best",
-              "export_dir")
+              "mixed_precision", "jit_compile", "checkpoint_every_steps", "steps_per_call", "log_every_steps",
+              "runs_dir", "run_name", "warm_start", "init_from", "input_scale", "seed", "progress", "export",
+              "export_best", "export_dir")
 
 
 def _default_run() -> bool:

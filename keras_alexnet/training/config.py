@@ -108,6 +108,8 @@ class TrainConfig:
     - input_scale: inputs multiplied by it while training, folded into conv1 when saved (1 = the paper).
     - warm_start: a trained VGG net A whose first four conv and three FC layers initialise a deeper
       net (VGG §3.1); init_from: a run, checkpoint or .keras initialising the whole model.
+    - steps_per_call: training steps per call of the compiled step; callbacks see each call as one
+      batch, so a scheduled learning rate is set once per call (`trainer.py`).
     - runs_dir / run_name: the run folder (run_name None: the architecture's name); the same folder
       resumes the run.
     """
@@ -130,6 +132,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     run_name: Optional[str] = None
     checkpoint_every_steps: int = 1000
+    steps_per_call: int = 1
     log_every_steps: int = 100
     progress: bool = True
     export: bool = True
@@ -201,6 +204,7 @@ class TrainConfig:
              "--lr_patience must be >= 1, --lr_max_reductions and --lr_min_delta >= 0"),
             (sched.warmup_epochs >= 0 and self.ten_crop_every >= 0 and self.checkpoint_every_steps >= 0,
              "--warmup_epochs, --ten_crop_every and --checkpoint_every_steps must be >= 0"),
+            (self.steps_per_call >= 1, f"--steps_per_call={self.steps_per_call}: must be >= 1"),
             (self.input_scale > 0, f"--input_scale={self.input_scale}: must be positive"),
             (self.logical_cpus >= 0, f"--logical_cpus={self.logical_cpus}: must be >= 0"),
             (self.strategy != "towers" or spec.towers == 2,

@@ -30,7 +30,7 @@ RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_ste
                      "export_best", "export_dir", "ten_crop_every", "test_split", "strategy", "logical_cpus",
                      "jit_compile", "warm_start", "init_from", "data.shuffle_buffer", "data.cache",
                      "data.cycle_length", "data.data_dir", "data.tfds_data_dir", "data.tfds_manual_dir",
-                     "data.stats_path", "runs_dir")
+                     "data.stats_path", "runs_dir", "steps_per_call")
 
 
 class TrainingInterrupted(Exception):
@@ -308,7 +308,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                       val_dataset_fn=val_dataset_fn, val_examples=val_examples, checkpoint_dir=checkpoint_dir,
                       checkpoint_every_steps=config.checkpoint_every_steps, jit_compile=config.jit_compile,
                       loss_scale=loss_scale, is_chief=chief, initial_weights=_initial_weights(config, say),
-                      printer=say, stop_event=stop.event)
+                      printer=say, stop_event=stop.event, steps_per_call=config.steps_per_call)
     callback_set = training_callbacks(config, chief=chief, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                                       replicas=replicas, dropped=dropped, printer=say,
                                       ten_crop_dataset=eval_dataset(config.validation_split, "ten_crop")

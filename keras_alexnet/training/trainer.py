@@ -12,6 +12,21 @@ AlexNet §5's SGD rule (`optimizer.py`). Checkpoints are written every epoch and
 `checkpoint_every_steps` steps; a resumed run restores model, optimizer, counters, learning rate and
 callback state, and skips the steps of the interrupted epoch it already took (the same per-epoch
 dataset order, see `train_dataset_fn`).
+
+Several steps per call (`steps_per_call` N > 1, Keras' `steps_per_execution`): one `tf.function` call
+runs up to N optimizer steps in a `tf.range` loop over the distributed iterator and returns the summed
+metrics of its steps, so Python, the call's launch and the host sync of reading the metrics are paid
+once per call instead of once per step. A call never crosses the end of an epoch nor a multiple of
+`checkpoint_every_steps` (it is shortened to the remaining steps; its length is a tensor argument, so
+a shorter call does not retrace), so epochs and step checkpoints end where they do with N = 1. The
+callbacks see each call as one batch, as `model.fit` with `steps_per_execution` shows them:
+`on_train_batch_begin(first step)` and `on_train_batch_end(last step, running epoch metrics)`. So
+everything a callback does per batch happens once per call: the learning rate a callback sets (the
+warm-up/decay schedule, `callbacks/schedule.py`) is set from the optimizer's iteration count at the
+call's first step and held for its steps (a piecewise-constant curve over blocks of N steps; the
+plateau division, AlexNet §5, acts at epoch ends and is unchanged); the learning rate is logged once
+per call; the stop event (SIGINT/SIGTERM) is seen after the running call, at most N - 1 steps later.
+With a constant learning rate, N steps per call give the weights of N = 1 (tested).
 """
 
 import math
@@ -66,6 +81,8 @@ class Trainer:
         val_examples: the number of validation examples (needed with `val_dataset_fn`).
         checkpoint_dir: where checkpoints go; None disables them.
         checkpoint_every_steps: also save every this many steps (0: epoch ends only).
+        steps_per_call: optimizer steps run by one call of the compiled step (see the module
+            docstring; 1: a call per step).
         jit_compile: compile the forward/backward pass with XLA.
         loss_scale: wrap the optimizer in a `LossScaleOptimizer` (float16 mixed precision).
         initial_weights: callable(model) run once on a fresh start (warm start, init from another run).
@@ -76,7 +93,7 @@ class Trainer:
     def __init__(self, strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
                  epochs, global_batch_size, val_dataset_fn=None, val_examples=None, checkpoint_dir=None,
                  checkpoint_every_steps=0, jit_compile=False, loss_scale=False, is_chief=True,
-                 initial_weights=None, printer=print, stop_event=None):
+                 initial_weights=None, printer=print, stop_event=None, steps_per_call=1):
         self.strategy = strategy
         self.train_dataset_fn = train_dataset_fn
         self.val_dataset_fn = val_dataset_fn
@@ -87,6 +104,9 @@ class Trainer:
         self.epochs = int(epochs)
         self.global_batch_size = int(global_batch_size)
         self.checkpoint_every_steps = int(checkpoint_every_steps or 0)
+        self.steps_per_call = int(steps_per_call)
+        if self.steps_per_call < 1:
+            raise ValueError(f"steps_per_call={steps_per_call}: must be >= 1")
         self.jit_compile = jit_compile
         self.is_chief = is_chief
         self.printer = printer
@@ -141,13 +161,23 @@ class Trainer:
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return sums
 
-        @tf.function
         def train_step(iterator):
             images, labels = next(iterator)
             per_replica = strategy.run(replica_step, args=(images, labels))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            return tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
 
-        return train_step
+        if self.steps_per_call == 1:
+            one_step = tf.function(train_step)
+            return lambda iterator, steps: one_step(iterator)
+
+        @tf.function
+        def train_steps(iterator, steps):
+            sums = tf.zeros([4], tf.float64)
+            for _ in tf.range(steps):
+                sums += train_step(iterator)
+            return sums
+
+        return lambda iterator, steps: train_steps(iterator, tf.constant(steps, tf.int64))
 
     def _make_eval_step(self):
         model, strategy = self.model, self.strategy
@@ -178,8 +208,10 @@ class Trainer:
         per_pipeline = math.ceil(self.val_examples / pipelines)
         return math.ceil(per_pipeline * pipelines / self.global_batch_size) + (1 if pipelines > 1 else 0)
 
-    def evaluate(self):
-        """Validation loss and top-1/top-5 error over the whole validation set (`val_` keys).
+    def evaluate(self, callbacks=None):
+        """Validation loss and top-1/top-5 error over the whole validation set (`val_` keys); `callbacks`
+        (a `CallbackList`) get `on_test_begin`, `on_test_batch_end` per step and `on_test_end`, as
+        `model.fit` drives them (the progress display of the validation pass).
 
         Every replica gets full batches: each pipeline's examples are followed by zero-weight padding
         (Keras convolutions fail on the empty batches `tf.distribute` gives replicas without data),
@@ -192,12 +224,19 @@ class Trainer:
             return examples.concatenate(padding.repeat()).batch(
                 input_context.get_per_replica_batch_size(self.global_batch_size), drop_remainder=True)
 
+        if callbacks is not None:
+            callbacks.on_test_begin()  # before the iterator: making it takes a while on a loaded machine
         iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
         sums = np.zeros(4)
-        for _ in range(self._val_steps()):
+        for step in range(self._val_steps()):
             if self._stop_requested():
                 return None
             sums += self._eval_step(iterator).numpy()
+            if callbacks is not None:
+                callbacks.on_test_batch_end(step)
+        del iterator  # its pipeline's shutdown is part of the pass
+        if callbacks is not None:
+            callbacks.on_test_end(_logs(sums, "val_"))
         return _logs(sums, "val_")
 
     def _stop_requested(self):
@@ -216,6 +255,15 @@ class Trainer:
         return f"{error}; {kept} (lower --learning_rate or check the data)"
 
     # -- the loop --------------------------------------------------------------------------------
+    def _call_length(self, step):
+        """Steps of the call starting at `step` of the epoch: at most `steps_per_call`, ending at the
+        epoch's end or at the next multiple of `checkpoint_every_steps`, whichever comes first."""
+        count = min(self.steps_per_call, self.steps_per_epoch - step)
+        if self.checkpoint_every_steps:
+            done = int(self.optimizer.iterations.numpy())
+            count = min(count, self.checkpoint_every_steps - done % self.checkpoint_every_steps)
+        return count
+
     def fit(self, callbacks=()):
         """Trains to the epoch cap or until a callback stops training; returns the History callback."""
         history = keras.callbacks.History()
@@ -224,7 +272,8 @@ class Trainer:
             self.state.load_callback_states(callbacks)
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=False, add_progbar=False, model=self.model,
-            epochs=self.epochs, steps=self.steps_per_epoch, verbose=0)
+            epochs=self.epochs, steps=self.steps_per_epoch, verbose=0,
+            validation_steps=self._val_steps() if self.val_dataset_fn is not None else None)
         model = self.model
         model.stop_training = False
         start_epoch = int(self.state.epoch.numpy())
@@ -245,14 +294,16 @@ class Trainer:
                 sums = self.state.train_sums.numpy()
                 callback_list.on_epoch_begin(epoch)
                 iterator = self._train_iterator(epoch, skip)
-                for step in range(skip, self.steps_per_epoch):
+                step = skip
+                while step < self.steps_per_epoch:
+                    count = self._call_length(step)
                     callback_list.on_train_batch_begin(step)
-                    batch_sums = self._train_step(iterator).numpy()
-                    sums = sums + batch_sums
-                    callback_list.on_train_batch_end(step, _logs(sums))
+                    sums = sums + self._train_step(iterator, count).numpy()
+                    step += count
+                    callback_list.on_train_batch_end(step - 1, _logs(sums))
                     self.state.train_sums.assign(sums)
-                    self.state.step_in_epoch.assign(step + 1)
-                    if (self.checkpoint_every_steps and (step + 1) < self.steps_per_epoch
+                    self.state.step_in_epoch.assign(step)
+                    if (self.checkpoint_every_steps and step < self.steps_per_epoch
                             and int(self.optimizer.iterations.numpy()) % self.checkpoint_every_steps == 0):
                         self._save(callbacks)
                     if model.stop_training:
@@ -261,7 +312,7 @@ class Trainer:
                         raise _Interrupted
                 logs = _logs(sums)
                 if self.val_dataset_fn is not None:
-                    val_logs = self.evaluate()
+                    val_logs = self.evaluate(callback_list)
                     if val_logs is None:
                         raise _Interrupted
                     logs.update(val_logs)
