@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 
+from keras_alexnet.errors import FlagError
 from keras_alexnet.study import definitions, report, runner, statistics
 from keras_alexnet.study.definitions import Arm, Claim, Scale, Study
 
@@ -107,7 +108,7 @@ def test_report_rows_by_hand(tmp_path):
                ("baseline", 2): _result(0.24, 0.05),
                ("no_lrn", 0): _result(0.30, 0.06), ("no_lrn", 1): _result(0.31, 0.06),
                ("no_lrn", 2): _result(0.32, 0.06)}
-    rows = {(r["arm"], r["metric"]): r for r in report.rows(TINY, results)}
+    rows = {(r["arm"], r["metric"]): r for r in report.rows(TINY, results, 0.25)}
     base = rows[("baseline", "top-1 error (%)")]
     assert (base["n"], base["mean"], base["std"]) == (3, pytest.approx(22.0), pytest.approx(2.0))
     assert base["verdict"] == "" and base["difference"] is None
@@ -124,7 +125,7 @@ def test_report_rows_by_hand(tmp_path):
     assert center["pairs"] == 3 and center["difference"] == pytest.approx(1.0)
     assert center["n"] == 3 and center["verdict"] == statistics.SAME
 
-    text, paths = report.write_report(TINY, str(tmp_path), results, "# tiny")
+    text, paths = report.write_report(TINY, str(tmp_path), results, 0.25, "# tiny")
     assert "| no_lrn | top-1 error (%), ten_crop | 3 | 31.00 ± 1.00 |" in text
     assert os.path.isfile(tmp_path / "report.csv") and os.path.isfile(tmp_path / "report.md")
     for name in ("training_error.png", "differences.png"):
@@ -133,16 +134,16 @@ def test_report_rows_by_hand(tmp_path):
 
     # a seed the reference lacks (an interrupted study) is summarised but not paired
     results[("no_lrn", 3)] = _result(0.40, 0.06)
-    arm = {(r["arm"], r["metric"]): r for r in report.rows(TINY, results)}[("no_lrn", "top-1 error (%)")]
+    arm = {(r["arm"], r["metric"]): r for r in report.rows(TINY, results, 0.25)}[("no_lrn", "top-1 error (%)")]
     assert (arm["n"], arm["pairs"], arm["difference"]) == (4, 3, pytest.approx(9.0))
-    assert "(3 seeds paired)" in report.markdown(report.rows(TINY, results))
+    assert "(3 seeds paired)" in report.markdown(report.rows(TINY, results, 0.25))
 
 
 def test_epochs_to_error_arm_in_the_report():
     study = definitions.ALEXNET
     results = {("baseline", s): _result(0.2, 0.05, [0.5, 0.2, 0.1]) for s in range(2)}
     results.update({("tanh", s): _result(0.2, 0.05, [0.6, 0.5, 0.4]) for s in range(2)})
-    rows = [r for r in report.rows(study, results) if r["arm"] == "tanh"]
+    rows = [r for r in report.rows(study, results, 0.25) if r["arm"] == "tanh"]
     assert len(rows) == 1 and rows[0]["metric"] == "epochs to 25% training error"
     assert rows[0]["mean"] == 3.0 and "did not reach" in rows[0]["note"]
     # baseline: 1 + (0.5 - 0.25) / (0.5 - 0.2) epochs
@@ -179,8 +180,6 @@ def test_every_study_arm_resolves_to_a_valid_config(name, scale, tmp_path):
 
 
 def test_unknown_study_is_a_flag_error():
-    from keras_alexnet.errors import FlagError
-
     with pytest.raises(FlagError, match="unknown study 'resnet'"):
         definitions.get("resnet")
 
@@ -223,5 +222,8 @@ def test_tiny_study_end_to_end_with_the_real_training_call(tiny_data, tmp_path):
         raise AssertionError("a finished run was trained again")
 
     assert sorted(runner.run_study(plan, train=refuse, printer=lambda _: None)) == sorted(results)
-    text, _ = report.write_report(TINY, plan.study_dir, runner.collect(plan.study_dir))
+    longer = runner.Plan(TINY, TINY_SCALE, (0, 1), plan.study_dir, {"data_dir": tiny_data, "epochs": 2})
+    with pytest.raises(FlagError, match="--epochs=2: .*baseline_seed0 finished with 1 epochs"):
+        runner.run_study(longer, train=refuse, printer=lambda _: None)
+    text, _ = report.write_report(TINY, plan.study_dir, runner.collect(plan.study_dir), 0.25)
     assert "no_lrn" in text and "center_crop" in text

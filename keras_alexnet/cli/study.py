@@ -107,6 +107,6 @@ def run(argv):
     seeds = sorted({seed for _, seed in results})
     header += (f"\n\nSeeds: {', '.join(map(str, seeds))}. Code: {', '.join(versions) or 'unknown'}. "
                f"Report made {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
-    text, paths = report.write_report(study, folder, results, header)
+    text, paths = report.write_report(study, folder, results, scale.error_threshold, header)
     _print(text)
     _print("wrote " + ", ".join(paths) + f"\nTensorBoard: tensorboard --logdir {folder}")

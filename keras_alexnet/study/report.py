@@ -52,12 +52,12 @@ def run_values(result: dict, measure: str, threshold: float) -> dict:
     return {label: (100.0 * values[key], "") for label, key, _ in ERROR_METRICS}
 
 
-def _arm_values(study: Study, arm: Arm, results: dict, measure: str) -> dict:
+def _arm_values(arm: Arm, results: dict, measure: str, threshold: float) -> dict:
     """{metric: {seed: (value, note)}} of the runs `arm` measures."""
     values = {}
     for (name, seed), result in sorted(results.items()):
         if name == arm.runs_of:
-            for metric, value in run_values(result, measure, study.error_threshold).items():
+            for metric, value in run_values(result, measure, threshold).items():
                 values.setdefault(metric, {})[seed] = value
     return values
 
@@ -66,13 +66,15 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def rows(study: Study, results: dict) -> list:
-    """The report's rows: one per arm and metric (see `COLUMNS`)."""
+def rows(study: Study, results: dict, threshold: float) -> list:
+    """The report's rows: one per arm and metric (see `COLUMNS`); `threshold`: the scale's training error
+    of "epochs_to_error"."""
     table = []
     for arm in study.arms:
         reference = study.reference_of(arm) if arm is not study.baseline else None
-        measured = _arm_values(study, arm, results, arm.measure)
-        compared = _arm_values(study, reference, results, arm.reference_measure or arm.measure) if reference else {}
+        measured = _arm_values(arm, results, arm.measure, threshold)
+        compared = (_arm_values(reference, results, arm.reference_measure or arm.measure, threshold)
+                    if reference else {})
         for metric, by_seed in measured.items():
             values = [v for v, _ in by_seed.values()]
             summary = statistics.summary(values)
@@ -133,11 +135,11 @@ def markdown(table: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(study: Study, study_dir: str, results: dict, header: str = "") -> tuple:
+def write_report(study: Study, study_dir: str, results: dict, threshold: float, header: str = "") -> tuple:
     """Writes report.csv, report.md and the figures into `study_dir`; returns (markdown text, paths)."""
     from keras_alexnet.study import figures
 
-    table = rows(study, results)
+    table = rows(study, results, threshold)
     csv_path = write_csv(table, os.path.join(study_dir, "report.csv"))
     text = (header + "\n\n" if header else "") + markdown(table) + (
         "\nErrors in percent on the held-out validation split; 'vs' is the arm's reference; intervals are 95% t "
@@ -148,7 +150,7 @@ def write_report(study: Study, study_dir: str, results: dict, header: str = "") 
         f.write(text)
     os.replace(md_path + ".tmp", md_path)
     paths = [csv_path, md_path]
-    paths.append(figures.training_curves(study, results, os.path.join(study_dir, "training_error.png")))
+    paths.append(figures.training_curves(study, results, threshold, os.path.join(study_dir, "training_error.png")))
     differences = figures.differences(table, os.path.join(study_dir, "differences.png"))
     if differences:
         paths.append(differences)

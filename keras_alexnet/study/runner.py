@@ -120,7 +120,7 @@ def write_study_file(plan: Plan, command: str = "") -> str:
               "scale_description": plan.scale.description,
               "base_settings": {k: _jsonable(v) for k, v in plan.scale.settings.items()},
               "overrides": {k: _jsonable(v) for k, v in plan.overrides.items()},
-              "error_threshold": study.error_threshold, "seeds": seeds, "arms": arms,
+              "error_threshold": plan.scale.error_threshold, "seeds": seeds, "arms": arms,
               "invocations": previous.get("invocations", []) + [invocation]}
     os.makedirs(plan.study_dir, exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -250,7 +250,11 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
         if done is not None:
             record = runs.read_record(run_dir)
             if record is not None and record.config:
-                check_resume(config.resolve(), record)  # FlagError naming a setting the finished run differs in
+                # FlagError naming a setting the finished run differs in; a run of other length is refused too
+                epochs = check_resume(config.resolve(), record).get("schedule.epochs")
+                if epochs:
+                    raise FlagError(f"--epochs={epochs[1]}: {run_dir} finished with {epochs[0]} epochs; rerun "
+                                    "with its epochs or give another --studies_dir")
             results[(arm.name, seed)] = done
             durations.append(done.get("seconds", 0.0))
             printer(f"[study {plan.study.name}] run {index} of {len(todo)}: {arm.name} seed {seed}: done earlier, "
