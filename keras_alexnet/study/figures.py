@@ -4,7 +4,7 @@
   mean over seeds), the threshold of AlexNet Figure 1 as a dotted line, ReLU solid and tanh dashed as in
   the paper's figure;
 - `differences`: each arm's difference to its reference with its 95% interval (top-1 and top-5 panels),
-  the paper's own figure for the same difference beside it.
+  the paper's own figure for the same difference just below it (a cross).
 """
 
 import math
@@ -70,7 +70,7 @@ def differences(table: list, path: str):
             axis.plot(row["difference"], position, "o", color="C0", label="measured (95% interval)"
                       if position == 0 else None)
             if row["paper_difference"] is not None and not math.isnan(row["paper_difference"]):
-                axis.plot(row["paper_difference"], position, "x", color="C3", markersize=8,
+                axis.plot(row["paper_difference"], position + 0.25, "x", color="C3", markersize=8,
                           label="paper" if not any(r["paper_difference"] is not None for r in chosen[:position])
                           else None)
         axis.axvline(0, color="grey", linewidth=0.8)
