@@ -183,10 +183,12 @@ def _final_report(result):
              f"  metrics:      {os.path.join(result.run_dir, 'metrics.csv')}",
              f"  Keras model:  {result.model_path}",
              f"  TensorBoard:  {tool('tensorboard')} --logdir {result.log_dir}"]
-    if config.data.data_dir:
+    if config.data.data_dir:  # the run's data folder, crop, scale and mean come from its run.json
         split = config.test_split or config.validation_split
-        lines.append(f"  evaluate:     {tool('python')} {_main_py()} evaluate --model={result.run_dir} "
-                     f"--data_dir={config.data.data_dir} --split={split} --protocols=center,ten_crop")
+        python = f"{tool('python')} {_main_py()}"
+        lines += [f"  evaluate:     {python} evaluate --model={result.run_dir} --split={split} "
+                  "--protocols=center,ten_crop",
+                  f"  figures:      {python} figures --model={result.run_dir} --split={split}"]
     if result.export_path:
         lines += [f"  SavedModel:   {result.export_path}",
                   f"  inspect it:   {tool('saved_model_cli')} show --dir {result.export_path} --all"]

@@ -25,7 +25,7 @@ class RunState:
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
         # Sums over the epoch so far: loss, top-1 misses, top-5 misses, examples.
         self.train_sums = tf.Variable(tf.zeros([4], tf.float64), trainable=False, name="train_sums")
-        self.finished = tf.Variable(False, trainable=False, name="finished")
+        self.finished = tf.Variable(False, trainable=False, name="finished")  # stopped by the schedule
         self.callbacks_json = tf.Variable("{}", dtype=tf.string, trainable=False, name="callbacks")
 
     def callback_states(self) -> dict:

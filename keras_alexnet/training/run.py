@@ -36,11 +36,12 @@ RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_ste
 class TrainingInterrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after saving `checkpoint` (None if nothing could be saved)."""
 
-    def __init__(self, checkpoint, signal_name):
+    def __init__(self, checkpoint, signal_name, step):
         self.checkpoint = checkpoint
         self.signal_name = signal_name
+        self.step = step
         saved = f"checkpoint saved: {checkpoint}" if checkpoint else "no checkpoint could be saved"
-        super().__init__(f"{signal_name}: training stopped, {saved}")
+        super().__init__(f"{signal_name}: training stopped at step {step}, {saved}")
 
 
 @dataclasses.dataclass
@@ -77,11 +78,16 @@ def _flat(config_dict, prefix=""):
 
 def check_resume(config: TrainConfig, record: runs.RunRecord) -> dict:
     """{setting: (recorded, new)} of the allowed changes; FlagError naming the first setting that would
-    change the run."""
-    old = _flat(record.config or {})
+    change the run, or saying that the folder holds imported weights (a run.json without a training
+    configuration), which training would overwrite."""
+    if not record.config:
+        raise FlagError(f"--run_name={os.path.basename(config.run_dir)}: {record_path(config)} holds imported "
+                        f"weights, not a training run; train from them with --init_from={config.run_dir} and "
+                        "another --run_name")
+    old = _flat(record.config)
     new = _flat(config.to_dict())
     changes = {}
-    for key in sorted(set(old) | set(new)):
+    for key in sorted(set(old) | set(new), key=lambda k: (k != "model.architecture", k)):  # the cause first
         before, after = old.get(key), new.get(key)
         if isinstance(before, list):
             before = tuple(before)
@@ -232,7 +238,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
 
     run_dir = config.run_dir
     record = runs.read_record(run_dir)
-    changes = check_resume(config, record) if record is not None and record.config else {}
+    changes = check_resume(config, record) if record is not None else {}
 
     info = input_pipeline.dataset_info(config.input_for("train", training=True))
     num_classes = info.num_classes
@@ -252,7 +258,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     epochs = config.schedule.epochs
 
     if chief:
-        if record is None or not record.config:
+        if record is None:
             record = runs.RunRecord(
                 architecture=config.model.architecture, num_classes=num_classes,
                 class_names=_class_names(config, num_classes), image_size=config.data.image_size,
@@ -322,7 +328,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     with stop:
         history = trainer.fit(callback_set.callbacks + extra_callbacks)
     if stop.event.is_set() and trainer.interrupted_at is not None:
-        raise TrainingInterrupted(trainer.interrupted_at, stop.signal_name)
+        raise TrainingInterrupted(trainer.interrupted_at, stop.signal_name, int(trainer.optimizer.iterations.numpy()))
 
     model = trainer.model
     epochs_run = int(trainer.state.epoch.numpy())
@@ -333,7 +339,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         fold_input_scale(model, config.input_scale)
     model_path = os.path.join(run_dir, runs.MODEL_FILE)
     model.save(model_path)
-    validation = {"ten_crop": callback_set.ten_crop.final} if callback_set.ten_crop.final else None
+    final = callback_set.ten_crop.final  # keys as in the epoch logs: ten_crop_top1_error, ...
+    validation = {"ten_crop": {k.removeprefix("ten_crop_"): v for k, v in final.items()}} if final else None
     test = None
     if config.test_split:
         # On the usual inputs: the saved model, with the scale folded into its first kernel.

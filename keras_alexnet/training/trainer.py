@@ -282,8 +282,10 @@ class Trainer:
             self.printer(f"Resuming from {self.resumed_from} at epoch {start_epoch + 1}, "
                          f"step {start_step} of {self.steps_per_epoch}.")
         if bool(self.state.finished.numpy()):
-            self.printer("This run already finished; nothing left to train.")
+            self.printer("This run was stopped by its learning-rate schedule; nothing left to train.")
             start_epoch = self.epochs
+        elif start_epoch >= self.epochs:
+            self.printer(f"This run has trained its {start_epoch} epochs; a larger epoch cap trains on.")
         callback_list.on_train_begin()
         logs = {}
         try:
@@ -319,7 +321,7 @@ class Trainer:
                 callback_list.on_epoch_end(epoch, logs)
                 self.state.epoch.assign(epoch + 1)
                 self.state.step_in_epoch.assign(0)
-                if model.stop_training or epoch + 1 == self.epochs:
+                if model.stop_training:  # the schedule's end (AlexNet §5); an epoch cap may be raised
                     self.state.finished.assign(True)
                 self._save(callbacks)
                 if model.stop_training:
