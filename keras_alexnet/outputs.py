@@ -40,27 +40,33 @@ def _not_writable(folder: str) -> str:
     return "permission denied"
 
 
+def _check_folder(folder: str, shown: str) -> None:
+    """FlagError starting with `shown` unless `folder` is, or can be created as, a writable folder."""
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise FlagError(f"{shown}: " + ("not a folder" if shown.endswith("=" + folder) else f"{folder} is not a folder"))
+    existing = _nearest_existing(folder)
+    if not os.path.isdir(existing):
+        raise FlagError(f"{shown}: {existing} is not a folder")
+    reason = _not_writable(existing)
+    if reason:
+        raise FlagError(f"{shown}: {existing} is not writable ({reason})")
+
+
 def check_writable_dir(path: str, flag: str) -> None:
     """FlagError naming `--flag` unless `path` is a writable folder or can be created as one."""
     if not path:
         raise FlagError(f"--{flag}: empty path")
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise FlagError(f"--{flag}={path}: not a folder")
-    existing = _nearest_existing(path)
-    if not os.path.isdir(existing):
-        raise FlagError(f"--{flag}={path}: {existing} is not a folder")
-    reason = _not_writable(existing)
-    if reason:
-        raise FlagError(f"--{flag}={path}: {existing} is not writable ({reason})")
+    _check_folder(path, f"--{flag}={path}")
 
 
 def check_writable_file(path: str, flag: str) -> None:
-    """FlagError naming `--flag` unless the file `path` can be written (its folder as `check_writable_dir`)."""
+    """FlagError naming `--flag` unless the file `path` can be written: not a folder, in a folder that
+    `check_writable_dir` accepts, writable if it exists."""
     if not path:
         raise FlagError(f"--{flag}: empty path")
     if os.path.isdir(path):
         raise FlagError(f"--{flag}={path}: is a folder, expected a file name")
-    check_writable_dir(os.path.dirname(path) or ".", flag)
+    _check_folder(os.path.dirname(path) or ".", f"--{flag}={path}")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise FlagError(f"--{flag}={path}: not writable (permission denied)")
 
@@ -97,4 +103,7 @@ def writing(path: str, partial=()):
             raise
         remove_partial(partial)
         named = getattr(error, "filename", None)
-        raise UserError(f"{os.fsdecode(named) if named else path}: cannot write ({reason})") from None
+        named = os.fsdecode(named) if named else path
+        if reason.startswith(named):  # TensorFlow's messages start with the path: "<path>; No space left ..."
+            reason = reason[len(named):].lstrip(";: ")
+        raise UserError(f"{named}: cannot write ({reason})") from None

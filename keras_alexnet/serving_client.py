@@ -10,6 +10,7 @@ with an HTTP error status. Standard library only (urllib), so the client needs n
 import base64
 import dataclasses
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +20,10 @@ from keras_alexnet.errors import UserError
 
 class ServingError(UserError):
     """TF Serving answered with an error, or could not be reached."""
+
+
+class ServingUnreachable(ServingError):
+    """TF Serving could not be reached: no request can succeed, so `predict` stops at once."""
 
 
 @dataclasses.dataclass
@@ -34,9 +39,10 @@ class Prediction:
 
 
 def one_line(message: str) -> str:
-    """A TensorFlow error message without its graph-node and stack-trace lines, on one line."""
-    noise = ("[[", "Detected at", "<stack", "Graph execution error", "defined at")
-    lines = [line.strip() for line in str(message).splitlines()]
+    """A TensorFlow error message without its graph-node and stack-trace lines (`File "...", line N`,
+    as a `tf.function`'s errors carry them) and its `[Op:...]` tag, on one line."""
+    noise = ("[[", "Detected at", "<stack", "Graph execution error", "defined at", 'File "')
+    lines = [re.sub(r"\s*\[Op:[^\]]*\]$", "", line.strip()) for line in str(message).splitlines()]
     kept = [line for line in lines if line and not line.startswith(noise)]
     return " ".join(kept or lines)[:500]
 
@@ -98,7 +104,7 @@ def predict(server: str, model_name: str, images, *, version=None,
         raise ServingError(f"{url}: HTTP {error.code}: {one_line(message)}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise ServingError(f"cannot reach TF Serving at {url}: {reason}") from None
+        raise ServingUnreachable(f"cannot reach TF Serving at {url}: {reason}") from None
     except ValueError:
         raise ServingError(f"{url}: the answer is not JSON") from None
     return parse_response(body, len(images))

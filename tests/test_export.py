@@ -344,10 +344,12 @@ def test_export_and_predict_commands_from_a_run_folder(tmp_path):
 
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"definitely not a jpeg")
-    refused = _main("predict", f"--model={base / 'vgg_a'}", str(photo), str(bad))
+    refused = _main("predict", f"--model={base / 'vgg_a'}", str(bad), str(photo))  # the bad file first
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
-        f"main.py predict: error: {bad}: assertion failed: [image bytes are neither JPEG nor PNG (could not decode)]"]
+        f"main.py predict: error: {bad}: assertion failed: [image bytes are neither JPEG nor PNG (could not decode)]",
+        "main.py predict: error: 1 of 2 images could not be predicted (each named above)"]
+    assert refused.stdout == served.stdout  # the good file is still predicted
 
 
 def test_export_best_folds_the_training_input_scale(tmp_path):

@@ -12,6 +12,7 @@ import os
 
 from absl import flags
 
+from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 
@@ -73,6 +74,7 @@ def validate():
     flagdefs.test_scales()
     if FLAGS.train_scale:
         test_scales(None)
+    outputs.check_writable_dir(FLAGS.output_dir or _default_output_dir(paths[0]), "output_dir")
 
 
 def _examples(data_dir):
@@ -145,7 +147,8 @@ def run(argv):
     table = tables.error_table(rows, FLAGS.split)
     print(table.to_string(index=False))
     output_dir = FLAGS.output_dir or _default_output_dir(FLAGS.model[0])
-    csv_path, md_path = tables.write_table(table, output_dir)
+    with outputs.writing(output_dir, partial=[os.path.join(output_dir, f"errors.{kind}") for kind in ("csv", "md")]):
+        csv_path, md_path = tables.write_table(table, output_dir)
     print(f"wrote {csv_path} and {md_path}")
 
 

@@ -10,6 +10,7 @@ import os
 
 from absl import flags
 
+from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 
@@ -31,6 +32,7 @@ FLAGS = flags.FLAGS
 def validate():
     flagdefs.check_model_paths()
     flagdefs.single_test_scale()
+    outputs.check_writable_dir(FLAGS.base_dir, "base_dir")
 
 
 def run(argv):
@@ -50,14 +52,15 @@ def run(argv):
         class_names = models.class_names(data_dir) if data_dir else None
     run_dir = runs.run_dir_of(FLAGS.model)
     name = FLAGS.name or (os.path.basename(os.path.normpath(run_dir)) if run_dir else model.name)
-    try:
-        path = export_saved_model(
-            model, FLAGS.base_dir, name, class_names=class_names,
-            mean=settings.mean_values, image_size=image_size, resize_size=settings.test_scale, crops=FLAGS.crops,
-            max_pixels=FLAGS.max_pixels, version=FLAGS.version,
-        )
-    except FileExistsError as error:
-        raise FlagError(f"--version: {error}") from None
-    except ValueError as error:
-        raise UserError(f"--model: {error}") from None
+    with outputs.writing(os.path.join(FLAGS.base_dir, name)):  # export_saved_model removes its temporary
+        try:
+            path = export_saved_model(
+                model, FLAGS.base_dir, name, class_names=class_names,
+                mean=settings.mean_values, image_size=image_size, resize_size=settings.test_scale,
+                crops=FLAGS.crops, max_pixels=FLAGS.max_pixels, version=FLAGS.version,
+            )
+        except FileExistsError as error:
+            raise FlagError(f"--version: {error}") from None
+        except ValueError as error:
+            raise UserError(f"--model: {error}") from None
     print(path)

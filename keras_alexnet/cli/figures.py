@@ -9,6 +9,7 @@ import os
 
 from absl import flags
 
+from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 
 flagdefs.define_trained_model_flags()
@@ -27,6 +28,9 @@ FLAGS = flags.FLAGS
 def validate():
     flagdefs.check_model_paths()
     flagdefs.single_test_scale()
+    outputs.check_writable_dir(flagdefs.figures_dir(), "output_dir")
+    if FLAGS.logdir:
+        outputs.check_writable_dir(FLAGS.logdir, "logdir")
 
 
 def run(argv):
@@ -42,9 +46,11 @@ def run(argv):
     layer_names = [layer.name for layer in model.layers]
     first_conv = "conv1" if "conv1" in layer_names else "conv1_1"  # AlexNet / VGG naming
     output_dir = flagdefs.figures_dir()
-    os.makedirs(output_dir, exist_ok=True)
     kernels = figures.conv1_grid(model, FLAGS.kernel_scale, first_conv)
-    written = [figures.write_png(os.path.join(output_dir, "conv1.png"), kernels)]
+    conv1_png = os.path.join(output_dir, "conv1.png")
+    with outputs.writing(conv1_png, partial=[conv1_png]):
+        os.makedirs(output_dir, exist_ok=True)
+        written = [figures.write_png(conv1_png, kernels)]
 
     batches = models.center_crops_with_originals(data_dir, FLAGS.split, settings, FLAGS.num_images)
     with record_parser.user_errors():
@@ -56,14 +62,15 @@ def run(argv):
     top = np.argsort(-probabilities, axis=1, kind="stable")[:, :5]
     top_probabilities = np.take_along_axis(probabilities, top, axis=1)
     panels = figures.top5_panels(pixels, top, top_probabilities, labels, FLAGS.tile, class_names=names)
-    written.append(figures.write_png(os.path.join(output_dir, "top5.png"), panels))
-    md = os.path.join(output_dir, "top5.md")
-    with open(md, "w", encoding="utf-8") as f:
-        f.write("# Top-5 labels of validation images; the correct label's bar is red [AlexNet §6.1, Figure 4]\n\n")
-        f.write(figures.top5_markdown(top, top_probabilities, labels, names))
-    written.append(md)
+    png, md = os.path.join(output_dir, "top5.png"), os.path.join(output_dir, "top5.md")
+    with outputs.writing(output_dir, partial=[png, md]):
+        written.append(figures.write_png(png, panels))
+        with open(md, "w", encoding="utf-8") as f:
+            f.write("# Top-5 labels of validation images; the correct label's bar is red [AlexNet §6.1, Figure 4]\n\n")
+            f.write(figures.top5_markdown(top, top_probabilities, labels, names))
+        written.append(md)
     if FLAGS.logdir:
-        with tf.summary.create_file_writer(FLAGS.logdir).as_default():
+        with outputs.writing(FLAGS.logdir), tf.summary.create_file_writer(FLAGS.logdir).as_default():
             tf.summary.image("figures/conv1_kernels", kernels[None], step=0,
                              description="conv1 kernels, one grid per tower [AlexNet §6.1, Figure 3]")
             tf.summary.image("figures/top5", panels[None], step=0,

@@ -15,6 +15,7 @@ import os
 
 from absl import flags
 
+from keras_alexnet import outputs
 from keras_alexnet.errors import FlagError, UserError
 
 ARCHITECTURES = {"vgg_d": "D", "vgg_e": "E"}  # keras.applications VGG16 / VGG19, torchvision vgg16 / vgg19
@@ -35,6 +36,7 @@ def validate() -> None:
         if not FLAGS[name].value:
             raise FlagError(f"--{name} is required")
     check_paths(FLAGS.weights, FLAGS.run_dir)
+    outputs.check_writable_dir(FLAGS.run_dir, "run_dir")
 
 
 def check_paths(weights: str, run_dir: str) -> None:
@@ -87,10 +89,11 @@ def import_run(weights: str, architecture: str, run_dir: str):
     if "fc8" not in result.loaded:
         raise UserError(f"{weights}: has no 1000-class classifier (fc8); import_weights needs the full model")
     names = result.class_names or imagenet_synsets()
-    os.makedirs(run_dir, exist_ok=True)
     model_path = os.path.join(run_dir, runs.MODEL_FILE)
-    target.save(model_path)
-    runs.write_stats(run_dir, {"mean_rgb": result.mean_rgb})
+    with outputs.writing(run_dir, partial=[model_path]):
+        os.makedirs(run_dir, exist_ok=True)
+        target.save(model_path)
+        runs.write_stats(run_dir, {"mean_rgb": result.mean_rgb})
     mean = ", ".join(f"{v:.3f}" for v in result.mean_rgb)
     record = runs.RunRecord(
         architecture=architecture, num_classes=NUM_CLASSES, class_names=names, image_size=IMAGE_SIZE,

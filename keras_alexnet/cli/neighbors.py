@@ -11,6 +11,7 @@ import os
 
 from absl import flags
 
+from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 
@@ -31,6 +32,7 @@ FLAGS = flags.FLAGS
 def validate():
     flagdefs.check_model_paths()
     flagdefs.single_test_scale()
+    outputs.check_writable_dir(flagdefs.figures_dir(), "output_dir")
 
 
 def run(argv):
@@ -82,8 +84,7 @@ def run(argv):
                                  [names[label] for label in labels],
                                  [[names[train_labels[i]] for i in row] for row in search.indices])
     output_dir = flagdefs.figures_dir()
-    os.makedirs(output_dir, exist_ok=True)
-    png = figures.write_png(os.path.join(output_dir, "neighbors.png"), grid)
+    png, md = os.path.join(output_dir, "neighbors.png"), os.path.join(output_dir, "neighbors.md")
     lines = [f"# Nearest training images by Euclidean distance of {FLAGS.layer} activations [AlexNet §6.1, Figure 4]",
              "", f"{search.seen} {FLAGS.train_split} images searched; row = query (first column), then "
              f"its {FLAGS.k} nearest.", "", "| row | query label | neighbours: label (distance) |",
@@ -91,7 +92,9 @@ def run(argv):
     for row, (label, indices, distances) in enumerate(zip(labels, search.indices, search.distances), 1):
         found = "; ".join(f"{names[train_labels[i]]} ({d:.2f})" for i, d in zip(indices, distances))
         lines.append(f"| {row} | {names[label]} | {found} |")
-    md = os.path.join(output_dir, "neighbors.md")
-    with open(md, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    with outputs.writing(output_dir, partial=[png, md]):
+        os.makedirs(output_dir, exist_ok=True)
+        figures.write_png(png, grid)
+        with open(md, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
     print(f"wrote {png} and {md}")

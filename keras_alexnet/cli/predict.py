@@ -11,6 +11,7 @@ import sys
 
 from absl import flags
 
+from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError, UserError
 
@@ -41,6 +42,8 @@ def validate():
     if FLAGS.model:
         flagdefs.check_model_paths()
     flagdefs.single_test_scale()
+    if FLAGS.output_csv:
+        outputs.check_writable_file(FLAGS.output_csv, "output_csv")
 
 
 def image_files(arguments) -> list:
@@ -103,39 +106,55 @@ def _remote_predictor():
     return predict
 
 
-def _predict_batch(predict, files, images):
-    """Predictions for a batch; when the batch is refused, the first refused file is named."""
-    try:
-        return predict(images)
-    except Exception as error:  # noqa: BLE001 - narrowed below to the one file at fault
-        from keras_alexnet.serving_client import one_line
+def _predict_batch(predict, files, images, failed):
+    """[(file, Prediction)] for the files of a batch that could be predicted. When the batch is refused,
+    each file is tried alone, so one bad image costs only itself; a refused file goes to `failed`
+    as (file, reason)."""
+    from keras_alexnet.serving_client import ServingUnreachable, one_line
 
-        if len(files) == 1:
-            message = getattr(error, "message", None) or str(error)
-            raise UserError(f"{files[0]}: {one_line(message)}") from None
-        for file, data in zip(files, images):
-            _predict_batch(predict, [file], [data])
+    try:
+        return list(zip(files, predict(images)))
+    except ServingUnreachable:
         raise
+    except Exception as error:  # noqa: BLE001 - a refused batch is narrowed to the files at fault
+        if len(files) == 1:
+            failed.append((files[0], one_line(getattr(error, "message", None) or str(error))))
+            return []
+        return [pair for file, data in zip(files, images) for pair in _predict_batch(predict, [file], [data], failed)]
+
+
+def _read(file, failed):
+    """The bytes of `file`, or None with (file, reason) appended to `failed`."""
+    try:
+        with open(file, "rb") as f:
+            return f.read()
+    except OSError as error:
+        failed.append((file, error.strerror or str(error)))
+        return None
 
 
 def run(argv):
     files = image_files(argv)
     predict = _remote_predictor() if FLAGS.server else _local_predictor()
-    rows = []
+    rows, failed = [], []
     for start in range(0, len(files), FLAGS.batch_size):
-        batch = files[start:start + FLAGS.batch_size]
-        images = []
-        for file in batch:
-            with open(file, "rb") as f:
-                images.append(f.read())
-        for file, prediction in zip(batch, _predict_batch(predict, batch, images)):
+        already = len(failed)
+        batch = [(file, _read(file, failed)) for file in files[start:start + FLAGS.batch_size]]
+        batch = [(file, data) for file, data in batch if data is not None]
+        predicted = _predict_batch(predict, [f for f, _ in batch], [d for _, d in batch], failed) if batch else []
+        for file, reason in failed[already:]:
+            print(f"main.py predict: error: {file}: {reason}", file=sys.stderr, flush=True)
+        for file, prediction in predicted:
             print(file)
             for rank, (class_id, name, probability) in enumerate(prediction.rows(), 1):
                 print(f"  {rank}. {probability:7.4f}  {class_id:>5d}  {name}")
                 rows.append((file, rank, class_id, name, f"{probability:.6f}"))
     if FLAGS.output_csv:
-        with open(FLAGS.output_csv, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(("file", "rank", "class", "name", "probability"))
-            writer.writerows(rows)
+        with outputs.writing(FLAGS.output_csv, partial=[FLAGS.output_csv]):
+            with open(FLAGS.output_csv, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(("file", "rank", "class", "name", "probability"))
+                writer.writerows(rows)
         print(f"wrote {FLAGS.output_csv}", file=sys.stderr)
+    if failed:
+        raise UserError(f"{len(failed)} of {len(files)} images could not be predicted (each named above)")

@@ -9,6 +9,8 @@ import os
 
 from absl import flags
 
+from keras_alexnet import outputs
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("data_dir", None, "Folder of prepared shards; stats.npz is written beside them. [AlexNet §2]")
@@ -23,14 +25,18 @@ def validate() -> None:
         raise FlagError("--data_dir is required (the folder of prepared shards)")
     if not os.path.isdir(FLAGS.data_dir):
         raise UserError(f"--data_dir: {FLAGS.data_dir}: no such folder")
+    outputs.check_writable_dir(FLAGS.data_dir, "data_dir")  # stats.npz is written there
 
 
 def run(argv) -> None:
     import numpy as np
 
-    from pipelines import stats
+    from pipelines import records, stats
 
-    result = stats.run(FLAGS.data_dir, FLAGS.max_images)
+    result = stats.compute(FLAGS.data_dir, "train", FLAGS.max_images)
+    path = os.path.join(FLAGS.data_dir, records.STATS_FILE)
+    with outputs.writing(path, partial=[path + ".tmp.npz"]):
+        stats.save(FLAGS.data_dir, result)
     with np.printoptions(precision=3, suppress=True):
-        print(f"stats: {os.path.join(FLAGS.data_dir, 'stats.npz')}: {result['num_images']:,} images, "
+        print(f"stats: {path}: {result['num_images']:,} images, "
               f"mean RGB {result['mean_rgb']}, eigenvalues {result['eigenvalues']}")

@@ -68,7 +68,10 @@ def load_saved_model(path: str):
     folder = saved_model_dir(path)
     if folder is None:
         raise UserError(f"{path}: not a SavedModel folder (no saved_model.pb, no integer versions)")
-    return tf.saved_model.load(folder)
+    try:
+        return tf.saved_model.load(folder)
+    except (OSError, ValueError, tf.errors.OpError) as error:  # a damaged saved_model.pb or variables
+        raise UserError(f"{folder}: cannot load the SavedModel ({str(error).strip().splitlines()[0][:300]})") from None
 
 
 def class_names(data_dir: str) -> list:
