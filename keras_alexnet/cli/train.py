@@ -14,6 +14,7 @@ import sys
 
 from absl import flags
 
+from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 from keras_alexnet.training import config as train_config
@@ -126,6 +127,7 @@ def _config(data_dir=None) -> train_config.TrainConfig:
 def validate():
     """Refuses impossible flags in one line, before TensorFlow is imported or anything built."""
     config = _config().resolve()
+    outputs.check_writable_dir(FLAGS.runs_dir, "runs_dir")
     if config.strategy == "multi_worker":
         from keras_alexnet.training.strategy import tf_config_problem, tf_config_workers
 
