@@ -6,7 +6,8 @@ live on the same GPU. `TowerConv2D` reproduces that connectivity: the input chan
 concatenated in tower order (so the next towered layer's tower i sees this layer's tower i maps).
 
 It is deliberately not ``Conv2D(groups=2)``: on CPU the grouped convolution's backward pass is about
-14x slower than splitting and running two convolutions (see /work/shared/README.md). Both compute
+14x slower than splitting and running two convolutions (conv2's shape at batch 32 on a 2-core CPU:
+4,195 ms vs 306 ms). Both compute
 the same function; `grouped_kernel` gives the equivalent grouped/Caffe-layout kernel.
 
 Placement: Keras 3 does not keep `tf.device` scopes around functional-model construction, so the layer

@@ -27,7 +27,6 @@ SYNSET = "image/class/synset"
 TEXT = "image/class/text"
 FILENAME = "image/filename"
 
-REQUIRED_KEYS = (ENCODED, LABEL)
 METADATA_FILE = "dataset.json"
 LABELS_FILE = "labels.txt"
 STATS_FILE = "stats.npz"

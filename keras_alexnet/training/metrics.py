@@ -12,13 +12,19 @@ def metric_name(k: int) -> str:
     return f"top{k}_error"
 
 
-def topk_wrong(labels, probabilities, k: int, weights=None):
-    """The number of examples whose label is not among the k highest scores (float32 scalar);
-    `weights` (0 or 1 per example) leaves out padding."""
+def missed(labels, probabilities, k: int):
+    """1.0 for each example whose label is not among the k highest scores, else 0.0 (float32 [N]);
+    the one top-k of training, 10-crop evaluation and the metric (AlexNet §6)."""
     k = min(k, probabilities.shape[-1])
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     hit = tf.math.in_top_k(targets=labels, predictions=tf.cast(probabilities, tf.float32), k=k)
-    wrong = 1.0 - tf.cast(hit, tf.float32)
+    return 1.0 - tf.cast(hit, tf.float32)
+
+
+def topk_wrong(labels, probabilities, k: int, weights=None):
+    """The number of examples whose label is not among the k highest scores (float32 scalar);
+    `weights` (0 or 1 per example) leaves out padding."""
+    wrong = missed(labels, probabilities, k)
     return tf.reduce_sum(wrong if weights is None else wrong * weights)
 
 
@@ -31,10 +37,7 @@ class TopKError(keras.metrics.Mean):
         self.k = k
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        k = min(self.k, y_pred.shape[-1])
-        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-        hit = tf.math.in_top_k(targets=labels, predictions=tf.cast(y_pred, tf.float32), k=k)
-        return super().update_state(1.0 - tf.cast(hit, tf.float32), sample_weight=sample_weight)
+        return super().update_state(missed(y_true, y_pred, self.k), sample_weight=sample_weight)
 
     def get_config(self):
         return {"k": self.k, "name": self.name, "dtype": self.dtype}
