@@ -34,28 +34,43 @@ def test_readme_command_table_matches_the_cli():
     assert table == list(COMMANDS)
 
 
-def defined_flags():
+def defined_flags() -> dict:
+    """{command: the flags it takes} (absl's own included), each command imported in a fresh
+    interpreter (commands define some flags with the same name)."""
     code = (
-        "import importlib, sys\n"
+        "import importlib\n"
         "from absl import flags\n"
-        "from keras_alexnet.cli.commands import COMMANDS\n"
-        "for module, _ in COMMANDS.values(): importlib.import_module(module)\n"
+        "importlib.import_module(MODULE)\n"
         "print(' '.join(flags.FLAGS))\n"
     )
-    # Commands define some flags with the same name, so each is imported in a fresh interpreter.
-    names = {"flagfile", "help", "helpshort", "helpfull", "verbosity"}  # absl's own
-    for module, _ in COMMANDS.values():
-        one = code.replace("for module, _ in COMMANDS.values(): ", f"module = {module!r}; ")
-        out = subprocess.run([sys.executable, "-c", one], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout
-        names.update(out.split())
-    return names
+    found = {}
+    for command, (module, _) in COMMANDS.items():
+        out = subprocess.run([sys.executable, "-c", code.replace("MODULE", repr(module))], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        found[command] = set(out.split()) | {"flagfile", "help", "helpshort", "helpfull", "verbosity"}
+    return found
 
 
-def test_every_flag_the_docs_mention_exists():
-    names = defined_flags()
-    for doc in ("README.md", "docs/serving.md"):
-        mentioned = set(re.findall(r"(?<![\w-])--(?:no)?([a-z][a-z0-9_]+)", read(doc)))
-        mentioned -= NOT_OURS
-        missing = sorted(m for m in mentioned if m not in names and m.removeprefix("no") not in names)
+def mentioned(text: str) -> set:
+    return set(re.findall(r"(?<![\w-])--(?:no)?([a-z][a-z0-9_]+)", text)) - NOT_OURS
+
+
+def takes(flags: set, name: str) -> bool:
+    return name in flags or name.removeprefix("no") in flags
+
+
+DOCS = ("README.md", "docs/serving.md")
+
+
+def test_every_flag_the_docs_mention_exists_and_each_command_line_takes_its_flags():
+    """Every --flag in the docs is some command's; in a `main.py COMMAND ...` line, COMMAND's own."""
+    flags = defined_flags()
+    every = set().union(*flags.values())
+    for doc in DOCS:
+        text = read(doc)
+        missing = sorted(m for m in mentioned(text) if not takes(every, m))
         assert not missing, f"{doc} mentions flags no command defines: {missing}"
+        for command, rest in re.findall(r"main\.py ([a-z_]+)([^`\n]*)", text):
+            assert command in COMMANDS, f"{doc}: main.py {command}: no such command"
+            wrong = sorted(m for m in mentioned(rest) if not takes(flags[command], m))
+            assert not wrong, f"{doc}: `main.py {command}{rest}`: {command} has no flag {wrong}"
