@@ -1,6 +1,6 @@
 """Start-up: seconds from process start to the end of the first training step of full AlexNet, by phase.
 
-    .venv/bin/python bench/bench_startup.py [--batch 128] [--policy float32]
+    .venv/bin/python bench/bench_startup.py [--batch 128] [--policy float32] [--trainer [--records 512]]
 
 Times each phase of what `main.py train` does before its first step, in the order it does it (AlexNet
 §3.5 at 224x224x3, 1000 classes, AlexNet §5's `PaperSGD`): the interpreter and this script's own start
@@ -11,13 +11,25 @@ graph, `get_concrete_function`), the first step (graph optimisation, oneDNN kern
 itself), and a second step for the steady-state step time. The step mirrors the trainer's: one
 `tf.function` taking the iterator, `strategy.run` under the default strategy, the summed metrics read
 back on the host. Prints each phase's seconds and share, and the total.
+
+`--trainer` times the real command instead: `main.py train` (full AlexNet, batch `--batch`, 1 epoch of 2
+steps, no export) in a fresh process on generated records (`--records` 256x256 JPEGs of 1000 classes,
+written first, outside the timing), from process start to the end of its first training step, by phase:
+the imports (main.py, absl, TensorFlow), the run's setup (settings, records' metadata, run folder,
+statistics), the `Trainer` (model, optimizer, checkpoint restore, step functions), the callbacks and
+evaluation inputs, the callbacks' `on_train_begin`, the training input pipeline, and the first step
+(tracing, graph optimisation, the input pipeline's first batch, the step). Each phase with its wall
+seconds and its CPU seconds (user + system, all threads): the CPU seconds stay comparable when other
+processes share the machine.
 """
 
 import os
+import sys
 import time
 
 # Before anything imports TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def since_process_start():
@@ -29,7 +41,115 @@ def since_process_start():
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds():
+    """User + system CPU seconds of this process so far (all threads)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def write_records(folder, count, classes=1000):
+    """`count` training and count/4 validation records of 256x256 JPEGs (bench_pipeline's images) with
+    dataset.json and stats.npz, as `prepare` writes them, into `folder`."""
+    import numpy as np
+    import tensorflow as tf
+
+    from bench_pipeline import SIZE, _jpeg, _stats
+    from pipelines import records
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    distinct = [_jpeg(i) for i in range(64)]
+    splits = {}
+    for split, n in (("train", count), ("validation", max(1, count // 4))):
+        with tf.io.TFRecordWriter(os.path.join(folder, records.shard_name(split, 0, 1))) as writer:
+            for i in range(n):
+                feature = {records.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[distinct[i % 64]])),
+                           records.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[i % classes])),
+                           records.HEIGHT: tf.train.Feature(int64_list=tf.train.Int64List(value=[SIZE])),
+                           records.WIDTH: tf.train.Feature(int64_list=tf.train.Int64List(value=[SIZE]))}
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        splits[split] = records.SplitInfo(n, 1)
+    names = [records.ClassInfo(i, f"n{i:08d}", str(i)) for i in range(classes)]
+    records.write_metadata(folder, records.DatasetInfo(names, splits, "alexnet", SIZE))
+    np.savez(os.path.join(folder, records.STATS_FILE), **_stats())
+
+
+def trainer_child(train_flags):
+    """In the timed process: `main.py train train_flags`, phases marked through the training code's own
+    entry points, the table printed at the end of the first step, then exit."""
+    start = time.perf_counter() - since_process_start()
+    marks = [("process start", since_process_start(), cpu_seconds())]
+
+    def mark(name):
+        marks.append((name, time.perf_counter() - start, cpu_seconds()))
+
+    import keras_alexnet.training.run as run_module
+    from keras_alexnet.cli import dispatch
+
+    train = run_module.train
+
+    def timed_train(config, printer=print, callbacks=()):
+        mark("imports: main.py, absl, TensorFlow")
+        import keras
+
+        from keras_alexnet.training import trainer
+
+        def wrap(name, method, before, after=None):
+            def wrapped(self, *args, **kwargs):
+                if before:
+                    mark(before)
+                result = method(self, *args, **kwargs)
+                if after:
+                    mark(after)
+                return result
+            setattr(trainer.Trainer, name, wrapped)
+
+        wrap("__init__", trainer.Trainer.__init__, "run setup: settings, records, run folder, stats",
+             "Trainer: model, optimizer, checkpoint, steps")
+        wrap("fit", trainer.Trainer.fit, "callbacks and evaluation inputs")
+        wrap("_train_iterator", trainer.Trainer._train_iterator, "callbacks' on_train_begin",
+             "training input pipeline")
+
+        class FirstStep(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                mark("first step: trace, optimise, first batch, run")
+                total_wall, total_cpu = marks[-1][1], marks[-1][2]
+                print(f"main.py train, AlexNet 224x224x3, {' '.join(train_flags)}; load average "
+                      f"{os.getloadavg()[0]:.1f}")
+                previous_wall = previous_cpu = 0.0
+                for name, wall, cpu in marks:
+                    print(f"  {name:48s} {wall - previous_wall:6.2f} s {(wall - previous_wall) / total_wall:6.1%}"
+                          f"  cpu {cpu - previous_cpu:6.2f} s")
+                    previous_wall, previous_cpu = wall, cpu
+                print(f"  {'process start -> end of first step':48s} {total_wall:6.2f} s          "
+                      f"cpu {total_cpu:6.2f} s", flush=True)
+                os._exit(0)
+
+        return train(config, printer, list(callbacks) + [FirstStep()])
+
+    run_module.train = timed_train
+    dispatch.main(["main.py", "train"] + train_flags)
+
+
+def trainer_startup(args):
+    """Writes the records, then times `main.py train` on them in a fresh process (`trainer_child`)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        data_dir = os.path.join(folder, "data")
+        os.makedirs(data_dir)
+        write_records(data_dir, args.records)
+        train_flags = [f"--data_dir={data_dir}", f"--batch_size={args.batch}", "--epochs=1", "--steps_per_epoch=2",
+                       "--noexport", "--noprogress", "--run_name=startup"]
+        if args.policy == "mixed_bfloat16":
+            train_flags.append("--mixed_precision")
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--child"] + train_flags, cwd=folder, check=True)
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        sys.path.insert(0, ROOT)
+        return trainer_child(sys.argv[2:])
     phases = [("interpreter start", since_process_start())]
     mark = time.perf_counter()
 
@@ -40,13 +160,16 @@ def main():
         mark = now
 
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--policy", default="float32", help="Keras dtype policy (float32, mixed_bfloat16)")
+    parser.add_argument("--trainer", action="store_true", help="time main.py train instead of a plain loop")
+    parser.add_argument("--records", type=int, default=512, help="training records for --trainer")
     args = parser.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, ROOT)
+    if args.trainer:
+        return trainer_startup(args)
 
     import keras
     import tensorflow as tf

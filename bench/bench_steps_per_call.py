@@ -1,6 +1,7 @@
 """Training steps/s with 1 vs N steps per `tf.function` call, at a small model where the overhead shows.
 
     .venv/bin/python bench/bench_steps_per_call.py [--steps_per_call 1,4,16,64] [--steps 640] [--repeats 2]
+                                                   [--trainer]
 
 Each call of a `tf.function` costs a fixed amount of host work: Python, argument handling, launching the
 graph, pulling the next batch from the iterator, and the host sync of reading the step's result (the
@@ -10,7 +11,9 @@ loop over the iterator, the `steps_per_execution` idea) pays it once per N steps
 training step: forward, mean cross-entropy, backward, AlexNet §5's update (`PaperSGD`), top-1 misses
 summed over the call. The model: AlexNet at width 1/16 on 63x63 inputs (the smallest AlexNet input),
 batch 16, inputs from a repeated in-memory tf.data batch. Rates are steps/s (wall) and steps per
-CPU-second, the ratio is against 1 step per call in the same run.
+CPU-second, the ratio is against 1 step per call in the same run. `--trainer` measures the same through
+the real training loop (`Trainer(steps_per_call=N)` with its per-step callbacks), an epoch of `--steps`
+steps per repeat after one that traces.
 """
 
 import os
@@ -84,9 +87,48 @@ def steps_per_second(steps_per_call, total_steps, repeats, batch):
     return best
 
 
-def measure(steps_per_call=(1, 4, 16, 64), total_steps=640, repeats=2, batch=16):
-    """{N: (steps/s, steps/cpu-s)} for each N steps per call."""
-    return {n: steps_per_second(n, total_steps, repeats, batch) for n in steps_per_call}
+def trainer_steps_per_second(steps_per_call, total_steps, repeats, batch):
+    """Best-of-``repeats`` (steps/s, steps/cpu-s) of the real `Trainer(steps_per_call=N)`: epochs of
+    ``total_steps`` steps with the run's per-step callbacks (NaN guard, throughput), each epoch timed
+    from its begin to its end after a first epoch that traces."""
+    import keras
+    import tensorflow as tf
+
+    from callbacks.nan_guard import NanGuard
+    from callbacks.throughput import Throughput
+    from keras_alexnet.registry import build_model
+    from keras_alexnet.training.optimizer import PaperSGD
+    from keras_alexnet.training.trainer import Trainer
+
+    images = tf.random.normal([batch, 63, 63, 3], stddev=50.0)
+    labels = tf.random.uniform([batch], 0, 10, dtype=tf.int32)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        return build_model("alexnet", num_classes=10, width=1 / 16, input_shape=(63, 63, 3))
+
+    def dataset(input_context, epoch):
+        return tf.data.Dataset.from_tensors((images, labels)).prefetch(2)
+
+    times = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = (time.perf_counter(), time.process_time())
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append((time.perf_counter() - self.start[0], time.process_time() - self.start[1]))
+
+    trainer = Trainer(tf.distribute.get_strategy(), model, lambda: PaperSGD(0.01), dataset, total_steps,
+                      repeats + 1, batch, steps_per_call=steps_per_call, checkpoint_every_steps=0)
+    trainer.fit([NanGuard(), Throughput(batch), Clock()])
+    return max((total_steps / wall, total_steps / cpu) for wall, cpu in times[1:])
+
+
+def measure(steps_per_call=(1, 4, 16, 64), total_steps=640, repeats=2, batch=16, trainer=False):
+    """{N: (steps/s, steps/cpu-s)} for each N steps per call (through `Trainer` if ``trainer``)."""
+    rate = trainer_steps_per_second if trainer else steps_per_second
+    return {n: rate(n, total_steps, repeats, batch) for n in steps_per_call}
 
 
 def main():
@@ -95,10 +137,13 @@ def main():
     parser.add_argument("--steps", type=int, default=640, help="training steps per measurement")
     parser.add_argument("--repeats", type=int, default=2, help="measurements per N (the best is kept)")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--trainer", action="store_true",
+                        help="through keras_alexnet.training.trainer.Trainer(steps_per_call=N) and its callbacks")
     args = parser.parse_args()
     counts = [int(n) for n in args.steps_per_call.split(",")]
-    print(f"AlexNet width 1/16, 63x63x3, batch {args.batch}; load average {os.getloadavg()[0]:.1f}")
-    results = measure(counts, args.steps, args.repeats, args.batch)
+    loop = "Trainer" if args.trainer else "bare tf.function"
+    print(f"AlexNet width 1/16, 63x63x3, batch {args.batch}, {loop}; load average {os.getloadavg()[0]:.1f}")
+    results = measure(counts, args.steps, args.repeats, args.batch, args.trainer)
     base_wall, base_cpu = results[counts[0]]
     for n, (wall, cpu) in results.items():
         print(f"  {n:4d} steps/call: {wall:7.1f} steps/s ({wall / base_wall:5.2f}x), "

@@ -59,6 +59,9 @@ def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None):
 class TenCropEvaluation(keras.callbacks.Callback):
     """Runs 10-crop evaluation every `every_n_epochs` epochs and at the end of training.
 
+    `dataset`: the 10-crop dataset, or a function of no arguments returning it, called at the first
+    evaluation (so building the pipeline costs nothing before training starts).
+
     Adds `ten_crop_top1_error` and `ten_crop_top5_error` to the epoch logs (so CSV and TensorBoard
     record them); the result at the end of training is kept in `self.final`. While it runs, a progress
     line titled `title` counts the images (`examples`: how many the dataset holds, for the ETA;
@@ -85,6 +88,8 @@ class TenCropEvaluation(keras.callbacks.Callback):
 
         progress = ProgressLine(self.title, self.examples, stream=self.stream, interactive=self.interactive,
                                 interval=self.interval)
+        if callable(self.dataset):
+            self.dataset = self.dataset()
         result = evaluate_ten_crop(self.model, self.dataset, progress=progress)
         return {self.prefix + k: v for k, v in result.items() if k != "count"}
 

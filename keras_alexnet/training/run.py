@@ -317,7 +317,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                       printer=say, stop_event=stop.event, steps_per_call=config.steps_per_call)
     callback_set = training_callbacks(config, chief=chief, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                                       replicas=replicas, dropped=dropped, printer=say,
-                                      ten_crop_dataset=eval_dataset(config.validation_split, "ten_crop")
+                                      ten_crop_dataset=(lambda: eval_dataset(config.validation_split, "ten_crop"))
                                       if chief else None,
                                       export_settings=_export_settings(config, record) if chief else None)
     if chief:

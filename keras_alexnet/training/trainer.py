@@ -194,9 +194,13 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------------
     def _train_iterator(self, epoch, skip):
+        """The epoch's iterator, its input pipeline started at once (tf.data's warm start): the first
+        batches are read and decoded while the step is traced and optimised, not after."""
         def dataset_fn(input_context):
             dataset = self.train_dataset_fn(input_context, epoch).repeat()
-            return dataset.skip(skip) if skip else dataset
+            options = tf.data.Options()
+            options.experimental_warm_start = True
+            return (dataset.skip(skip) if skip else dataset).with_options(options)
 
         options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn, options))
