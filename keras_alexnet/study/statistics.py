@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 SAME = "same direction, interval excludes 0"
 NOT_SIGNIFICANT = "no significant difference at this scale"
 OPPOSITE = "opposite direction"
-TOO_FEW = "too few seeds for an interval (need n >= 2 per arm)"
+TOO_FEW = "too few seeds for an interval (need 2 seeds paired)"
 
 
 @dataclasses.dataclass
