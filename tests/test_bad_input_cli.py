@@ -15,7 +15,6 @@ import shlex
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
@@ -163,6 +162,8 @@ def test_prepare_on_a_full_disk_is_one_line_without_partial_files(place, tmp_pat
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     """A tiny trained-model folder (model.keras) and its data folder (dataset.json, stats.npz)."""
+    import keras
+
     from keras_alexnet.registry import build_model
 
     base = tmp_path_factory.mktemp("run")
@@ -239,16 +240,21 @@ def test_evaluate_a_garbage_saved_model_is_one_line(place, run_folder, tmp_path)
     _assert_one_line(result, "evaluate", f"{garbage}: cannot load the SavedModel", code=1)
 
 
-def test_a_named_fashion_mnist_folder_without_idx_files_is_one_line(place, tmp_path):
-    [result] = _run(_driver_command("prepare", [["--dataset=fashion_mnist", f"--data_dir={tmp_path}/out",
-                                                 f"--fashion_mnist_dir={place / 'empty'}"]]))
-    _assert_one_line(result, "prepare", "no train-images-idx3-ubyte.gz", code=2)
-    assert not os.path.exists(tmp_path / "out")
-
-
-def test_prepare_symlinked_class_folders_in_one_line(place, tmp_path):
+def test_prepare_source_refusals_are_one_line_before_work(place, tmp_path):
+    """A named --fashion_mnist_dir without the IDX files (never a download), class folders linking to
+    the root or to another class: refused in validate(), nothing written."""
     root = tmp_path / "train"
     make_folder(str(root), classes=("cat", "dog"), kinds=("rgb_jpeg",), per_class=2)
     os.symlink(".", root / "everything")
-    [result] = _run(_driver_command("prepare", [[f"--data_dir={tmp_path}/out", f"--train={root}"]]))
-    _assert_one_line(result, "prepare", f"{root / 'everything'}: a symlink to {root}", code=1)
+    other = tmp_path / "validation"
+    make_folder(str(other), classes=("cat", "dog"), kinds=("rgb_jpeg",), per_class=1)
+    os.symlink("cat", other / "kitten")
+    fashion, linked, twice = _run(_driver_command("prepare", [
+        ["--dataset=fashion_mnist", f"--data_dir={tmp_path}/out", f"--fashion_mnist_dir={place / 'empty'}"],
+        [f"--data_dir={tmp_path}/out", f"--train={root}"],
+        [f"--data_dir={tmp_path}/out", f"--train={place / 'images'}", f"--validation={other}"],
+    ]))
+    _assert_one_line(fashion, "prepare", "no train-images-idx3-ubyte.gz", code=2)
+    _assert_one_line(linked, "prepare", f"{root / 'everything'}: a symlink to {root}", code=1)
+    _assert_one_line(twice, "prepare", f"{other / 'kitten'}: the same folder as class 'cat'", code=1)
+    assert not os.path.exists(tmp_path / "out")

@@ -89,6 +89,11 @@ def validate() -> None:
         path = FLAGS[name].value
         if path and not os.path.exists(path):
             raise UserError(f"--{name}: {path}: no such file or folder")
+    for path in (FLAGS.train, FLAGS.validation, FLAGS.test):
+        if path and os.path.isdir(path):
+            from pipelines.sources import folder
+
+            folder.class_folders(path)  # no class folders, or one linking to the root or another class
 
 
 def run(argv) -> None:
