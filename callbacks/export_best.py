@@ -62,9 +62,11 @@ class ExportBest(keras.callbacks.Callback):
         if self._improved(value):
             self.best = value
             if self.is_chief:
-                self.versions.append(
-                    export_saved_model(self._model_to_export(), self.base_dir, self.name, **self.export_kwargs)
-                )
+                from keras_alexnet.progress import phase
+
+                with phase(f"  exporting the best model so far ({self.monitor} {value:.4f})"):
+                    self.versions.append(
+                        export_saved_model(self._model_to_export(), self.base_dir, self.name, **self.export_kwargs))
 
     def _model_to_export(self):
         if self.input_scale == 1.0:

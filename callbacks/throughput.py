@@ -60,7 +60,9 @@ class Progress(keras.callbacks.Callback):
     line is printed at each phase's start and every `interval` seconds (`keras_alexnet.progress`).
     `printer` prints the summary lines; `bar=False` shows no progress, only them; `stream` (stdout by
     default) and `interactive` (default: whether `stream` is a terminal) choose where and how progress
-    goes; `validation_steps` is the number of validation steps (for the ETA of that pass).
+    goes; `validation_steps` is the number of validation steps (for the ETA of that pass; default: the
+    `validation_steps` the training loop puts in the callbacks' params). Until the first step of this
+    process completes, the line says the step is being traced (the first step's long wait).
     """
 
     def __init__(self, steps_per_epoch, epochs, throughput, printer=print, bar=True, stream=None, interactive=None,
@@ -77,13 +79,16 @@ class Progress(keras.callbacks.Callback):
         self.validation_steps = validation_steps
         self._line = None
         self._epoch_start = None
+        self._traced = set()  # the phases whose step this process has run (traced) already
 
-    def _open(self, title, total, count_unit, per_count=1.0):
+    def _open(self, title, total, count_unit, per_count=1.0, traced="training"):
         self._close()
         if not self.bar:
             return
+        waiting = None if traced in self._traced else f"tracing the {traced} step"
+        self._traced.add(traced)
         self._line = ProgressLine(title, total, count_unit=count_unit, per_count=per_count, stream=self.stream,
-                                  interactive=self.interactive, interval=self.interval)
+                                  interactive=self.interactive, interval=self.interval, waiting=waiting)
 
     def _close(self):
         if self._line is not None:
@@ -101,12 +106,11 @@ class Progress(keras.callbacks.Callback):
         logs = logs or {}
         values = {name: float(logs[key]) for key, name in (("loss", "loss"), ("top1_error", "top-1 error"))
                   if key in logs}
-        self._line.update(batch + 1, **values)
-        if batch + 1 >= self.steps_per_epoch:
-            self._close()  # the epoch's training is over; what follows prints its own lines
+        self._line.update(batch + 1, **values)  # the line stays until the next phase opens its own
 
     def on_test_begin(self, logs=None):
-        self._open("  validation (centre crop)", self.validation_steps, "steps")
+        steps = self.validation_steps or (self.params or {}).get("validation_steps")
+        self._open("  validation (centre crop)", steps, "steps", traced="evaluation")
 
     def on_test_batch_end(self, batch, logs=None):
         if self._line is not None:

@@ -1,9 +1,10 @@
 """Progress of the long phases (training epochs, validation, 10-crop evaluation, feature extraction,
 export) on the terminal, so the output never goes silent.
 
-On a terminal a `ProgressLine` is one line redrawn in place (count, bar, rate, ETA); elsewhere (a log
-file, a pipe, a batch scheduler) it prints a title line at once and then one line every `interval`
-seconds. Rates and ETAs come from `Rate`: the steps after the first one seen by this process, because
+On a terminal a `ProgressLine` is one line redrawn in place (count, bar, rate, ETA) and, while it is
+open, at least every second even when no unit completes (a first step that traces the graph, a slow
+batch): the elapsed time keeps moving. Elsewhere (a log file, a pipe, a batch scheduler) it prints a
+title line at once and then one line every `interval` seconds. Rates and ETAs come from `Rate`: the steps after the first one seen by this process, because
 the first step carries tracing and input-pipeline start-up (the first AlexNet step of a fresh process
 takes tens of seconds, `shared/README.md`) and, after a resume, the steps run before the interruption
 were not timed here. Training times are what AlexNet §1/§7 and VGG §3.3 report.
@@ -13,6 +14,7 @@ import contextlib
 import sys
 import threading
 import time
+import weakref
 
 
 def format_rate(value: float) -> str:
@@ -70,14 +72,20 @@ class ProgressLine:
 
     `per_count` converts the counted unit into the rate's (steps -> images with the batch size);
     `rate_unit` names it. `interactive` defaults to `stream.isatty()`. `values` given to `update`
-    (name -> number or text) are shown after the counts, e.g. the running loss.
+    (name -> number or text) are shown after the counts, e.g. the running loss. `waiting` is shown
+    until the first unit completes (e.g. "tracing the training step"). `redraw` (seconds, None: never)
+    is how often a background thread redraws an open line on a terminal (or prints it every `interval`
+    elsewhere) when `update` is not called; the thread ends with `close` or when the line is dropped.
+    One line is open at a time: a new line (or a `phase`) closes the one still open, so a phase that
+    shows its line until its work is really over (an input pipeline's shutdown) never draws over the next.
     """
 
     BAR = 20
 
     def __init__(self, title, total=None, count_unit="images", rate_unit="img/s", per_count=1.0, stream=None,
-                 interactive=None, interval=15.0, clock=time.perf_counter):
+                 interactive=None, interval=15.0, clock=time.perf_counter, waiting=None, redraw=0.5):
         self.title = title
+        self.waiting = waiting
         self.total = total
         self.count_unit = count_unit
         self.rate_unit = rate_unit
@@ -93,30 +101,50 @@ class ProgressLine:
         self._drawn = 0.0
         self._printed = self._start
         self._open = True
+        self._counted = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        _take_the_screen(self)
         self._write(self._line(), final=not self.interactive)
+        if redraw:
+            _start_ticker(self, redraw if self.interactive else min(redraw, interval), self._stop)
 
     def update(self, done, **values) -> None:
-        self.done = done
-        self.values.update(values)
-        self.rate.observe(done)
+        with self._lock:
+            self.done = done
+            self._counted = True
+            self.values.update(values)
+            self.rate.observe(done)
+            self._show(force=done == self.total)
+
+    def _show(self, force=False):
+        """Draws the line when it is due (caller holds the lock)."""
+        if not self._open:
+            return
         now = self.clock()
         if self.interactive:
-            if now - self._drawn >= 0.2 or done == self.total:
+            if force or now - self._drawn >= 0.2:
                 self._drawn = now
                 self._write(self._line(), final=False)
         elif now - self._printed >= self.interval:
             self._printed = now
             self._write(self._line(), final=True)
 
+    def _tick(self):
+        with self._lock:
+            self._show()
+
     def close(self, summary=None) -> None:
         """Ends the line: on a terminal the last state stays (or `summary` replaces it)."""
-        if not self._open:
-            return
-        self._open = False
-        if summary is not None:
-            self._write(summary, final=True)
-        elif self.interactive:
-            self._write(self._line(), final=True)
+        with self._lock:
+            if not self._open:
+                return
+            self._open = False
+            self._stop.set()
+            if summary is not None:
+                self._write(summary, final=True)
+            elif self.interactive:
+                self._write(self._line(), final=True)
 
     def _line(self) -> str:
         parts = [self.title]
@@ -131,6 +159,8 @@ class ProgressLine:
             parts.append(f"{self.done} {self.count_unit}")
         else:
             parts.append("starting")
+        if self.waiting and not self._counted:
+            parts.append(self.waiting)
         for name, value in self.values.items():
             parts.append(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}")
         rate = self.rate.per_second
@@ -148,6 +178,34 @@ class ProgressLine:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+_open_line = None  # a weak reference to the line last opened
+
+
+def _take_the_screen(line):
+    """Closes the line still open (if any) and records `line` (None: a `phase`) as the open one."""
+    global _open_line
+    previous = _open_line() if _open_line is not None else None
+    if previous is not None and previous is not line:
+        previous.close()
+    _open_line = weakref.ref(line) if line is not None else None
+
+
+def _start_ticker(line, period, stop):
+    """Calls `line._tick()` every `period` seconds until `stop` is set or the line is garbage (the
+    thread holds it weakly, so a line left open by an interrupted phase does not draw forever)."""
+    ref = weakref.ref(line)
+
+    def run():
+        while not stop.wait(period):
+            target = ref()
+            if target is None:
+                return
+            target._tick()
+            del target
+
+    threading.Thread(target=run, daemon=True, name=f"progress: {line.title}").start()
 
 
 @contextlib.contextmanager
@@ -170,6 +228,7 @@ def phase(title, stream=None, interactive=None, interval=15.0):
         while not stop.wait(1.0 if interactive else interval):
             write(f"{title} ... {format_duration(time.perf_counter() - start)} elapsed", final=False)
 
+    _take_the_screen(None)
     write(f"{title} ...", final=not interactive)
     ticker = threading.Thread(target=tick, daemon=True)
     ticker.start()

@@ -1,6 +1,7 @@
 """Progress lines: rates and ETAs from the steps after the first, periodic lines off a terminal."""
 
 import io
+import time
 
 import pytest
 
@@ -77,3 +78,28 @@ def test_a_phase_says_what_runs_and_how_long_it_took():
         pass
     lines = out.getvalue().splitlines()
     assert lines[0] == "Exporting SavedModel ..." and lines[1].startswith("Exporting SavedModel: done in ")
+
+
+def test_an_open_line_keeps_moving_while_a_step_is_slow_and_stops_when_closed():
+    out = io.StringIO()
+    line = ProgressLine("Epoch 1/2", 10, count_unit="steps", stream=out, interactive=True, redraw=0.02,
+                        waiting="tracing the training step")
+    time.sleep(0.5)  # a first step that takes long: no update, yet the line is redrawn
+    assert out.getvalue().count("\r") > 2 and "tracing the training step" in out.getvalue()
+    line.update(1)
+    line.close()
+    assert "tracing" not in out.getvalue().split("\r")[-1]
+    closed = out.getvalue()
+    time.sleep(0.2)
+    assert out.getvalue() == closed  # the redrawing thread ended with the line
+
+
+def test_one_line_at_a_time_a_new_phase_ends_the_open_line():
+    out = io.StringIO()
+    epoch = ProgressLine("Epoch 1/2", 10, count_unit="steps", stream=out, interactive=True, redraw=None)
+    epoch.update(10)
+    ProgressLine("  validation (10 crops)", 100, stream=out, interactive=True, redraw=None)
+    first, second = out.getvalue().split("\n", 1)
+    assert first.split("\r")[-1].startswith("Epoch 1/2 | 10/10 steps") and "validation" in second
+    epoch.update(10)  # a closed line draws nothing more
+    assert out.getvalue().count("Epoch") == out.getvalue().split("\n", 1)[0].count("Epoch")

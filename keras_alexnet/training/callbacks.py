@@ -2,8 +2,9 @@
 
 Every process: dropped-record reports, the NaN guard, throughput, the learning-rate schedule (AlexNet §5's
 plateau division, or warm-up + decay). The chief only: 10-crop validation (AlexNet §4.1), the progress
-display, `metrics.csv`, TensorBoard scalars, conv1 kernels (AlexNet Figure 3, nets with towers' family)
-and hyper-parameters, and `--export_best` publishing.
+display, `metrics.csv`, TensorBoard scalars, conv1 kernels (AlexNet Figure 3, nets with towers' family),
+a batch of augmented training inputs (AlexNet §4.1, `pipelines.preview`) and hyper-parameters, and
+`--export_best` publishing.
 """
 
 import dataclasses
@@ -44,8 +45,10 @@ def hparams(config: TrainConfig, replicas: int) -> dict:
 
 
 def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, replicas, dropped, printer,
-                       ten_crop_dataset, export_settings) -> CallbackSet:
-    """The callbacks for `config` (see the module docstring)."""
+                       ten_crop_dataset, export_settings, val_examples=None, lost=None) -> CallbackSet:
+    """The callbacks for `config` (see the module docstring); `val_examples`: the validation split's size
+    (the 10-crop progress line's total)."""
+    from callbacks.augmented_inputs import AugmentedInputs
     from callbacks.conv1_images import Conv1Images
     from callbacks.csv_log import MetricsCSV
     from callbacks.dropped_records import DroppedRecords
@@ -60,7 +63,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     schedule = config.schedule
     batch = config.data.batch_size
     throughput = Throughput(batch)
-    found = [DroppedRecords(dropped, printer), NanGuard(), throughput]
+    found = [DroppedRecords(dropped, printer, lost), NanGuard(), throughput]
     if schedule.lr_schedule == "plateau":
         found.append(PlateauDecay(monitor="val_top1_error", factor=0.1, patience=schedule.lr_patience,
                                   min_delta=schedule.lr_min_delta, max_reductions=schedule.lr_max_reductions,
@@ -72,13 +75,17 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     run_dir = config.run_dir
     trial = os.path.basename(run_dir)
     if chief:
-        ten_crop = TenCropEvaluation(ten_crop_dataset, every_n_epochs=config.ten_crop_every, printer=printer)
+        from pipelines.preview import augmented_batch
+
+        ten_crop = TenCropEvaluation(ten_crop_dataset, every_n_epochs=config.ten_crop_every, printer=printer,
+                                     examples=val_examples)
         found += [ten_crop,
                   Progress(steps_per_epoch, schedule.epochs, throughput, printer,
                            bar=config.progress and sys.stdout.isatty()),
                   MetricsCSV(os.path.join(run_dir, "metrics.csv")),
                   ScalarSummaries(log_dir, trial, update_freq=config.log_every_steps),
-                  HParams(log_dir, hparams(config, replicas), trial)]
+                  HParams(log_dir, hparams(config, replicas), trial),
+                  AugmentedInputs(augmented_batch(config.input_for("train", training=True)), log_dir, trial)]
         if config.spec.family == "alexnet":
             found.append(Conv1Images(log_dir, trial))
         if config.export_best:

@@ -290,7 +290,11 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         scale = config.input_scale if scale is None else scale
         if scale == 1.0:
             return dataset
-        return dataset.map(lambda images, labels: (images * scale, labels))
+
+        def times_scale(images, labels):  # a def: AutoGraph cannot read a lambda's source here (a warning)
+            return images * scale, labels
+
+        return dataset.map(times_scale)
 
     def train_dataset_fn(input_context, epoch):
         # One seed per epoch: an epoch's batches are the same when it is run again after a resume.
@@ -316,7 +320,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                       loss_scale=loss_scale, is_chief=chief, initial_weights=_initial_weights(config, say),
                       printer=say, stop_event=stop.event, steps_per_call=config.steps_per_call)
     callback_set = training_callbacks(config, chief=chief, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
-                                      replicas=replicas, dropped=dropped, printer=say,
+                                      replicas=replicas, dropped=dropped, printer=say, val_examples=val_examples,
                                       ten_crop_dataset=(lambda: eval_dataset(config.validation_split, "ten_crop"))
                                       if chief else None,
                                       export_settings=_export_settings(config, record) if chief else None)
@@ -338,7 +342,10 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     if config.input_scale != 1.0:
         fold_input_scale(model, config.input_scale)
     model_path = os.path.join(run_dir, runs.MODEL_FILE)
-    model.save(model_path)
+    from keras_alexnet.progress import ProgressLine, phase
+
+    with phase(f"Saving {model_path}"):
+        model.save(model_path)
     final = callback_set.ten_crop.final  # keys as in the epoch logs: ten_crop_top1_error, ...
     validation = {"ten_crop": {k.removeprefix("ten_crop_"): v for k, v in final.items()}} if final else None
     test = None
@@ -346,7 +353,9 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         # On the usual inputs: the saved model, with the scale folded into its first kernel.
         from callbacks.ten_crop import evaluate_ten_crop
 
-        result = evaluate_ten_crop(model, eval_dataset(config.test_split, "ten_crop", scale=1.0))
+        progress = ProgressLine(f"10-crop {config.test_split}",
+                                input_pipeline.count_examples(config.input_for(config.test_split)))
+        result = evaluate_ten_crop(model, eval_dataset(config.test_split, "ten_crop", scale=1.0), progress=progress)
         test = {"ten_crop": result}
         say(f"10-crop {config.test_split} [AlexNet §4.1]: accuracy {1 - result['top1_error']:.4f}, top-1 error "
             f"{result['top1_error']:.4f}, top-5 error {result['top5_error']:.4f} ({result['count']} images)")
@@ -356,8 +365,9 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     if config.export:
         from keras_alexnet.export import export_saved_model
 
-        export_path = export_saved_model(model, config.export_dir, config.run_name,
-                                         **_export_settings(config, record))
+        with phase(f"Exporting a SavedModel to {os.path.join(config.export_dir, config.run_name)}"):
+            export_path = export_saved_model(model, config.export_dir, config.run_name,
+                                             **_export_settings(config, record))
     return RunResult(run_dir, config, history.history, validation, test, model_path, export_path, checkpoint_dir,
                      log_dir, epochs_run, time.time() - start)
 

@@ -316,6 +316,7 @@ class Trainer:
                         break
                     if self._stop_requested():
                         raise _Interrupted
+                del iterator  # its pipeline's shutdown is part of the epoch (whose progress line is open)
                 logs = _logs(sums)
                 if self.val_dataset_fn is not None:
                     val_logs = self.evaluate(callback_list)

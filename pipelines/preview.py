@@ -1,0 +1,26 @@
+"""A batch of training inputs as the network sees them, before mean subtraction (AlexNet §4.1, VGG §3.1).
+
+The training pipeline (`pipelines.input_pipeline.build_train_dataset`) with the run's augmentation —
+random crops (at a jittered scale for VGG §3.1), horizontal reflections, PCA colour jitter — and the
+mean left in (`mean="none"`), so the images are on the 0..255 scale and can be looked at
+(`callbacks.augmented_inputs.AugmentedInputs`). A small shuffle buffer and no cache: one batch comes
+quickly whatever the run's settings.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from pipelines.input_config import InputConfig
+
+
+def augmented_batch(config: InputConfig, count: int = 32, shuffle_buffer: int = 256) -> np.ndarray:
+    """`count` (or fewer, for a smaller split) training images [N, h, w, 3] float32 on the 0..255 scale,
+    augmented as `config` (the run's training input config) says, without mean subtraction."""
+    from pipelines import input_pipeline
+
+    preview = dataclasses.replace(config, mean="none", batch_size=count, cache=False, drop_remainder=False,
+                                  shuffle_buffer=max(1, min(config.shuffle_buffer, shuffle_buffer)))
+    for images, _ in input_pipeline.build_train_dataset(preview).take(1):
+        return images.numpy()
+    raise ValueError(f"{config.data_dir or config.tfds_name}: the {config.split} split is empty")

@@ -1,0 +1,105 @@
+"""`main.py train` in a pseudo-terminal: every phase says what it does when it starts and the screen
+never freezes until the end of the run (issue 14).
+
+The run is tiny but has every phase of a real one: epochs (the first step traces the graph), validation
+(centre crop), 10-crop validation (AlexNet §4.1), saving the model, 10-crop evaluation of the test split
+and the SavedModel export. The pty's output is read with a timestamp per chunk; from the first epoch's
+line until the process exits, no two chunks of standard output are more than `MAX_GAP` seconds apart,
+except while the line says that a step is being traced.
+"""
+
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+from tests.test_train_cli import ROOT, make_fashion_dir
+
+MAX_GAP = 3.0
+PHASES = ["Epoch 1/2", "validation (centre crop)", "validation (10 crops)", "Epoch 2/2", "epoch 2/2 |",
+          "10-crop validation [AlexNet §4.1]", "Saving ", "10-crop test", "Exporting a SavedModel", "Done in"]
+
+
+def run_in_pty(args, cwd, timeout=300):
+    """Runs main.py with stdout on a pseudo-terminal; returns ([(seconds since start, text)], return code,
+    stderr)."""
+    master, slave = os.openpty()
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", COLUMNS="160")
+    env.pop("TF_CONFIG", None)
+    stderr_path = os.path.join(cwd, "stderr.txt")
+    with open(stderr_path, "w") as stderr:
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py")] + args, cwd=cwd, env=env,
+                                   stdin=slave, stdout=slave, stderr=stderr, close_fds=True)
+    os.close(slave)
+    start = time.monotonic()
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append((time.monotonic() - start, data.decode("utf-8", "replace")))
+            elif process.poll() is not None:
+                break
+            if time.monotonic() - start > timeout:
+                process.kill()
+                raise AssertionError(f"main.py {' '.join(args)} still running after {timeout} s")
+    finally:
+        os.close(master)
+    code = process.wait(timeout=60)
+    with open(stderr_path) as f:
+        return chunks, code, f.read()
+
+
+def screen_lines(text):
+    """The text as a terminal would leave it, one entry per line (the last redraw of each)."""
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        lines.append(line.split("\r")[-1].replace("\x1b[K", ""))
+    return lines
+
+
+def test_train_in_a_terminal_shows_progress_in_every_phase(tmp_path):
+    data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 512, "validation": 128, "test": 256})
+    args = ["train", f"--data_dir={data_dir}", "--width=0.125", "--image_size=64", "--resize_size=72",
+            "--architecture=alexnet", "--init=glorot", "--learning_rate=0.02", "--lr_schedule=linear",
+            "--warmup_epochs=0.5", "--epochs=2", "--batch_size=32", "--pca_jitter_std=0", "--ten_crop_every=1",
+            "--test_split=test", "--run_name=tty", "--export_dir=" + str(tmp_path / "saved_models")]
+    chunks, code, stderr = run_in_pty(args, str(tmp_path))
+    text = "".join(chunk for _, chunk in chunks)
+    assert code == 0, text[-3000:] + stderr[-3000:]
+
+    # Each phase says what it does when it starts, in the order of a run.
+    position = 0
+    for phase in PHASES:
+        found = text.find(phase, position)
+        assert found >= 0, (phase, text[position:position + 2000])
+        position = found
+
+    # From the first epoch's line to the end, the output never stops for more than MAX_GAP seconds.
+    elapsed, first = 0, None
+    for when, chunk in chunks:
+        elapsed += len(chunk)
+        if first is None and elapsed > text.find("Epoch 1/2"):
+            first = when
+    # A wait the line has announced ("tracing the training step": the first step builds the graph, which
+    # may hold the interpreter) is allowed.
+    shown = [(when, chunk) for when, chunk in chunks if when >= first]
+    gap, before, after = max((later[0] - earlier[0], earlier, later) for earlier, later in zip(shown, shown[1:])
+                             if "tracing the" not in earlier[1])
+    assert gap <= MAX_GAP, f"silent for {gap:.1f} s between {before} and {after}"
+
+    # Sensible numbers: images/s as integers from 100 up, ETAs of a few-second epoch not in minutes.
+    assert not re.search(r"\d\.\d{4} img/s", text) and not re.search(r"\d{3,}\.\d+ img/s", text), text[-2000:]
+    etas = [int(m) * 60 + int(s) for m, s in re.findall(r"Epoch \d/2 .*?ETA (\d+):(\d\d)", text)]
+    assert etas and max(etas) < 60, etas
+    lines = screen_lines(text)
+    assert any(line.startswith("Epoch 1/2 | 16/16 steps [====================] 100%") for line in lines), lines
+
