@@ -85,6 +85,55 @@ def test_keras_applications_vgg16_file_through_import_and_predict(tmp_path):
     again = main_py("import_weights", f"--weights={weights}", "--architecture=vgg_d", f"--run_dir={run_dir}")
     assert again.returncode == 2 and "already holds a run" in again.stderr.strip().splitlines()[-1]
 
+    # The other commands that take a run, on data labelled so the errors are known: photo 0's label is
+    # its most probable class, photo 1's its least, photo 2's its third (top-1 2/3 wrong, top-5 1/3).
+    ranked = np.argsort(-want, axis=1)
+    data_dir = imagenet_like_data(str(tmp_path / "data"), files, [ranked[0, 0], ranked[1, -1], ranked[2, 2]],
+                                  record.class_names)
+    out_dir = str(tmp_path / "evaluation")
+    done = main_py("evaluate", f"--model={run_dir}", f"--data_dir={data_dir}", "--protocols=center",
+                   f"--output_dir={out_dir}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "224px crops, Q=256, mean rgb" in done.stdout
+    row = list(csv.DictReader(open(os.path.join(out_dir, "errors.csv"), encoding="utf-8")))[0]
+    assert float(row["top-1 val. error (%)"]) == pytest.approx(200 / 3, abs=0.01) and float(row["top-5 val. error (%)"]) == \
+        pytest.approx(100 / 3, abs=0.01)
+    done = main_py("figures", f"--model={run_dir}", f"--data_dir={data_dir}", "--num_images=3",
+                   f"--output_dir={tmp_path / 'figures'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert os.path.exists(tmp_path / "figures" / "conv1.png") and os.path.exists(tmp_path / "figures" / "top5.png")
+    done = main_py("export", f"--model={run_dir}", f"--base_dir={tmp_path / 'saved_models'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = str(tmp_path / "served.csv")
+    done = main_py("predict", f"--model={tmp_path / 'saved_models' / 'vgg16'}", f"--output_csv={served}", *files)
+    assert done.returncode == 0, done.stderr[-2000:]
+    served_ids, served_probabilities, _ = read_predictions(served, len(files))
+    np.testing.assert_array_equal(served_ids, ids)
+    np.testing.assert_allclose(served_probabilities, probabilities, rtol=0, atol=1e-4)
+
+
+def imagenet_like_data(data_dir, files, labels, class_names):
+    """The image files as a validation (and train) split with the given labels and the 1000 classes of
+    an imported run, in the records.py layout."""
+    import tensorflow as tf
+
+    from pipelines import records
+
+    os.makedirs(data_dir, exist_ok=True)
+    splits = {}
+    for split in ("train", "validation"):
+        with tf.io.TFRecordWriter(os.path.join(data_dir, records.shard_name(split, 0, 1))) as writer:
+            for path, label in zip(files, labels):
+                feature = {
+                    records.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[open(path, "rb").read()])),
+                    records.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        splits[split] = records.SplitInfo(num_examples=len(files), num_shards=1)
+    classes = [records.ClassInfo(i, name, "") for i, name in enumerate(class_names)]
+    records.write_metadata(data_dir, records.DatasetInfo(classes=classes, splits=splits, image_policy="none"))
+    return data_dir
+
 
 def test_wrong_file_refused_in_one_line(tmp_path):
     keras.utils.set_random_seed(0)
