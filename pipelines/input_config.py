@@ -44,6 +44,8 @@ class InputConfig:
       ordered parallelism; a little slower). seed: the seed (None: random; 0 in deterministic mode).
     - drop_remainder: drop the last partial training batch (static batch shape).
     - cycle_length: shards read at once by the interleave.
+    - strict_records: a damaged shard (CRC mismatch, truncated file) stops reading with its one-line
+      error instead of its remainder being skipped and counted (pipelines/input_pipeline.py).
     """
 
     data_dir: Optional[str] = None
@@ -68,6 +70,7 @@ class InputConfig:
     seed: Optional[int] = None
     drop_remainder: bool = True
     cycle_length: int = 16
+    strict_records: bool = False
 
     def validate(self) -> None:
         """Raises FlagError for settings that cannot work."""

@@ -1,23 +1,24 @@
 """The tf.data input pipelines for training and evaluation (AlexNet §2, §4.1; VGG §3.1, §3.2).
 
 Training (`build_train_dataset`):
-  shard list -> [per-worker shard] -> [file shuffle] -> parallel interleave (records tagged with their
-  shard and index) -> [cache] -> shuffle -> chunks of 32 records -> per-chunk parse + check and
-  per-image seeds -> per image, inside the chunked decode that drops and counts undecodable records:
-  decode of the crop window only, augmentation (resize to the crop if needed, flip, PCA colour jitter,
-  AlexNet §4.1) and mean subtraction -> batch (drop remainder) -> prefetch, with AUTOTUNE
-  parallelism. Yields `(images float32 [B, H, W, 3], labels int32 [B])`, labels 0-based, B the
-  per-replica batch. One pass over the data per iteration (an epoch): call `.repeat()` for more; the
-  order and the augmentation draws change every iteration.
-  Performance notes: parsing, the record checks and the seed draws are done once per chunk of 32
-  records (`record_parser.parse_batch`), and the whole per-image work runs in the chunked decode's
-  parallel nested datasets (no separate per-record map stages). Crops stay uint8 until the float
-  work and are mirrored as uint8, the mean image window then taken from a pre-mirrored copy of the
-  mean image at the mirrored position (the same values as mirroring the float result); the float
-  work is done per image on cache-sized tensors with the colour shift and the mean colour folded
-  into one add (measured faster here than the same arithmetic on whole batches, whose 77 MB
-  temporaries cost page faults); a window that needs resizing (stored images not at resize_size,
-  VGG scale jitter) is rounded back to uint8.
+  shard list -> [per-worker shard] -> [file shuffle] -> parallel interleave of the shards' records
+  (`record_parser.read_shard`: tagged with their shard and index, a damaged shard read up to the
+  damage) -> [cache] -> shuffle -> per record, in one ordered parallel map: parse, decode of the crop
+  window only, augmentation (resize to the crop if needed, flip, PCA colour jitter, AlexNet §4.1) and
+  mean subtraction -> batch -> per batch: count the records whose image did not decode, check the
+  labels -> [drop the remainder] -> prefetch, with AUTOTUNE parallelism. Yields `(images float32
+  [B, H, W, 3], labels int32 [B])`, labels 0-based, B the per-replica batch. One pass over the data per
+  iteration (an epoch): call `.repeat()` for more; the order and the augmentation draws change every
+  iteration.
+  Performance notes: the per-record path is that one map (records are checked once by `prepare` or
+  `main.py verify`, not per record here): an undecodable image fails its element, which
+  `ignore_errors()` drops, and the batch stage counts the gaps in the records' positions (an end
+  element after the pass counts those at the very end). Crops stay uint8 until the float work, which
+  is one XLA-fused pass per image (reflection, float, the mean image window at the mirrored position
+  of a pre-mirrored copy of the mean image, colour shift with the mean colour folded in: separate
+  TensorFlow ops would each go over the image, and on whole batches their 77 MB temporaries cost page
+  faults); a window that needs resizing (stored images not at resize_size, VGG scale jitter) is
+  rounded back to uint8. Labels are checked per batch, the shards' byte counts per chunk of 64 records.
 
 Evaluation (`build_eval_dataset`): the shards read in order (record order preserved) without
 shuffling or augmentation, then one of the test protocols:
@@ -48,14 +49,22 @@ Bad input (see record_parser): undecodable images are dropped and counted in the
 as `drop_counter` (a new one otherwise, available as `dataset.drop_counter` on the returned object
 only: keep the counter, not the attribute, across further transformations); read it with
 `counter.take()` at the end of each epoch (exact once the epoch's records have all gone through).
-Records missing a key or with an out-of-range label raise `tf.errors.InvalidArgumentError` naming the
-shard while iterating: run the loop inside `record_parser.user_errors()` to get a one-line
-`UserError`. A missing or empty data directory, a missing split, a missing statistics file are
-`UserError`s when the dataset is built; impossible settings are `FlagError`s.
+Evaluation names each dropped record on stderr, training prints how many (`main.py verify` names them).
+A damaged shard (CRC mismatch, truncated file: issue 13) is read up to the damage, named in one line
+on stderr with the byte offset and record index where it starts, and the records from there counted
+in `lost_counter` (`dataset.lost_counter`), each time a pass reads it; with `config.strict_records` the
+pass stops with that line instead. An evaluation pass over every shard whose shards hold another
+number of records than `dataset.json` records (and no damaged shard) stops with a one-line error
+naming both counts. Records missing a key or with an out-of-range label raise
+`tf.errors.InvalidArgumentError` naming the shard while iterating: run the loop inside
+`record_parser.user_errors()` to get a one-line `UserError` (for all the errors above). A missing or
+empty data directory, a missing split, a missing statistics file are `UserError`s when the dataset is
+built; impossible settings are `FlagError`s.
 """
 
 import dataclasses
 import os
+import sys
 from typing import Optional
 
 import numpy as np
@@ -68,7 +77,7 @@ from pipelines.stats import read_stats
 
 AUTOTUNE = tf.data.AUTOTUNE
 PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
-CHUNK = 32  # records per chunk of the training pipeline's parse and decode
+DROPPED_LINE = " record(s) dropped: image does not decode (`main.py verify` names them)"
 STATS_KEYS = ("mean_image", "mean_rgb", "eigenvalues", "eigenvectors")
 
 
@@ -126,6 +135,13 @@ def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
     split = split or config.split
     info = dataset_info(config, split)
     if split in info.num_examples:
+        metadata = records.read_metadata(config.data_dir) if config.data_dir else None
+        recorded = metadata.splits[split].num_shards if metadata else len(info.files)
+        if recorded != len(info.files):
+            raise UserError(
+                f"{os.path.join(config.data_dir, records.METADATA_FILE)}: {split}: {recorded} shards recorded, "
+                f"{len(info.files)} found in the folder (prepare again, or fix dataset.json)"
+            )
         return int(info.num_examples[split])
     files = tf.data.Dataset.from_tensor_slices(info.files)
     counts = files.map(lambda f: tf.data.TFRecordDataset(f).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
@@ -165,8 +181,10 @@ def _seed(config):
     return 0 if config.deterministic else None
 
 
-def _read_records(info, config, input_context, shuffle, seed, deterministic):
-    """Dict elements {record, shard, index}, sharded per input pipeline: for training, shards shuffled
+def _read_records(info, config, input_context, shuffle, seed, deterministic, lost, markers=False):
+    """Dict elements {record, shard, index, damage} (`record_parser.read_shard`: a damaged shard read up
+    to the damage, named in one line and counted in `lost`, or a marker element after it with
+    `config.strict_records` or `markers`), sharded per input pipeline: for training, shards shuffled
     and interleaved record by record; for evaluation, shards read one after the other in order."""
     files = list(info.files)
     shard_records = False
@@ -176,13 +194,13 @@ def _read_records(info, config, input_context, shuffle, seed, deterministic):
             files = files[index::count]
         else:
             shard_records = True
-    dataset = tf.data.Dataset.from_tensor_slices(files)
+    sizes = [tf.io.gfile.stat(path).length for path in files]
+    dataset = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
     if shuffle and not shard_records:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
 
-    def read(path):
-        shard = tf.data.TFRecordDataset(path)
-        return shard.enumerate().map(lambda index, record: {"record": record, "shard": path, "index": index})
+    def read(path, size):
+        return record_parser.read_shard(path, size, lost, strict=config.strict_records, markers=markers)
 
     dataset = dataset.interleave(
         read,
@@ -196,6 +214,12 @@ def _read_records(info, config, input_context, shuffle, seed, deterministic):
     return dataset
 
 
+def _end_element():
+    """The element put after a pass's records (index -1, no damage)."""
+    return {"record": tf.constant(record_parser.DAMAGE_MARKER), "index": tf.constant(-1, tf.int64),
+            "damage": tf.constant(""), "shard": tf.constant("")}
+
+
 def _options(dataset, deterministic):
     options = tf.data.Options()
     options.deterministic = deterministic
@@ -203,21 +227,24 @@ def _options(dataset, deterministic):
     return dataset.with_options(options)
 
 
-def _counter(drop_counter):
-    return drop_counter if drop_counter is not None else record_parser.DropCounter()
+def _counter(counter, name="dropped_records"):
+    return counter if counter is not None else record_parser.DropCounter(name)
 
 
-def build_train_dataset(config: InputConfig, input_context=None, drop_counter=None) -> tf.data.Dataset:
+def build_train_dataset(config: InputConfig, input_context=None, drop_counter=None,
+                        lost_counter=None) -> tf.data.Dataset:
     """The training pipeline of the module docstring (AlexNet §4.1 or VGG §3.1 augmentation)."""
     info = dataset_info(config)
     stats, stats_path = _load_needed_stats(config, info, need_pca=config.pca_jitter_std > 0)
     batch = _per_replica_batch(config, input_context)
     counter = _counter(drop_counter)
+    lost = _counter(lost_counter, "lost_records")
     size = config.image_size
     deterministic = bool(config.deterministic)
     seed = _seed(config)
     jitter = config.scale_jitter
     center_square = jitter is None
+    spec = info.record_spec
 
     mean_image = None
     if config.mean == "image":
@@ -233,74 +260,107 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
         eigenvalues = tf.constant(_stat(stats, "eigenvalues", stats_path))
         eigenvectors = tf.constant(_stat(stats, "eigenvectors", stats_path))
 
-    dataset = _read_records(info, config, input_context, shuffle=True, seed=seed, deterministic=deterministic)
+    dataset = _read_records(info, config, input_context, shuffle=True, seed=seed, deterministic=deterministic,
+                            lost=lost)
     if config.cache:
         dataset = dataset.cache(config.cache if isinstance(config.cache, str) else "")
     dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    # Records go on in chunks of CHUNK from here: one parse and one seed draw per chunk, then the
-    # chunked decode (record_parser.map_dropping_undecodable), cheaper than per-record stages.
-    dataset = dataset.batch(CHUNK)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2 * CHUNK, drop_remainder=True)
-    dataset = tf.data.Dataset.zip(dataset, seeds)
-
-    def parse(chunk, chunk_seeds):
-        encoded, label = record_parser.parse_batch(chunk["record"], chunk["shard"], chunk["index"], info.record_spec)
-        element_seeds = tf.reshape(chunk_seeds, [CHUNK, 2])[: tf.shape(label)[0]]
-        return {"encoded": encoded, "label": label, "shard": chunk["shard"], "index": chunk["index"], "seed": element_seeds}
-
-    dataset = dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    # An end element after the pass: its position counts the undecodable records at the very end.
+    dataset = dataset.concatenate(tf.data.Dataset.from_tensors(_end_element())).enumerate()
+    dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
 
     if mean_image is not None:
         # The mirror image of a crop at frame column x is the crop of the mirrored frame at column
-        # resize_size - size - x: a pre-mirrored mean image lines up with a crop mirrored as uint8.
+        # resize_size - size - x: a pre-mirrored mean image lines up with a mirrored crop.
         mean_images = tf.stack([mean_image, tf.reverse(mean_image, [1])])
+    pixels = tf.range(size)
+
+    @tf.function(jit_compile=True)
+    def float_work(image, flipped, frame_y, frame_x, shift):
+        # One fused pass per image (XLA; separate TensorFlow ops would each go over the image):
+        # reflection, float, mean image window (AlexNet §2), colour shift.
+        image = tf.cast(tf.where(flipped, eval_crops.flip_left_right(image), image), tf.float32)
+        if mean_image is not None:
+            frame = tf.gather(mean_images, tf.cast(flipped, tf.int32))
+            image = image - tf.gather(tf.gather(frame, frame_y + pixels), frame_x + pixels, axis=1)
+        return image + shift
 
     def finish_image(window, frame, seeds):
-        # AlexNet §4.1 per image: crop (uint8), reflection (uint8; the mean image window mirrored to
-        # match), mean image window (AlexNet §2), PCA colour shift and mean colour folded into one add.
+        # AlexNet §4.1 per image: crop (uint8), reflection (the mean image window mirrored to match),
+        # mean image window (AlexNet §2), PCA colour shift and mean colour folded into one shift.
         image = augment.resize_window(window, size, dtype=tf.uint8)
         frame_x = frame[1]
-        if config.flip:
-            flipped = augment.flip_coin(seeds[2])
-            image = tf.cond(flipped, lambda: eval_crops.flip_left_right(image), lambda: image)
-            if mean_image is not None:
-                frame_x = tf.where(flipped, config.resize_size - size - frame_x, frame_x)
-        else:
-            flipped = tf.constant(False)
-        image = tf.cast(image, tf.float32)
-        if mean_image is not None:
-            which = tf.cast(flipped, tf.int32)
-            image = image - tf.slice(mean_images, tf.stack([which, frame[0], frame_x, 0]), [1, size, size, 3])[0]
-        shift = None
+        flipped = augment.flip_coin(seeds[2]) if config.flip else tf.constant(False)
+        frame_x = tf.where(flipped, config.resize_size - size - frame_x, frame_x)
+        shift = tf.zeros([3], tf.float32)
         if config.pca_jitter_std > 0:
             shift = augment.pca_shift(eigenvalues, eigenvectors, augment.pca_alphas(config.pca_jitter_std, seeds[3]))
         if mean_rgb is not None:
-            shift = shift - mean_rgb if shift is not None else -mean_rgb
-        if shift is not None:
-            image = image + shift
-        return image
+            shift = shift - mean_rgb
+        return float_work(image, flipped, frame[0], frame_x, shift)
 
-    def decode(element):
-        seeds = augment.split_seed(element["seed"], 4)
-        scale = config.resize_size if jitter is None else augment.sample_scale(jitter, seeds[0])
+    def decode(indexed, draw):
+        position, element = indexed
 
-        def plan(height, width):
-            return augment.crop_window(height, width, scale, size, seeds[1], center_square, config.random_crop)
+        def image_and_label():
+            encoded, stored_label = record_parser.parse_unchecked(element["record"], spec)
+            seeds = augment.split_seed(tf.stack([draw, position]), 4)
+            scale = config.resize_size if jitter is None else augment.sample_scale(jitter, seeds[0])
 
-        window, frame_y, frame_x = augment.decode_window(element["encoded"], plan)
-        return {"image": finish_image(window, tf.stack([frame_y, frame_x]), seeds)}
+            def plan(height, width):
+                return augment.crop_window(height, width, scale, size, seeds[1], center_square, config.random_crop)
 
-    dataset = record_parser.map_dropping_undecodable(dataset, decode, counter, chunk=CHUNK, batched=True)
+            window, frame_y, frame_x = augment.decode_window(encoded, plan)
+            return finish_image(window, tf.stack([frame_y, frame_x]), seeds), stored_label
 
-    dataset = dataset.map(lambda element: (element["image"], element["label"]))
-    dataset = dataset.batch(batch, drop_remainder=config.drop_remainder, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        def no_image():  # the end element or a damage marker: left out after the batch
+            return tf.zeros([size, size, 3], tf.float32), tf.constant(record_parser.NO_LABEL, tf.int64)
+
+        image, stored_label = tf.cond(element["index"] >= 0, image_and_label, no_image)
+        return {"image": image, "stored_label": stored_label, "position": position, "shard": element["shard"],
+                "index": element["index"], "damage": element["damage"]}
+
+    # The hot path: parse, windowed decode and augmentation in one ordered parallel map. An undecodable
+    # image fails its element, which ignore_errors() drops; the gaps in the positions count them.
+    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors()
+    dataset = dataset.batch(batch, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def account(expected, chunk):
+        # Per batch: the records dropped since the previous batch (missing positions), the damage
+        # markers in strict mode, the label checks; elements that are not records are left out.
+        positions, is_record = chunk["position"], chunk["index"] >= 0
+        dropped = positions[-1] + 1 - expected - tf.size(positions, out_type=tf.int64)
+        line = tf.strings.join([tf.strings.as_string(dropped), DROPPED_LINE])
+        checks = [counter.variable.assign_add(dropped),
+                  tf.cond(dropped > 0, lambda: tf.print(line, output_stream=sys.stderr), tf.no_op)]
+        if config.strict_records:
+            checks.append(record_parser.check_damage(chunk["damage"]))
+        with tf.control_dependencies(checks):
+            labels = record_parser.check_labels(chunk["stored_label"], chunk["shard"], chunk["index"], spec,
+                                                ignore=tf.logical_not(is_record))
+        images, labels = tf.cond(
+            tf.reduce_all(is_record),
+            lambda: (chunk["image"], labels),
+            lambda: (tf.boolean_mask(chunk["image"], is_record), tf.boolean_mask(labels, is_record)),
+        )
+        return positions[-1] + 1, (images, labels)
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), account)
+    if config.drop_remainder:
+        dataset = dataset.filter(lambda images, labels: tf.equal(tf.shape(labels)[0], batch))
+        dataset = dataset.map(lambda images, labels: (tf.ensure_shape(images, [batch, size, size, 3]),
+                                                      tf.ensure_shape(labels, [batch])))
+    else:
+        dataset = dataset.filter(lambda images, labels: tf.shape(labels)[0] > 0)
     dataset = _options(dataset.prefetch(AUTOTUNE), deterministic)
     dataset.drop_counter = counter
+    dataset.lost_counter = lost
     return dataset
 
 
 def build_eval_dataset(
-    config: InputConfig, protocol: str = "center", scale: Optional[int] = None, input_context=None, drop_counter=None
+    config: InputConfig, protocol: str = "center", scale: Optional[int] = None, input_context=None, drop_counter=None,
+    lost_counter=None,
 ) -> tf.data.Dataset:
     """An evaluation pipeline (AlexNet §4.1 test patches, VGG §3.2 test scale Q; module docstring)."""
     if protocol not in PROTOCOLS:
@@ -312,6 +372,7 @@ def build_eval_dataset(
     if q < size:
         raise FlagError(f"test scale {q} is smaller than --image_size={size}")
     counter = _counter(drop_counter)
+    lost = _counter(lost_counter, "lost_records")
 
     mean = None
     if config.mean == "image" and protocol in ("center", "ten_crop"):
@@ -325,7 +386,12 @@ def build_eval_dataset(
     def subtract(image):
         return eval_crops.subtract_mean(image, mean) if mean is not None else image
 
-    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True)
+    whole = input_context is None or input_context.num_input_pipelines == 1
+    expected = info.num_examples.get(config.split) if whole and config.data_dir else None
+    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True, lost=lost,
+                            markers=expected is not None)
+    if expected is not None or config.strict_records:
+        dataset = _checked_pass(dataset, config, expected)
 
     def parse(element):
         encoded, label = record_parser.parse(element["record"], element["shard"], element["index"], info.record_spec)
@@ -355,4 +421,31 @@ def build_eval_dataset(
     dataset = dataset.batch(batch, drop_remainder=False, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = _options(dataset.prefetch(AUTOTUNE), True)
     dataset.drop_counter = counter
+    dataset.lost_counter = lost
     return dataset
+
+
+def _checked_pass(dataset, config, expected):
+    """Evaluation's records without marker elements, checking on the way: a damaged shard's marker stops
+    the pass with its line in strict mode; with `expected` (dataset.json's count, for a pass that reads
+    every shard) a pass over whole shards must find that many records, else the one-line UserError
+    naming both counts (validation would otherwise pad the missing images, slowly)."""
+    dataset = dataset.concatenate(tf.data.Dataset.from_tensors(_end_element()))
+    metadata = os.path.join(config.data_dir or "", records.METADATA_FILE)
+    mismatch = f"{metadata}: {config.split}: {expected} examples recorded, the shards hold "
+
+    def check(state, element):
+        count, damaged = state
+        is_record = element["index"] >= 0
+        checks = [record_parser.check_damage(element["damage"])] if config.strict_records else []
+        if expected is not None:
+            last = tf.logical_and(tf.logical_not(is_record), tf.equal(element["damage"], ""))
+            ok = tf.logical_or(tf.logical_not(last), tf.logical_or(damaged, tf.equal(count, expected)))
+            checks.append(record_parser.bad_data(ok, mismatch, count, " (prepare the split again)"))
+        with tf.control_dependencies(checks):
+            count = count + tf.cast(is_record, tf.int64)
+        damaged = tf.logical_or(damaged, tf.strings.length(element["damage"]) > 0)
+        return (count, damaged), element
+
+    dataset = dataset.scan((tf.constant(0, tf.int64), tf.constant(False)), check)
+    return dataset.filter(lambda element: element["index"] >= 0)

@@ -2,15 +2,20 @@
 
 Bad input never crashes the pipeline with an anonymous TensorFlow error:
 
+- A damaged shard (a CRC mismatch from flipped bytes, a truncated file) is read up to the damage
+  (`read_shard`), named in one line with the byte offset and index of the first unreadable record,
+  and the records from there counted in a `DropCounter`; or, strictly, marked for the pipeline to
+  stop with that line (`check_damage`).
 - A record whose image fails to decode is dropped and counted in a `DropCounter` (a tf.Variable
-  updated inside the pipeline) and reported on stderr with its shard and record index
-  (`map_dropping_undecodable`: decoding in small nested datasets with `ignore_errors()`, so only
-  decode errors are swallowed; no py_function anywhere).
+  updated inside the pipeline): the training pipeline counts the gaps that `ignore_errors()` leaves
+  (input_pipeline.py); evaluation (`map_dropping_undecodable`: decoding in small nested datasets with
+  `ignore_errors()`) names each on stderr with its shard and record index. No py_function anywhere.
 - A record missing a required key, or whose label (after the offset) is outside [0, num_classes),
   fails a `tf.debugging.Assert` whose message names the shard and the record's index in it (`parse`
-  per record; `parse_batch` for a chunk of records, naming the chunk's first bad record). The error
+  per record; `check_labels` for a batch of records, naming the batch's first bad record). The error
   reaches the caller as `tf.errors.InvalidArgumentError` from the iterator (or from `model.fit`);
-  `user_errors()` / `as_user_error()` turn it into a one-line `keras_alexnet.errors.UserError`:
+  `user_errors()` / `as_user_error()` turn it (and the two above) into a one-line
+  `keras_alexnet.errors.UserError`:
 
       with record_parser.user_errors():
           model.fit(train_dataset, ...)   # or: for images, labels in dataset: ...
@@ -32,7 +37,7 @@ import tensorflow as tf
 from keras_alexnet.errors import UserError
 from pipelines import records
 
-_NO_LABEL = -(2**62)  # parse default marking a missing label
+NO_LABEL = -(2**62)  # parse default marking a missing label
 _BEGIN = "<<keras-alexnet bad record>>"
 _END = "<</keras-alexnet bad record>>"
 # tf.debugging.Assert prints its data items as "[item] [item] ...", strings with quotes escaped.
@@ -83,37 +88,49 @@ def _bad_record(condition, shard, index, *parts):
     return tf.debugging.Assert(condition, [_BEGIN, shard, ": record ", index, ": ", *parts, _END], summarize=1)
 
 
+def bad_data(condition, *parts):
+    """An assertion whose message, `parts` joined (strings and scalar tensors), `user_errors()` turns
+    into a one-line UserError."""
+    return tf.debugging.Assert(condition, [_BEGIN, *parts, _END], summarize=1)
+
+
 def parse(serialized, shard, index, spec: RecordSpec):
     """One serialized Example -> (encoded image bytes, 0-based int32 label), checked (see module doc).
 
     `shard` (the file path) and `index` (the record's position in it) only name the record in errors.
     """
-    encoded, label = parse_batch(serialized[None], shard[None], index[None], spec)
-    return encoded[0], label[0]
+    encoded, stored_label = parse_unchecked(serialized, spec)
+    present = _bad_record(tf.strings.length(encoded) > 0, shard, index, f"missing (or empty) {spec.image_key}")
+    with tf.control_dependencies([present]):
+        encoded = tf.identity(encoded)
+    return encoded, check_labels(stored_label[None], shard[None], index[None], spec)[0]
 
 
-def parse_batch(serialized, shards, indices, spec: RecordSpec):
-    """`parse` for a vector of records at once (one `parse_example` call, one check per kind): the
-    first failing record of the batch names itself in the error, as `parse` would."""
-    features = tf.io.parse_example(
+def parse_unchecked(serialized, spec: RecordSpec):
+    """(encoded bytes, stored int64 label) of one record, without any check: a missing image is "", a
+    missing label `NO_LABEL` (see `check_labels`)."""
+    features = tf.io.parse_single_example(
         serialized,
         {
             spec.image_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
-            spec.label_key: tf.io.FixedLenFeature([], tf.int64, default_value=_NO_LABEL),
+            spec.label_key: tf.io.FixedLenFeature([], tf.int64, default_value=NO_LABEL),
         },
     )
-    encoded = features[spec.image_key]
-    stored_label = features[spec.label_key]
+    return features[spec.image_key], features[spec.label_key]
+
+
+def check_labels(stored_label, shards, indices, spec: RecordSpec, ignore=None):
+    """0-based int32 labels of a vector of records, asserting each has a label in [0, num_classes)
+    after the offset (the first failing record names itself); `ignore` (bool vector) exempts entries."""
 
     def check(ok, *parts):
+        if ignore is not None:
+            ok = tf.logical_or(ok, ignore)
         first = tf.argmin(tf.cast(ok, tf.int32), output_type=tf.int32)  # the first failing record
-        return _bad_record(tf.reduce_all(ok), shards[first], indices[first], *[p(first) if callable(p) else p for p in parts])
+        parts = [p(first) if callable(p) else p for p in parts]
+        return _bad_record(tf.reduce_all(ok), shards[first], indices[first], *parts)
 
-    checks = [
-        check(tf.strings.length(encoded) > 0, f"missing (or empty) {spec.image_key}"),
-        check(tf.not_equal(stored_label, _NO_LABEL), f"missing key {spec.label_key}"),
-    ]
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies([check(tf.not_equal(stored_label, NO_LABEL), f"missing key {spec.label_key}")]):
         label = stored_label - spec.label_offset
     in_range = label >= 0
     bound = f"[0, {spec.num_classes})" if spec.num_classes is not None else "[0, ...)"
@@ -122,28 +139,26 @@ def parse_batch(serialized, shards, indices, spec: RecordSpec):
     offset = f" (stored {spec.label_offset}-based)" if spec.label_offset else ""
     range_check = check(in_range, "label ", lambda first: label[first], f" outside {bound}{offset}")
     with tf.control_dependencies([range_check]):
-        return tf.identity(encoded), tf.cast(label, tf.int32)
+        return tf.cast(label, tf.int32)
 
 
-def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cycle_length=None, batched=False):
-    """Adds `decode(element)` (a dict of new values) to dict elements, dropping and counting failures.
+def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cycle_length=None):
+    """Adds `decode(element)` (a dict of new values) to dict elements, dropping and counting failures
+    (evaluation: every dropped record named).
 
     Elements are grouped in chunks of `chunk`; each chunk is decoded in its own small dataset
     (`from_tensor_slices(chunk).map(decode).ignore_errors()`, so only decode errors are swallowed, not
-    the input's own errors such as failed record checks or corrupt TFRecord files) followed by an
-    end-of-chunk marker listing the chunk's records. Chunks run in parallel (`cycle_length` at once,
-    default twice the cores) through an ordered interleave, which keeps each chunk's outputs together;
-    a sequential `scan` notes which positions came out and, at the marker, counts the missing ones in
-    `counter` and names them (shard, record index) on stderr. Nested datasets per chunk rather than
-    per record keep the cost low. `batched`: the elements are already chunks (batches of at most
-    `chunk` records, e.g. parsed with `parse_batch`). Needs `element["shard"]` and `element["index"]`; the output elements
-    also carry the bookkeeping keys `_pos`, `_end`, `_shards`, `_indices` (ignore them).
+    the input's own errors such as failed record checks) followed by an end-of-chunk marker listing
+    the chunk's records. Chunks run in parallel (`cycle_length` at once, default twice the cores)
+    through an ordered interleave, which keeps each chunk's outputs together; a sequential `scan`
+    notes which positions came out and, at the marker, counts the missing ones in `counter` and names
+    them (shard, record index) on stderr. Needs `element["shard"]` and `element["index"]`; the output
+    elements also carry the bookkeeping keys `_pos`, `_end`, `_shards`, `_indices` (ignore them).
     """
     if not 1 <= chunk <= 63:
         raise ValueError(f"chunk={chunk}: must be in [1, 63]")
     cycle_length = cycle_length or max(2, 2 * (os.cpu_count() or 1))
-    if not batched:
-        dataset = dataset.batch(chunk)
+    dataset = dataset.batch(chunk)
 
     def decode_chunk(batch):
         size = tf.shape(batch["index"])[0]
@@ -198,6 +213,97 @@ def _report(element, missing):
         ]
     )
     return tf.print(tf.strings.reduce_join(names, separator="\n"), output_stream=sys.stderr)
+
+
+# The bytes of the marker element `read_shard` may add after a damaged shard's records (index -1):
+# protobuf field tag 0 is invalid, so no Example serializes to them.
+DAMAGE_MARKER = b"\x00damaged shard"
+_HEADER, _FRAME = 12, 16  # TFRecord: uint64 length + masked CRC32C of it, data, masked CRC32C of the data
+_SHARD_CHUNK = 64  # records per step of a shard's byte count
+
+
+def damaged_remainder(path, offset, size):
+    """How the TFRecord file `path` (`size` bytes) reads from byte `offset`, where reading stopped:
+    (records, kind), the records from there on as far as their length fields can be followed (at least
+    1), and "truncated record" when the first one's frame runs past the end of the file, else
+    "corrupted record" (its CRC does not match: TensorFlow's two DataLoss kinds). Graph ops, usable in
+    tf.data and eagerly; reads the whole file, so only called for a damaged shard."""
+    content = tf.io.read_file(path)
+    offset, size = tf.cast(offset, tf.int64), tf.cast(size, tf.int64)
+
+    def body(position, count, _):
+        has_header = position + _HEADER <= size
+        length = tf.cond(
+            has_header,
+            lambda: tf.io.decode_raw(tf.strings.substr(content, position, 8), tf.int64, little_endian=True)[0],
+            lambda: tf.constant(-1, tf.int64),
+        )
+        fits = tf.logical_and(has_header, tf.logical_and(length >= 0, length <= size - position - _FRAME))
+        return tf.where(fits, position + _FRAME + length, position), count + tf.cast(fits, tf.int64), fits
+
+    start = (offset, tf.constant(0, tf.int64), tf.constant(True))
+    position, whole, _ = tf.while_loop(lambda p, c, more: more, body, start)
+    records = tf.maximum(whole + tf.cast(position < size, tf.int64), 1)
+    kind = tf.where(whole > 0, "corrupted record", "truncated record")
+    return records, kind
+
+
+def read_shard(path, size, lost: DropCounter, strict=False, markers=False):
+    """The records of one TFRecord shard (`size`: its length in bytes, from the file system) as dict
+    elements {record, shard, index, damage} (damage "": a record).
+
+    A damaged shard (CRC mismatch, truncated file) is read up to the damage. Found from the bytes read
+    (the records' frames) falling short of `size`, so a whole shard costs one running sum per chunk of
+    records; reading stops at the same record every time, so a resumed run gets past it the same way.
+    Then, unless `strict`, the one line `<path>: corrupted record at byte <offset> (record <index>);
+    <n> record(s) from there skipped` is printed on stderr and n (`damaged_remainder`) added to `lost`.
+    With `strict` or `markers` the shard's records are followed by a marker element: record
+    `DAMAGE_MARKER`, index -1, damage the line's first part (`check_damage` fails with it).
+    """
+    stream = tf.data.TFRecordDataset(path).ignore_errors()  # an error ends the file's stream
+    stream = stream.concatenate(tf.data.Dataset.from_tensors(tf.constant(DAMAGE_MARKER))).batch(_SHARD_CHUNK)
+
+    def damage(index, consumed):
+        records, kind = damaged_remainder(path, consumed, size)
+        line = tf.strings.join([path, ": ", kind, " at byte ", tf.strings.as_string(consumed), " (record ",
+                                tf.strings.as_string(index), ")"])
+        if strict:
+            return line
+        skipped = tf.strings.join([line, "; ", tf.strings.as_string(records), " record(s) from there skipped"])
+        with tf.control_dependencies([tf.print(skipped, output_stream=sys.stderr), lost.variable.assign_add(records)]):
+            return tf.identity(line)
+
+    def step(state, chunk):
+        index, consumed = state
+        last = tf.equal(chunk, DAMAGE_MARKER)  # the end of the stream (the marker appended above)
+        is_record = tf.logical_not(last)
+        frames = tf.cast(tf.strings.length(chunk), tf.int64) + _FRAME
+        consumed = consumed + tf.reduce_sum(tf.where(is_record, frames, tf.zeros_like(frames)))
+        count = tf.reduce_sum(tf.cast(is_record, tf.int64))
+        damaged = tf.logical_and(tf.reduce_any(last), consumed < size)
+        line = tf.cond(damaged, lambda: damage(index + count, consumed), lambda: tf.constant(""))
+        keep = tf.logical_or(is_record, tf.logical_and(last, damaged)) if strict or markers else is_record
+        indices = tf.where(is_record, index + tf.range(tf.size(chunk, out_type=tf.int64)), -1)
+        element = {
+            "record": tf.boolean_mask(chunk, keep),
+            "index": tf.boolean_mask(indices, keep),
+            "damage": tf.boolean_mask(tf.where(last, line, ""), keep),
+        }
+        element["shard"] = tf.fill(tf.shape(element["index"]), path)
+        return (index + count, consumed), element
+
+    return stream.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step).unbatch()
+
+
+def check_damage(damage):
+    """Fails with the one-line damage description when `damage` (a string or a vector) is not empty
+    (strict reading: `InputConfig.strict_records`); `user_errors()` turns it into that UserError."""
+    damage = tf.reshape(damage, [-1])
+    bad = tf.strings.length(damage) > 0
+    first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+    text = tf.cond(tf.reduce_any(bad), lambda: damage[first], lambda: tf.constant(""))
+    hint = " (strict_records: prepare the shard again, or read without --strict_records to skip the rest of it)"
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [_BEGIN, text, hint, _END], summarize=1)
 
 
 def as_user_error(error: Exception):

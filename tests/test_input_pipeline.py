@@ -361,4 +361,5 @@ def test_dropped_records_reach_each_epochs_logs(tmp_path):
     said = []
     history = model.fit(train, epochs=2, verbose=0, callbacks=[DroppedRecords(counter, said.append)])
     assert history.history["dropped_records"] == [1, 1]
-    assert said == [f"epoch {n}: 1 record(s) dropped: their image could not be decoded (named above)" for n in (1, 2)]
+    assert said == [f"epoch {n}: 1 record(s) dropped: their image could not be decoded (main.py verify names them)"
+                    for n in (1, 2)]

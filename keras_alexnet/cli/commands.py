@@ -4,6 +4,7 @@ COMMANDS = {
     "train": ("keras_alexnet.cli.train", "train AlexNet or VGG with the papers' recipe (no flags: the default CPU run)"),
     "prepare": ("keras_alexnet.cli.prepare", "images (ILSVRC tars, class folders, Fashion-MNIST) -> TFRecord shards"),
     "stats": ("keras_alexnet.cli.stats", "mean image, mean RGB and RGB PCA of the training shards -> stats.npz"),
+    "verify": ("keras_alexnet.cli.verify", "check every shard's CRCs and records; one line per damaged shard"),
     "summary": ("keras_alexnet.cli.summary", "a model's layer table, feature-map sizes and parameter count"),
     "evaluate": ("keras_alexnet.cli.evaluate", "top-1/top-5 error tables under the papers' test protocols"),
     "export": ("keras_alexnet.cli.export", "write a trained model as a TF Serving SavedModel version"),

@@ -62,6 +62,9 @@ flags.DEFINE_integer("logical_cpus", _D.logical_cpus, "Split the CPU into N logi
 flags.DEFINE_boolean("mixed_precision", _D.mixed_precision, "Mixed precision (float16 on GPU with loss "
                      "scaling, bfloat16 on CPU); LRN and the softmax stay float32. [AlexNet §3.3]")
 flags.DEFINE_boolean("jit_compile", _D.jit_compile, "Compile the forward and backward pass with XLA. [AlexNet §5]")
+flags.DEFINE_boolean("strict_records", False, "Stop at a damaged shard (CRC mismatch, truncated file) with "
+                     "its one line instead of skipping and counting the rest of it (main.py verify lists "
+                     "them). [AlexNet §2]")
 flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps, "Also checkpoint every N steps "
                      "(epochs are long on ImageNet); 0: epoch ends only. [AlexNet §5]")
 flags.DEFINE_integer("steps_per_call", _D.steps_per_call, "Training steps run by one call of the compiled "
@@ -97,7 +100,7 @@ _RUN_FLAGS = ("batch_size", "learning_rate", "momentum", "weight_decay", "decay_
               "warmup_epochs", "ten_crop_every", "validation_split", "test_split", "strategy", "logical_cpus",
               "mixed_precision", "jit_compile", "checkpoint_every_steps", "steps_per_call", "log_every_steps",
               "runs_dir", "run_name", "warm_start", "init_from", "input_scale", "seed", "progress", "export",
-              "export_best", "export_dir")
+              "export_best", "export_dir", "strict_records")
 
 
 def _default_run() -> bool:

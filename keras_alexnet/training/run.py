@@ -30,7 +30,7 @@ RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_ste
                      "export_best", "export_dir", "ten_crop_every", "test_split", "strategy", "logical_cpus",
                      "jit_compile", "warm_start", "init_from", "data.shuffle_buffer", "data.cache",
                      "data.cycle_length", "data.data_dir", "data.tfds_data_dir", "data.tfds_manual_dir",
-                     "data.stats_path", "runs_dir", "steps_per_call")
+                     "data.stats_path", "data.strict_records", "runs_dir", "steps_per_call")
 
 
 class TrainingInterrupted(Exception):
@@ -285,6 +285,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                         decay_biases=opt.decay_biases)
 
     dropped = record_parser.DropCounter()
+    lost = record_parser.DropCounter("lost_records")  # records in damaged shards' skipped remainders
 
     def scaled(dataset, scale=None):
         scale = config.input_scale if scale is None else scale
@@ -300,7 +301,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         # One seed per epoch: an epoch's batches are the same when it is run again after a resume.
         epoch_config = dataclasses.replace(config.input_for("train", training=True),
                                            seed=config.seed * 100003 + epoch)
-        return scaled(input_pipeline.build_train_dataset(epoch_config, input_context, drop_counter=dropped))
+        return scaled(input_pipeline.build_train_dataset(epoch_config, input_context, drop_counter=dropped,
+                                                         lost_counter=lost))
 
     def val_dataset_fn(input_context):
         return scaled(input_pipeline.build_eval_dataset(val_config, "center", input_context=input_context))
@@ -320,7 +322,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                       loss_scale=loss_scale, is_chief=chief, initial_weights=_initial_weights(config, say),
                       printer=say, stop_event=stop.event, steps_per_call=config.steps_per_call)
     callback_set = training_callbacks(config, chief=chief, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
-                                      replicas=replicas, dropped=dropped, printer=say, val_examples=val_examples,
+                                      replicas=replicas, dropped=dropped, lost=lost, printer=say,
+                                      val_examples=val_examples,
                                       ten_crop_dataset=(lambda: eval_dataset(config.validation_split, "ten_crop"))
                                       if chief else None,
                                       export_settings=_export_settings(config, record) if chief else None)

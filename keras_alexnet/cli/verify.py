@@ -1,0 +1,48 @@
+"""`python main.py verify --data_dir=DIR`: checks every shard's records once (pipelines/verify.py).
+
+Every record's CRCs (TensorFlow's reader), its Example keys, its label range and that its image
+decodes, for every split's shards, and the example counts of `dataset.json` [AlexNet §2]. Prints one
+line per damaged shard (so that just those can be prepared again) and a summary; exit code 1 when any
+shard is damaged or a count differs, 0 otherwise. Training skips and counts what this command reports
+(or stops at it with `train --strict_records`).
+"""
+
+import os
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("data_dir", None, "Folder of prepared shards (with dataset.json). [AlexNet §2]")
+
+
+def validate() -> None:
+    from keras_alexnet.errors import FlagError, UserError
+
+    if not FLAGS.data_dir:
+        raise FlagError("--data_dir is required (the folder of prepared shards)")
+    if not os.path.isdir(FLAGS.data_dir):
+        raise UserError(f"--data_dir: {FLAGS.data_dir}: no such folder")
+
+
+def run(argv) -> None:
+    from keras_alexnet.errors import UserError
+    from pipelines.verify import verify_data_dir
+
+    def on_shard(shard):
+        if not shard.ok:
+            print(shard.line(), flush=True)
+
+    report = verify_data_dir(FLAGS.data_dir, on_shard=on_shard)
+    for line in report.count_lines:
+        print(line)
+    if not report.shards:
+        raise UserError(f"{FLAGS.data_dir}: no shards (NAME-NNNNN-of-NNNNN files) to verify")
+    if report.ok:
+        records = sum(shard.records for shard in report.shards)
+        print(f"verify: {FLAGS.data_dir}: {len(report.shards)} shard(s), {records:,} records: all sound")
+        return
+    damaged = len(report.damaged)
+    counts = f", {len(report.count_lines)} count(s) differing from dataset.json" if report.count_lines else ""
+    raise UserError(f"{FLAGS.data_dir}: {damaged} damaged shard(s) of {len(report.shards)}{counts} (listed "
+                    "above: prepare those shards again, or remove them)")

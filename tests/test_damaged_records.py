@@ -1,0 +1,218 @@
+"""Damaged shards (issue 13): a CRC mismatch (flipped bytes) or a truncated file in a training or
+validation shard is skipped from the damage on, named in one line with its byte offset and counted;
+`strict_records` stops with that line; a training run finishes over it (and a strict run that stopped
+resumes past it); `main.py verify` lists damaged shards with a non-zero exit; a `dataset.json` that
+counts more examples than the shards hold is a one-line error. [AlexNet §2]"""
+
+import csv
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_alexnet.errors import UserError
+from pipelines import input_pipeline, record_parser, records, verify
+from test_input_pipeline import _config, _image, _jpeg, write_shards, write_stats
+from test_train_cli import main_py, make_fashion_dir, tags_in
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def record_offsets(path):
+    """Byte offset of every record's frame in a TFRecord file (12-byte header, data, 4-byte CRC)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    offsets, position = [], 0
+    while position < len(data):
+        offsets.append(position)
+        position += 16 + int.from_bytes(data[position:position + 8], "little")
+    return offsets
+
+
+def flip_byte(path, record):
+    """Flips one byte inside `record`'s data: its data CRC no longer matches. Returns the frame offset."""
+    offset = record_offsets(path)[record]
+    with open(path, "r+b") as f:
+        f.seek(offset + 12 + 20)
+        byte = f.read(1)
+        f.seek(offset + 12 + 20)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    return offset
+
+
+def truncate_in(path, record):
+    """Cuts the file in the middle of `record`'s data. Returns the frame offset."""
+    offset = record_offsets(path)[record]
+    os.truncate(path, offset + 12 + 30)
+    return offset
+
+
+def _data(tmp_path, split="train", per_shard=6):
+    shards = [[(_jpeg(_image(seed=10 * s + i)), (s + i) % 5) for i in range(per_shard)] for s in range(2)]
+    data_dir = write_shards(str(tmp_path / "data"), shards, split=split)
+    write_stats(data_dir)
+    return data_dir, os.path.join(data_dir, records.shard_name(split, 1, 2))
+
+
+def _labels(dataset):
+    return np.concatenate([y.numpy() for _, y in dataset]) if dataset.cardinality() != 0 else np.zeros([0])
+
+
+def _damage_lines(text):
+    return [line for line in text.splitlines() if "record(s) from there skipped" in line]
+
+
+@pytest.mark.parametrize("damage, kind, lost", [(flip_byte, "corrupted record", 4),
+                                                (truncate_in, "truncated record", 1)])
+def test_train_pipeline_skips_the_damaged_remainder_and_counts_it(tmp_path, capfd, damage, kind, lost):
+    data_dir, shard = _data(tmp_path)
+    offset = damage(shard, 2)
+    dataset = input_pipeline.build_train_dataset(_config(data_dir, drop_remainder=False))
+    for epoch in range(2):  # every pass: the same records, one line, the same count
+        labels = _labels(dataset)
+        assert len(labels) == 6 + 2
+        assert dataset.lost_counter.take() == lost and dataset.drop_counter.take() == 0
+        lines = _damage_lines(capfd.readouterr().err)
+        assert lines == [f"{shard}: {kind} at byte {offset} (record 2); {lost} record(s) from there skipped"], lines
+
+
+@pytest.mark.parametrize("damage, kind", [(flip_byte, "corrupted record"), (truncate_in, "truncated record")])
+def test_validation_pipeline_skips_the_damaged_remainder(tmp_path, capfd, damage, kind):
+    data_dir, shard = _data(tmp_path, split="validation")
+    offset = damage(shard, 3)
+    lost = record_parser.DropCounter()
+    dataset = input_pipeline.build_eval_dataset(_config(data_dir, split="validation"), "ten_crop", lost_counter=lost)
+    labels = _labels(dataset)  # no dataset.json count error: the damage explains the missing records
+    np.testing.assert_array_equal(labels, [i % 5 for i in range(6)] + [(1 + i) % 5 for i in range(3)])
+    assert lost.count() == (3 if kind == "corrupted record" else 1)
+    lines = _damage_lines(capfd.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith(f"{shard}: {kind} at byte {offset} (record 3); "), lines
+
+
+def _first_error(dataset):
+    with pytest.raises(UserError) as caught:
+        with record_parser.user_errors():
+            for _ in dataset:
+                pass
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_strict_records_stop_with_the_one_line(tmp_path, capfd, split):
+    data_dir, shard = _data(tmp_path, split=split)
+    offset = flip_byte(shard, 1)
+    config = _config(data_dir, split=split, strict_records=True)
+    build = input_pipeline.build_train_dataset if split == "train" else input_pipeline.build_eval_dataset
+    message = _first_error(build(config))
+    assert message.startswith(f"{shard}: corrupted record at byte {offset} (record 1) (strict_records: "), message
+    assert "\n" not in message
+    assert not _damage_lines(capfd.readouterr().err)  # stopped, not skipped
+
+
+def test_dataset_json_counting_more_examples_is_a_one_line_error(tmp_path):
+    data_dir, _ = _data(tmp_path, split="validation")
+    info = records.read_metadata(data_dir)
+    info.splits["validation"] = records.SplitInfo(num_examples=20, num_shards=2)
+    records.write_metadata(data_dir, info)
+    message = _first_error(input_pipeline.build_eval_dataset(_config(data_dir, split="validation")))
+    metadata = os.path.join(data_dir, records.METADATA_FILE)
+    assert message == f"{metadata}: validation: 20 examples recorded, the shards hold 12 (prepare the split again)"
+
+
+def test_undecodable_images_are_still_counted_in_the_hot_path(tmp_path, capfd):
+    good = _jpeg(_image(seed=1))
+    data_dir = write_shards(str(tmp_path), [[(good, 0)] * 5 + [(b"\xff\xd8 not a jpeg", 1)], [(good, 2), (b"?", 3)]])
+    write_stats(data_dir)
+    dataset = input_pipeline.build_train_dataset(_config(data_dir, drop_remainder=False))
+    assert len(_labels(dataset)) == 6 and dataset.drop_counter.take() == 2 and dataset.lost_counter.take() == 0
+    assert "record(s) dropped: image does not decode" in capfd.readouterr().err
+
+
+def _verify_cli(data_dir):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "verify", f"--data_dir={data_dir}"],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_verify_lists_each_damaged_shard_in_one_line(tmp_path):
+    good = _jpeg(_image(seed=1))
+    shards = [[(good, i % 5) for i in range(5)] for _ in range(4)]
+    shards[3][2] = (b"\xff\xd8 broken", 1)
+    data_dir = write_shards(str(tmp_path / "data"), shards)
+    write_shards(data_dir, [[(good, 0)] * 3], split="validation", metadata=False)
+    names = [os.path.join(data_dir, records.shard_name("train", i, 4)) for i in range(4)]
+    flipped = flip_byte(names[1], 3)
+    cut = truncate_in(names[2], 1)
+    clean = _verify_cli(data_dir + "_missing")
+    assert clean.returncode == 1 and "no such folder" in clean.stderr
+
+    report = verify.verify_data_dir(data_dir)
+    assert [s.path for s in report.damaged] == names[1:]
+    assert [s.line() for s in report.damaged] == [
+        f"{names[1]}: corrupted record at byte {flipped} (record 3); records from there unreadable",
+        f"{names[2]}: truncated record at byte {cut} (record 1); records from there unreadable",
+        f"{names[3]}: 1 bad record(s), first: record 2: image does not decode",
+    ]
+    result = _verify_cli(data_dir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert sorted(result.stdout.splitlines()) == sorted(s.line() for s in report.damaged)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "3 damaged shard(s) of 5" in errors[0], errors
+
+    for path in names[1:]:
+        os.remove(path)
+    records.write_metadata(data_dir, records.DatasetInfo(
+        classes=[records.ClassInfo(i, f"n{i:08d}", f"class {i}") for i in range(5)],
+        splits={"train": records.SplitInfo(6, 1), "validation": records.SplitInfo(3, 1)},
+        image_policy="alexnet", image_size=32))
+    result = _verify_cli(data_dir)  # one train shard left, which holds 5 of the 6 recorded
+    metadata = os.path.join(data_dir, records.METADATA_FILE)
+    assert result.returncode == 1 and result.stdout.splitlines() == [
+        f"{metadata}: train: 6 examples recorded, the shards hold 5"], result.stdout + result.stderr
+    records.write_metadata(data_dir, records.DatasetInfo(
+        classes=[records.ClassInfo(i, f"n{i:08d}", f"class {i}") for i in range(5)],
+        splits={"train": records.SplitInfo(5, 1), "validation": records.SplitInfo(3, 1)},
+        image_policy="alexnet", image_size=32))
+    result = _verify_cli(data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"verify: {data_dir}: 2 shard(s), 8 records: all sound"
+
+
+def test_training_runs_over_damaged_shards_and_a_strict_run_resumes_past_them(tmp_path):
+    data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 256, "validation": 64, "test": 32})
+    train_shard = os.path.join(data_dir, records.shard_name("train", 0, 1))
+    validation_shard = os.path.join(data_dir, records.shard_name("validation", 0, 1))
+    train_offset = flip_byte(train_shard, 200)
+    validation_offset = truncate_in(validation_shard, 60)
+    common = [f"--data_dir={data_dir}", "--width=0.125", "--image_size=64", "--resize_size=72", "--epochs=2",
+              "--batch_size=32", "--pca_jitter_std=0", "--ten_crop_every=0", "--noexport", "--noprogress",
+              "--run_name=damaged", "--checkpoint_every_steps=1"]
+    strict = main_py(common + ["--strict_records"], cwd=tmp_path)
+    assert strict.returncode == 1, strict.stdout[-2000:] + strict.stderr[-2000:]
+    errors = [line for line in strict.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith(f"main.py train: error: {train_shard}: corrupted record at byte {train_offset} "
+                                 "(record 200) (strict_records: "), errors
+
+    # The same run without --strict_records resumes (from a checkpoint when one was written before the
+    # damage came up), skips the damaged remainders and counts them.
+    result = main_py(common, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = _damage_lines(result.stderr)
+    skipped = f"{train_shard}: corrupted record at byte {train_offset} (record 200); 56 record(s) from there skipped"
+    assert skipped in lines, lines
+    assert any(line.startswith(f"{validation_shard}: truncated record at byte {validation_offset} (record 60); ")
+               for line in lines), lines
+    # Counted each time a pass reads the shard: an epoch of the recorded 256 examples (8 steps) reads
+    # more than the 200 records left, so the next pass (and its count) starts within the epoch.
+    said = [int(n) for n in re.findall(r"epoch \d: (\d+) record\(s\) lost in damaged shard\(s\)", result.stdout)]
+    assert len(said) == 2 and all(n > 0 and n % 56 == 0 for n in said), result.stdout
+    with open(tmp_path / "runs" / "damaged" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(row["lost_records"]) for row in rows] == said
+    assert "epoch 2/2 |" in result.stdout
+    tags = tags_in(str(tmp_path / "runs" / "damaged" / "logs"))
+    assert ("damaged/train", "epoch/lost_records") in tags  # TensorBoard: only when not zero
+    assert ("damaged/train", "epoch/dropped_records") not in tags
