@@ -18,9 +18,12 @@ written first, outside the timing), from process start to the end of its first t
 the imports (main.py, absl, TensorFlow), the run's setup (settings, records' metadata, run folder,
 statistics), the `Trainer` (model, optimizer, checkpoint restore, step functions), the callbacks and
 evaluation inputs, the callbacks' `on_train_begin`, the training input pipeline, and the first step
-(tracing, graph optimisation, the input pipeline's first batch, the step). Each phase with its wall
-seconds and its CPU seconds (user + system, all threads): the CPU seconds stay comparable when other
-processes share the machine.
+(tracing, graph optimisation, the input pipeline's first batch, the step), then the second step for the
+steady-state step time. Each phase with its wall
+seconds, its CPU seconds (user + system, all threads) and its wall seconds minus the time the main thread
+waited for a CPU (Linux schedstat): the last two stay comparable when other processes share the machine,
+and wall - wait approaches the idle machine's wall time where the main thread does the work (imports,
+building, tracing; not where the step's worker threads wait for CPUs).
 """
 
 import os
@@ -45,6 +48,13 @@ def cpu_seconds():
     """User + system CPU seconds of this process so far (all threads)."""
     times = os.times()
     return times.user + times.system
+
+
+def waited_seconds():
+    """Seconds this process's main thread has spent runnable but waiting for a CPU (Linux schedstat):
+    the time other processes took from it."""
+    with open(f"/proc/self/task/{os.getpid()}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 def write_records(folder, count, classes=1000):
@@ -75,12 +85,12 @@ def write_records(folder, count, classes=1000):
 
 def trainer_child(train_flags):
     """In the timed process: `main.py train train_flags`, phases marked through the training code's own
-    entry points, the table printed at the end of the first step, then exit."""
+    entry points, the table printed at the end of the second step, then exit."""
     start = time.perf_counter() - since_process_start()
-    marks = [("process start", since_process_start(), cpu_seconds())]
+    marks = [("process start", since_process_start(), cpu_seconds(), waited_seconds())]
 
     def mark(name):
-        marks.append((name, time.perf_counter() - start, cpu_seconds()))
+        marks.append((name, time.perf_counter() - start, cpu_seconds(), waited_seconds()))
 
     import keras_alexnet.training.run as run_module
     from keras_alexnet.cli import dispatch
@@ -109,22 +119,26 @@ def trainer_child(train_flags):
         wrap("_train_iterator", trainer.Trainer._train_iterator, "callbacks' on_train_begin",
              "training input pipeline")
 
-        class FirstStep(keras.callbacks.Callback):
+        class FirstSteps(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
-                mark("first step: trace, optimise, first batch, run")
-                total_wall, total_cpu = marks[-1][1], marks[-1][2]
+                if batch == 0:
+                    return mark("first step: trace, optimise, first batch, run")
+                mark("second step (steady state)")
                 print(f"main.py train, AlexNet 224x224x3, {' '.join(train_flags)}; load average "
                       f"{os.getloadavg()[0]:.1f}")
-                previous_wall = previous_cpu = 0.0
-                for name, wall, cpu in marks:
-                    print(f"  {name:48s} {wall - previous_wall:6.2f} s {(wall - previous_wall) / total_wall:6.1%}"
-                          f"  cpu {cpu - previous_cpu:6.2f} s")
-                    previous_wall, previous_cpu = wall, cpu
-                print(f"  {'process start -> end of first step':48s} {total_wall:6.2f} s          "
-                      f"cpu {total_cpu:6.2f} s", flush=True)
+                print(f"  {'phase':48s} {'wall':>8s} {'share':>6s} {'cpu':>8s} {'wall-wait':>10s}")
+                origin = ("", 0.0, 0.0, 0.0)
+                rows = [(current[0], *(now - then for now, then in zip(current[1:], previous[1:])))
+                        for previous, current in zip([origin] + marks, marks)]
+                first_step = ("process start -> end of first step", *marks[-2][1:])
+                for name, wall, cpu, waited in rows[:-1] + [first_step, rows[-1]]:
+                    share = f"{wall / first_step[1]:6.1%}" if name != rows[-1][0] else ""
+                    print(f"  {name:48s} {wall:6.2f} s {share:>6s} {cpu:6.2f} s {wall - waited:8.2f} s")
+                print("  (cpu: user + system seconds of all threads; wall-wait: wall minus the main thread's "
+                      "wait for a CPU)", flush=True)
                 os._exit(0)
 
-        return train(config, printer, list(callbacks) + [FirstStep()])
+        return train(config, printer, list(callbacks) + [FirstSteps()])
 
     run_module.train = timed_train
     dispatch.main(["main.py", "train"] + train_flags)
