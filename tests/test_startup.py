@@ -1,6 +1,7 @@
 """Start-up to the first training step (issue 12): the training input pipeline starts producing when its
-iterator is made (so its first batches are ready when the traced step first runs), and the 10-crop
-evaluation's pipeline is built at its first evaluation, not before training starts."""
+iterator is made (so its first batches are ready when the traced step first runs), the 10-crop
+evaluation's pipeline is built at its first evaluation and the augmented-input preview after the first
+step, not before training starts."""
 
 import time
 
@@ -67,3 +68,28 @@ def test_ten_crop_dataset_is_built_at_the_first_evaluation():
     eager.set_model(model)
     eager.on_train_end()
     assert eager.final == lazy.final
+
+
+def test_augmented_inputs_preview_is_made_after_the_first_step(tmp_path):
+    import glob
+    import os
+
+    from callbacks.augmented_inputs import AugmentedInputs
+
+    model = tiny_model()
+    model.compile(optimizer=PaperSGD(0.05), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    made_at = []
+
+    def preview():
+        made_at.append(int(model.optimizer.iterations.numpy()))
+        return rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+
+    x = rng.normal(size=(16, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 4, 16).astype("int32")
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[AugmentedInputs(preview, str(tmp_path), "trial")], verbose=0)
+    assert made_at == [1]  # once, after the first step
+    steps = [event.step for path in glob.glob(os.path.join(str(tmp_path), "trial", "train", "*"))
+             for event in tf.compat.v1.train.summary_iterator(path) for value in event.summary.value
+             if value.tag == AugmentedInputs.TAG]
+    assert steps == [0]  # at the step training started at

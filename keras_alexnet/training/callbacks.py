@@ -85,7 +85,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
                   MetricsCSV(os.path.join(run_dir, "metrics.csv")),
                   ScalarSummaries(log_dir, trial, update_freq=config.log_every_steps),
                   HParams(log_dir, hparams(config, replicas), trial),
-                  AugmentedInputs(augmented_batch(config.input_for("train", training=True)), log_dir, trial)]
+                  AugmentedInputs(lambda: augmented_batch(config.input_for("train", training=True)), log_dir, trial)]
         if config.spec.family == "alexnet":
             found.append(Conv1Images(log_dir, trial))
         if config.export_best:
