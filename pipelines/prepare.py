@@ -219,9 +219,11 @@ class Progress:
 _WORKER = {}
 
 
-def _init_worker(counter, data_dir, encoding):
+def _init_worker(counter, data_dir, encoding, parent):
     """Starts TensorFlow in a worker: one thread per op (a worker per core), start-up notices muted
-    when the parent asked for quiet (TF_CPP_MIN_LOG_LEVEL, as `main.py` sets it)."""
+    when the parent asked for quiet (TF_CPP_MIN_LOG_LEVEL, as `main.py` sets it); first, a watch that
+    ends the worker with its parent (the process `parent`)."""
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("", "0")
     saved = os.dup(2) if quiet else None
     if quiet:
@@ -238,6 +240,15 @@ def _init_worker(counter, data_dir, encoding):
             os.dup2(saved, 2)
             os.close(saved)
     _WORKER.update(counter=counter, data_dir=data_dir, encoding=encoding)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Ends this worker within 0.2 s of its parent's death (also during its start-up): a `prepare`
+    killed with SIGKILL cannot stop its pool, whose workers would otherwise finish the shards already
+    handed to them; the `.tmp` a worker leaves is removed at the next start."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 def _advance(counter, n):
@@ -341,7 +352,8 @@ def _write(todo: list, config: PrepareConfig, encoding) -> dict:
                 for task in todo:
                     collect(_run_task(task))
             else:
-                with ctx.Pool(workers, initializer=_init_worker, initargs=(counter, config.data_dir, encoding)) as pool:
+                with ctx.Pool(workers, initializer=_init_worker,
+                              initargs=(counter, config.data_dir, encoding, os.getpid())) as pool:
                     for result in pool.imap_unordered(_run_task, todo):
                         collect(result)
     except UserError:

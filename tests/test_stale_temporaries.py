@@ -1,16 +1,23 @@
-"""Leftovers of killed runs removed at the next start (issue 13, part 7): the hidden `.tmp-export-*`
-folders of killed exports (but not those of exports still running) and the `ckpt-N_temp` folders of
-checkpoint saves killed midway. (prepare's `.tmp` files: tests/test_prepare_real_folders.py.)"""
+"""Leftovers of killed runs (issue 13, part 7): the hidden `.tmp-export-*` folders of killed exports
+(but not those of exports still running) and the `ckpt-N_temp` folders of checkpoint saves killed
+midway are removed at the next start; the workers of a killed `prepare` stop with it. (prepare's `.tmp`
+files: tests/test_prepare_real_folders.py.)"""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import keras
 
 from keras_alexnet import export
 from keras_alexnet.training import checkpointing
+from pipelines import records
+from tests.image_fixtures import make_folder
 from tests.test_export import CLASSES, NAMES, RESIZE, SIZE, tiny_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _dead_pid() -> int:
@@ -44,3 +51,41 @@ def test_a_checkpoint_save_killed_midway_is_removed_when_the_run_starts(tmp_path
     assert sorted(os.listdir(directory)) == ["keep_me_temp"]
     assert checkpointer.save(3).endswith("ckpt-3")  # and saving still works
     assert checkpointer.restore_latest() == str(directory / "ckpt-3")
+
+
+def _children(pid: int) -> list:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie may stay unreaped in a container)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_workers_of_a_killed_prepare_stop_with_it(tmp_path):
+    """SIGKILL to `prepare` alone (not its process group): its workers stop mid-shard instead of
+    finishing their shards for nobody; the next start removes the `.tmp` they leave."""
+    images, data = tmp_path / "images", tmp_path / "data"
+    make_folder(str(images), classes=("a", "b"), kinds=("rgb_jpeg",), per_class=150, size=(200, 200))
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "main.py"), "prepare", f"--train={images}", f"--data_dir={data}",
+         "--num_workers=2", "--train_shards=2", "--validation_holdout=0", "--progress_interval=0.2"],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    for line in process.stderr:
+        if line.startswith("prepare: ") and not line.startswith("prepare: 0/"):
+            break  # the workers are writing their shards
+    workers = _children(process.pid)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    for _ in range(1200):  # at most 2 minutes; the workers stop within a fraction of a second
+        if not any(_running(pid) for pid in workers):
+            break
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers)
+    assert records.list_shards(str(data), "train") == []  # no shard was completed after the parent died
