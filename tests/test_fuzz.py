@@ -22,7 +22,7 @@ from keras_alexnet import export
 from pipelines import record_parser, records
 from tests.test_export import NAMES, RESIZE, SIZE, tiny_model
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 NUM_CLASSES = 7
 
