@@ -3,6 +3,8 @@
 From an exported SavedModel (its `serving_default` signature does all the preprocessing), from a run
 folder or .keras file (the same preprocessing code, with the run's test scale, mean and class names from
 its `run.json`), or from a running TF Serving over REST (`--server=http://host:8501 --model_name=NAME`).
+A file that cannot be read or predicted (not an image, truncated, over the size limits) is named on its
+own line and the others go on; the CSV holds the files predicted, and the exit code is then 1.
 """
 
 import csv
