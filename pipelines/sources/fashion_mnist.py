@@ -62,6 +62,10 @@ def missing_files(directory: str) -> list:
             if not os.path.isfile(os.path.join(directory, f))]
 
 
+def debian_available(directory: str = DEBIAN_DIR) -> bool:
+    return not missing_files(directory)
+
+
 def load_idx(directory: str) -> dict:
     """{split: (images uint8 (N, 28, 28), labels uint8 (N,))} from the IDX files in `directory`."""
     arrays = {}
