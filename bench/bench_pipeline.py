@@ -163,7 +163,7 @@ def torch_rate(paths, stats, batch, epochs, workers):
             if np.random.rand() < 0.5:
                 crop = crop.flip(1)
             alphas = torch.randn(3) * 0.1
-            crop = crop + eigenvectors @ (alphas * eigenvalues)
+            crop = crop + eigenvectors @ (alphas * eigenvalues.sqrt())  # α_i·sqrt(λ_i), as pipelines/augment.py
             return crop, label
 
     def init(_):

@@ -130,8 +130,9 @@ def dataset_info(config: InputConfig, split: Optional[str] = None) -> DataInfo:
 
 
 def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
-    """Examples in `split` (default config.split): from `dataset.json` / TFDS when recorded, else
-    counted by reading every shard once (tensorflow/models shards; takes a while on ImageNet)."""
+    """Examples in `split` (default config.split): from `dataset.json` / TFDS when recorded (UserError when
+    dataset.json records another number of shards than the folder holds), else counted by reading every
+    shard once (tensorflow/models shards; takes a while on ImageNet)."""
     split = split or config.split
     info = dataset_info(config, split)
     if split in info.num_examples:
@@ -144,7 +145,9 @@ def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
             )
         return int(info.num_examples[split])
     files = tf.data.Dataset.from_tensor_slices(info.files)
-    counts = files.map(lambda f: tf.data.TFRecordDataset(f).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    # The records up to any damage (the pipelines name a damaged shard when they read it).
+    counts = files.map(lambda f: tf.data.TFRecordDataset(f).ignore_errors().reduce(tf.constant(0, tf.int64),
+                                                                                  lambda n, _: n + 1))
     return int(counts.reduce(tf.constant(0, tf.int64), lambda a, b: a + b).numpy())
 
 
