@@ -328,11 +328,18 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
     dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors()
     dataset = dataset.batch(batch, num_parallel_calls=AUTOTUNE, deterministic=True)
 
+    stopped = tf.Variable(False, trainable=False) if config.strict_records else None
+
     def account(expected, chunk):
         # Per batch: the records dropped since the previous batch (missing positions), the damage
         # markers in strict mode, the label checks; elements that are not records are left out.
         positions, is_record = chunk["position"], chunk["index"] >= 0
         dropped = positions[-1] + 1 - expected - tf.size(positions, out_type=tf.int64)
+        if config.strict_records:
+            # From the batch that stops the pass on: nothing counted (prefetching may go on after the
+            # error, from the state of before the failed batch).
+            damaged = tf.reduce_any(tf.strings.length(chunk["damage"]) > 0)
+            dropped = tf.where(stopped.assign(tf.logical_or(stopped, damaged)), tf.constant(0, tf.int64), dropped)
         line = tf.strings.join([tf.strings.as_string(dropped), DROPPED_LINE])
         checks = [counter.variable.assign_add(dropped),
                   tf.cond(dropped > 0, lambda: tf.print(line, output_stream=sys.stderr), tf.no_op)]
