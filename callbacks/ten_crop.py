@@ -12,14 +12,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-
-def ten_crop_probabilities(model, images):
-    """The softmax averaged over the crops: [B, C, h, w, 3] -> [B, classes]."""
-    shape = tf.shape(images)
-    flat = tf.reshape(images, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
-    probs = tf.cast(model(flat, training=False), tf.float32)
-    probs = tf.reshape(probs, [shape[0], shape[1], -1])
-    return tf.reduce_mean(probs, axis=1)
+from keras_alexnet.evaluation.protocols import crop_probabilities
 
 
 def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None):
@@ -31,7 +24,7 @@ def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None):
 
     @tf.function
     def batch_wrong(images, labels):
-        probs = ten_crop_probabilities(model, images)
+        probs = crop_probabilities(lambda crops: model(crops, training=False), images)
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         out = []
         for k in ks:

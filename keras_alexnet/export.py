@@ -218,6 +218,8 @@ def make_bytes_function(model, *, class_names, mean, image_size, resize_size, cr
     """
     import tensorflow as tf
 
+    from keras_alexnet.evaluation.protocols import crop_probabilities
+
     num_crops = 10 if crops == "ten_crop" else 1
     preprocess = make_preprocess(
         mean=mean, image_size=image_size, resize_size=resize_size, crops=crops,
@@ -230,11 +232,7 @@ def make_bytes_function(model, *, class_names, mean, image_size, resize_size, cr
         limits = _check_batch(image_bytes, max_pixels, max_side, max_batch_images, max_batch_pixels)
         with tf.control_dependencies([limits]):
             batch = tf.map_fn(preprocess, image_bytes, fn_output_signature=crop_spec)
-        flat = tf.reshape(batch, [-1, image_size, image_size, 3])
-        probabilities = tf.cast(model(flat, training=False), tf.float32)
-        probabilities = tf.reduce_mean(
-            tf.reshape(probabilities, [-1, num_crops, probabilities.shape[-1]]), axis=1
-        )
+        probabilities = crop_probabilities(lambda crops: model(crops, training=False), batch)  # AlexNet §4.1
         return _top_k_outputs(probabilities, class_names)
 
     return from_bytes
