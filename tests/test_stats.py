@@ -26,7 +26,7 @@ def prepared(tmp_path_factory):
     make_folder(str(root / "in"), per_class=5, size=(30, 44))
     source = load.from_paths(str(root / "in"))
     out = str(root / "alexnet")
-    prepare.prepare(source, prepare.PrepareConfig(data_dir=out, image_size=16, num_workers=1,
+    prepare.prepare(source, prepare.PrepareConfig(data_dir=out, image_size=16, num_workers=1, validation_holdout=0,
                                                   num_shards={"train": 3}))
     return out
 
