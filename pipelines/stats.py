@@ -38,8 +38,11 @@ def _mean_image_size(data_dir: str):
     return ALEXNET_SIZE, ALEXNET_SIZE, True
 
 
-def compute(data_dir: str, split: str = "train", max_images: int = 0, batch_size: int = 64):
-    """Streams `split`'s shards once and returns the statistics as a dict (see the module docstring)."""
+def compute(data_dir: str, split: str = "train", max_images: int = 0, batch_size: int = 64, progress=None):
+    """Streams `split`'s shards once and returns the statistics as a dict (see the module docstring).
+
+    `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is updated after each batch
+    and closed at the end."""
     import tensorflow as tf
 
     shards = records.list_shards(data_dir, split)
@@ -77,10 +80,15 @@ def compute(data_dir: str, split: str = "train", max_images: int = 0, batch_size
             rgb_outer += outers
             num_images += int(count)
             num_pixels += int(pixels)
+            if progress is not None:
+                progress.update(num_images)
     except tf.errors.InvalidArgumentError as error:
         raise UserError(f"{data_dir}: {error.message.splitlines()[0]}") from None
     except tf.errors.DataLossError as error:
         raise UserError(f"{data_dir}: corrupted shard ({error.message.splitlines()[0]})") from None
+    finally:
+        if progress is not None:
+            progress.close()
     if num_images == 0:
         raise UserError(f"{data_dir}: the {split} shards hold no images")
     return finish(image_sum, rgb_sum, rgb_outer, num_images, num_pixels)

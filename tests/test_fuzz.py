@@ -145,6 +145,6 @@ def test_record_parser_answers_or_raises_a_user_error(parse, serialized):
     _example({records.ENCODED: b"x", records.LABEL: b""}),
     _example({records.ENCODED: b"x", records.LABEL: [1, 2]}),
     _example({records.ENCODED: [5], records.LABEL: [1]}),
-])
+], ids=["tag0", "truncated-varint", "bad-length", "label-bytes", "two-labels", "image-ints"])  # map order varies
 def test_record_parser_on_malformed_records(parse, serialized):
     _check_parsed(parse, serialized)

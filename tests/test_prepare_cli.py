@@ -108,5 +108,5 @@ def test_prepare_and_stats_commands(tmp_path):
     assert records.read_metadata(out).label_offset == 1
     result = _main("stats", f"--data_dir={out}", "--max_images=4")
     assert result.returncode == 0, result.stderr
-    assert "4 images" in result.stdout
+    assert "4 images" in result.stdout and "stats: mean image, mean RGB" in result.stdout  # its progress line
     assert np.load(os.path.join(out, records.STATS_FILE))["mean_image"].shape == (16, 16, 3)

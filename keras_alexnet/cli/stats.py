@@ -33,7 +33,14 @@ def run(argv) -> None:
 
     from pipelines import records, stats
 
-    result = stats.compute(FLAGS.data_dir, "train", FLAGS.max_images)
+    from keras_alexnet.evaluation.models import split_size
+    from keras_alexnet.progress import ProgressLine
+
+    total = split_size(FLAGS.data_dir, "train")
+    if FLAGS.max_images:
+        total = min(total, FLAGS.max_images) if total else FLAGS.max_images
+    progress = ProgressLine("stats: mean image, mean RGB and RGB covariance of the training images", total)
+    result = stats.compute(FLAGS.data_dir, "train", FLAGS.max_images, progress=progress)
     path = os.path.join(FLAGS.data_dir, records.STATS_FILE)
     with outputs.writing(path, partial=[path + ".tmp.npz"]):
         stats.save(FLAGS.data_dir, result)
