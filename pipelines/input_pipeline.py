@@ -78,7 +78,6 @@ from pipelines.stats import read_stats
 AUTOTUNE = tf.data.AUTOTUNE
 PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
 DROPPED_LINE = " record(s) dropped: image does not decode (`main.py verify` names them)"
-STATS_KEYS = ("mean_image", "mean_rgb", "eigenvalues", "eigenvectors")
 
 
 @dataclasses.dataclass
