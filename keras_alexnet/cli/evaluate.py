@@ -127,12 +127,7 @@ def run(argv):
         print(f"{name}: {settings.image_size}px crops, Q={','.join(map(str, scales))}, mean {settings.mean} "
               f"(from {settings.source})", flush=True)
         for protocol in FLAGS.protocols:
-            if protocol == "dense":
-                def views(images, score_map=model.score_map):
-                    return protocols.dense_probabilities(score_map, images)
-            else:
-                def views(crops, predict=model.predict):
-                    return protocols.crop_probabilities(predict, crops)
+            views = protocols.batch_probabilities(model, protocol)
             for scale in scales:
                 with record_parser.user_errors():
                     result = protocols.run_protocol(

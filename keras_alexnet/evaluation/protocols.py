@@ -65,6 +65,14 @@ def dense_probabilities(score_map, images):
     return (original + flipped) / 2.0
 
 
+def batch_probabilities(model, protocol: str):
+    """`views -> softmax [B, C]` of an `evaluation.models.Evaluable` under `protocol`: the score map
+    averaged for "dense" (VGG §3.2), the crops' softmax averaged otherwise (AlexNet §4.1)."""
+    if protocol == "dense":
+        return lambda images: dense_probabilities(model.score_map, images)
+    return lambda crops: crop_probabilities(model.predict, crops)
+
+
 @dataclasses.dataclass
 class Run:
     """The softmax outputs of one model under one protocol at one test scale, over a whole split."""

@@ -13,8 +13,8 @@ Measures (errors are on the held-out validation split, in percent):
   interpolated between epochs (AlexNet Figure 1's measure, on the study's epochs).
 
 The paper's figures are "arm − reference" in percentage points of top-1 / top-5 error (a positive figure:
-the arm is worse). VGG numbers marked (recalled) come from the published tables, which the supplied
-translation omits (`/work/shared/papers/FACTS.md`).
+the arm is worse). VGG numbers marked (recalled) come from the published paper's Tables 3-5 (the
+translation the project was given omits its tables).
 """
 
 import dataclasses

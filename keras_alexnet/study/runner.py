@@ -129,26 +129,23 @@ def write_study_file(plan: Plan, command: str = "") -> str:
     return path
 
 
-def read_study_file(study_dir: str) -> Optional[dict]:
-    path = os.path.join(study_dir, STUDY_FILE)
+def _read_json(path: str, what: str) -> Optional[dict]:
+    """The JSON object in `path`, None if there is no such file; UserError naming `what` it should be."""
     if not os.path.isfile(path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError) as error:
-        raise UserError(f"{path}: not a study record ({str(error).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a {what} ({str(error).splitlines()[0]})") from None
+
+
+def read_study_file(study_dir: str) -> Optional[dict]:
+    return _read_json(os.path.join(study_dir, STUDY_FILE), "study record")
 
 
 def read_result(run_dir: str) -> Optional[dict]:
-    path = os.path.join(run_dir, RESULT_FILE)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: not a study result ({str(error).splitlines()[0]})") from None
+    return _read_json(os.path.join(run_dir, RESULT_FILE), "study result")
 
 
 def _write_result(run_dir: str, result: dict) -> None:
@@ -201,12 +198,7 @@ def measure_run(run_dir: str, protocols, split: str, max_examples: int = 0, batc
         dataset = build_eval_dataset(config, protocol, settings.test_scale)
         if max_examples:
             dataset = dataset.unbatch().take(max_examples).batch(1 if protocol == "dense" else batch_size)
-        if protocol == "dense":
-            def views(images, score_map=model.score_map):
-                return evaluation.dense_probabilities(score_map, images)
-        else:
-            def views(crops, predict=model.predict):
-                return evaluation.crop_probabilities(predict, crops)
+        views = evaluation.batch_probabilities(model, protocol)
         with record_parser.user_errors():
             run = evaluation.run_protocol(model.name, protocol, settings.test_scale, views, dataset)
         outputs[protocol] = run
