@@ -52,11 +52,12 @@ def _check_folder(folder: str, shown: str) -> None:
         raise FlagError(f"{shown}: {existing} is not writable ({reason})")
 
 
-def check_writable_dir(path: str, flag: str) -> None:
-    """FlagError naming `--flag` unless `path` is a writable folder or can be created as one."""
+def check_writable_dir(path: str, flag: str, shown: str = "") -> None:
+    """FlagError naming `--flag` unless `path` is a writable folder or can be created as one (`shown`:
+    how the error names the flag when its value is not `path` itself, e.g. `--run_name=NAME`)."""
     if not path:
         raise FlagError(f"--{flag}: empty path")
-    _check_folder(path, f"--{flag}={path}")
+    _check_folder(path, shown or f"--{flag}={path}")
 
 
 def check_writable_file(path: str, flag: str) -> None:

@@ -11,14 +11,17 @@ Training (`build_train_dataset`):
   iteration (an epoch): call `.repeat()` for more; the order and the augmentation draws change every
   iteration.
   Performance notes: the per-record path is that one map (records are checked once by `prepare` or
-  `main.py verify`, not per record here): an undecodable image fails its element, which
-  `ignore_errors()` drops, and the batch stage counts the gaps in the records' positions (an end
-  element after the pass counts those at the very end). Crops stay uint8 until the float work, which
+  `main.py verify`, not per record here): a record that does not parse or whose image does not
+  decode fails its element, which `ignore_errors()` drops, and the batch stage counts the gaps in the
+  records' positions (an end element after the pass counts those at the very end). Crops stay uint8 until the float work, which
   is one XLA-fused pass per image (reflection, float, the mean image window at the mirrored position
   of a pre-mirrored copy of the mean image, colour shift with the mean colour folded in: separate
   TensorFlow ops would each go over the image, and on whole batches their 77 MB temporaries cost page
   faults); a window that needs resizing (stored images not at resize_size, VGG scale jitter) is
   rounded back to uint8. Labels are checked per batch, the shards' byte counts per chunk of 64 records.
+  The functions given to tf.data here and in record_parser are plain TensorFlow ops (`tf.cond`, no
+  Python control flow on tensors) marked `do_not_convert`: AutoGraph's source conversion of them cost
+  about 2 CPU-seconds of every start (issue 12).
 
 Evaluation (`build_eval_dataset`): the shards read in order (record order preserved) without
 shuffling or augmentation, then one of the test protocols:
@@ -45,7 +48,7 @@ at least as many shards as input pipelines each pipeline reads shards `id::n`; o
 every shard in the same order and keep records `id::n`. The batch is
 `input_context.get_per_replica_batch_size(config.batch_size)` (config.batch_size is global).
 
-Bad input (see record_parser): undecodable images are dropped and counted in the `DropCounter` given
+Bad input (see record_parser): records that do not parse and undecodable images are dropped and counted in the `DropCounter` given
 as `drop_counter` (a new one otherwise, available as `dataset.drop_counter` on the returned object
 only: keep the counter, not the attribute, across further transformations); read it with
 `counter.take()` at the end of each epoch (exact once the epoch's records have all gone through).
@@ -55,7 +58,7 @@ on stderr with the byte offset and record index where it starts, and the records
 in `lost_counter` (`dataset.lost_counter`), each time a pass reads it; with `config.strict_records` the
 pass stops with that line instead. An evaluation pass over every shard whose shards hold another
 number of records than `dataset.json` records (and no damaged shard) stops with a one-line error
-naming both counts. Records missing a key or with an out-of-range label raise
+naming both counts. Records missing the label or with an out-of-range label raise
 `tf.errors.InvalidArgumentError` naming the shard while iterating: run the loop inside
 `record_parser.user_errors()` to get a one-line `UserError` (for all the errors above). A missing or
 empty data directory, a missing split, a missing statistics file are `UserError`s when the dataset is
@@ -77,7 +80,8 @@ from pipelines.stats import read_stats
 
 AUTOTUNE = tf.data.AUTOTUNE
 PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
-DROPPED_LINE = " record(s) dropped: image does not decode (`main.py verify` names them)"
+DROPPED_LINE = (" record(s) dropped: image does not decode or record does not parse "
+                "(`main.py verify` names them)")
 
 
 @dataclasses.dataclass
@@ -201,6 +205,7 @@ def _read_records(info, config, input_context, shuffle, seed, deterministic, los
     if shuffle and not shard_records:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
 
+    @tf.autograph.experimental.do_not_convert
     def read(path, size):
         return record_parser.read_shard(path, size, lost, strict=config.strict_records, markers=markers)
 
@@ -277,7 +282,7 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
         mean_images = tf.stack([mean_image, tf.reverse(mean_image, [1])])
     pixels = tf.range(size)
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)
     def float_work(image, flipped, frame_y, frame_x, shift):
         # One fused pass per image (XLA; separate TensorFlow ops would each go over the image):
         # reflection, float, mean image window (AlexNet §2), colour shift.
@@ -301,6 +306,7 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
             shift = shift - mean_rgb
         return float_work(image, flipped, frame[0], frame_x, shift)
 
+    @tf.autograph.experimental.do_not_convert
     def decode(indexed, draw):
         position, element = indexed
 
@@ -329,6 +335,7 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
 
     stopped = tf.Variable(False, trainable=False) if config.strict_records else None
 
+    @tf.autograph.experimental.do_not_convert
     def account(expected, chunk):
         # Per batch: the records dropped since the previous batch (missing positions), the damage
         # markers in strict mode, the label checks; elements that are not records are left out.
@@ -402,17 +409,12 @@ def build_eval_dataset(
     if expected is not None or config.strict_records:
         dataset = _checked_pass(dataset, config, expected)
 
-    def parse(element):
-        encoded, label = record_parser.parse(element["record"], element["shard"], element["index"], info.record_spec)
-        return {"encoded": encoded, "label": label, "shard": element["shard"], "index": element["index"]}
+    def decode_image(encoded):
+        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
-    dataset = dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = record_parser.decode_records(dataset, info.record_spec, counter, decode_image)
 
-    def decode(element):
-        return {"image": tf.io.decode_image(element["encoded"], channels=3, expand_animations=False)}
-
-    dataset = record_parser.map_dropping_undecodable(dataset, decode, counter)
-
+    @tf.autograph.experimental.do_not_convert
     def view(element):
         image = eval_crops.resize_shorter_side(element["image"], q)
         if protocol == "center":
@@ -443,6 +445,7 @@ def _checked_pass(dataset, config, expected):
     metadata = os.path.join(config.data_dir or "", records.METADATA_FILE)
     mismatch = f"{metadata}: {config.split}: {expected} examples recorded, the shards hold "
 
+    @tf.autograph.experimental.do_not_convert
     def check(state, element):
         count, damaged = state
         is_record = element["index"] >= 0

@@ -6,15 +6,16 @@ Bad input never crashes the pipeline with an anonymous TensorFlow error:
   (`read_shard`), named in one line with the byte offset and index of the first unreadable record,
   and the records from there counted in a `DropCounter`; or, strictly, marked for the pipeline to
   stop with that line (`check_damage`).
-- A record whose image fails to decode is dropped and counted in a `DropCounter` (a tf.Variable
-  updated inside the pipeline): the training pipeline counts the gaps that `ignore_errors()` leaves
-  (input_pipeline.py); evaluation (`map_dropping_undecodable`: decoding in small nested datasets with
-  `ignore_errors()`) names each on stderr with its shard and record index. No py_function anywhere.
-- A record missing a required key, or whose label (after the offset) is outside [0, num_classes),
-  fails a `tf.debugging.Assert` whose message names the shard and the record's index in it (`parse`
-  per record; `check_labels` for a batch of records, naming the batch's first bad record). The error
+- A record that does not parse (not a `tf.train.Example`, an image or label of another type or count)
+  or whose image fails to decode is dropped and counted in a `DropCounter` (a tf.Variable updated
+  inside the pipeline): the training pipeline counts the gaps that `ignore_errors()` leaves
+  (input_pipeline.py); evaluation (`decode_records`: parsing and decoding in small nested datasets
+  with `ignore_errors()`) names each on stderr with its shard and record index. No py_function anywhere.
+- A record missing its label, or whose label (after the offset) is outside [0, num_classes), fails a
+  `tf.debugging.Assert` whose message names the shard and the record's index in it (`check_labels`,
+  for a vector of records, naming the first bad one). The error
   reaches the caller as `tf.errors.InvalidArgumentError` from the iterator (or from `model.fit`);
-  `user_errors()` / `as_user_error()` turn it (and the two above) into a one-line
+  `user_errors()` / `as_user_error()` turn it (and a strict damaged-shard stop) into a one-line
   `keras_alexnet.errors.UserError`:
 
       with record_parser.user_errors():
@@ -94,21 +95,11 @@ def bad_data(condition, *parts):
     return tf.debugging.Assert(condition, [_BEGIN, *parts, _END], summarize=1)
 
 
-def parse(serialized, shard, index, spec: RecordSpec):
-    """One serialized Example -> (encoded image bytes, 0-based int32 label), checked (see module doc).
-
-    `shard` (the file path) and `index` (the record's position in it) only name the record in errors.
-    """
-    encoded, stored_label = parse_unchecked(serialized, spec)
-    present = _bad_record(tf.strings.length(encoded) > 0, shard, index, f"missing (or empty) {spec.image_key}")
-    with tf.control_dependencies([present]):
-        encoded = tf.identity(encoded)
-    return encoded, check_labels(stored_label[None], shard[None], index[None], spec)[0]
-
-
 def parse_unchecked(serialized, spec: RecordSpec):
     """(encoded bytes, stored int64 label) of one record, without any check: a missing image is "", a
-    missing label `NO_LABEL` (see `check_labels`)."""
+    missing label `NO_LABEL` (see `check_labels`). A record that is not an Example with one bytes image
+    and one int64 label fails with TensorFlow's error (call it where `ignore_errors()` drops and counts
+    the element: TensorFlow's message names no record and may not even be UTF-8)."""
     features = tf.io.parse_single_example(
         serialized,
         {
@@ -160,6 +151,7 @@ def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cy
     cycle_length = cycle_length or max(2, 2 * (os.cpu_count() or 1))
     dataset = dataset.batch(chunk)
 
+    @tf.autograph.experimental.do_not_convert
     def decode_chunk(batch):
         size = tf.shape(batch["index"])[0]
         items = tf.data.Dataset.from_tensor_slices((tf.range(size), batch))
@@ -180,6 +172,7 @@ def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cy
         deterministic=True,
     )
 
+    @tf.autograph.experimental.do_not_convert
     def note(seen, element):
         # `seen`: bit i set when position i of the current chunk came out (chunk <= 63).
         position = tf.cast(element["_pos"], tf.int64)
@@ -202,6 +195,28 @@ def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cy
     return dataset.filter(lambda element: tf.logical_not(element["_end"]))
 
 
+def decode_records(dataset, spec: RecordSpec, counter: DropCounter, decode_image):
+    """Evaluation's records {record, shard, index} -> {image, label, shard, index}: each record parsed
+    (`parse_unchecked`) and its image decoded by `decode_image(encoded)`, in `map_dropping_undecodable`
+    so that a record that does not parse or whose image does not decode is dropped, counted in
+    `counter` and named on stderr; then the label checked (`check_labels`: a missing label or one
+    outside [0, num_classes) stops with the one-line record error)."""
+
+    @tf.autograph.experimental.do_not_convert
+    def decode(element):
+        encoded, stored_label = parse_unchecked(element["record"], spec)
+        return {"image": decode_image(encoded), "stored_label": stored_label}
+
+    @tf.autograph.experimental.do_not_convert
+    def check(element):
+        shard, index = element["shard"], element["index"]
+        label = check_labels(element["stored_label"][None], shard[None], index[None], spec)[0]
+        return {"image": element["image"], "label": label, "shard": shard, "index": index}
+
+    dataset = map_dropping_undecodable(dataset, decode, counter)
+    return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def _report(element, missing):
     """Prints the dropped records of a chunk (`missing` positions) on stderr, one line each."""
     names = tf.strings.join(
@@ -209,7 +224,7 @@ def _report(element, missing):
             tf.boolean_mask(element["_shards"], missing),
             ": record ",
             tf.strings.as_string(tf.boolean_mask(element["_indices"], missing)),
-            ": image does not decode, record dropped",
+            ": image does not decode (or the record does not parse), record dropped",
         ]
     )
     return tf.print(tf.strings.reduce_join(names, separator="\n"), output_stream=sys.stderr)
@@ -273,6 +288,7 @@ def read_shard(path, size, lost: DropCounter, strict=False, markers=False):
         with tf.control_dependencies([tf.print(skipped, output_stream=sys.stderr), lost.variable.assign_add(records)]):
             return tf.identity(line)
 
+    @tf.autograph.experimental.do_not_convert
     def step(state, chunk):
         index, consumed = state
         last = tf.equal(chunk, DAMAGE_MARKER)  # the end of the stream (the marker appended above)

@@ -59,6 +59,9 @@ def _record_problem(serialized: bytes, label_offset: int, num_classes: Optional[
     except Exception:  # noqa: BLE001 - protobuf's DecodeError; any parse failure is the record's problem
         return "not a tf.train.Example"
     feature = example.features.feature
+    for key, kind in ((records.ENCODED, "bytes_list"), (records.LABEL, "int64_list")):
+        if key in feature and (feature[key].WhichOneof("kind") != kind or len(getattr(feature[key], kind).value) != 1):
+            return f"{key} is not one {kind.split('_')[0]} value"  # tf.io.parse_single_example fails on it
     image = feature[records.ENCODED].bytes_list.value if records.ENCODED in feature else []
     label = feature[records.LABEL].int64_list.value if records.LABEL in feature else []
     if not image or not image[0]:

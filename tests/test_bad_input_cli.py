@@ -123,6 +123,7 @@ def test_outputs_that_are_files_or_folders_of_the_wrong_kind(place):
         "export": ([model, f"--base_dir={a_file}"], f"--base_dir={a_file}: not a folder"),
         "predict": ([model, f"--output_csv={place / 'empty'}", photo], "is a folder, expected a file name"),
         "figures": ([model, f"--output_dir={place / 'empty'}/f", f"--logdir={a_file}"], f"--logdir={a_file}: not a folder"),
+        "train": ([f"--runs_dir={place}", "--run_name=a_file"], f"--run_name=a_file: {a_file} is not a folder"),
     }
     results = _run(" && ".join(_driver_command(c, [flags]) for c, (flags, _) in cases.items()))
     for result in results:
@@ -134,7 +135,8 @@ def test_a_read_only_file_system_is_refused_before_work(place, tmp_path):
     ro = tmp_path / "read_only"
     ro.mkdir()
     _mount_namespace_or_skip(ro)
-    refusals = _refusals(place, ro)
+    # the outputs below the read-only mount, and a run folder that is one inside a writable --runs_dir
+    refusals = _refusals(place, ro) + [("train", [f"--runs_dir={tmp_path}", "--run_name=read_only"])]
     line = f"mount -t tmpfs -o ro tmpfs {shlex.quote(str(ro))} && " + " && ".join(
         _driver_command(command, [flags]) for command, flags in refusals)
     results = _run(f"unshare -m sh -c {shlex.quote(line)}")

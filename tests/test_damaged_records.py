@@ -12,10 +12,11 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_alexnet.errors import UserError
 from pipelines import input_pipeline, record_parser, records, verify
-from test_input_pipeline import _config, _image, _jpeg, write_shards, write_stats
+from test_input_pipeline import RESIZE, _config, _image, _jpeg, write_shards, write_stats
 from test_train_cli import main_py, make_fashion_dir, tags_in
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,6 +130,57 @@ def test_undecodable_images_are_still_counted_in_the_hot_path(tmp_path, capfd):
     dataset = input_pipeline.build_train_dataset(_config(data_dir, drop_remainder=False))
     assert len(_labels(dataset)) == 6 and dataset.drop_counter.take() == 2 and dataset.lost_counter.take() == 0
     assert "record(s) dropped: image does not decode" in capfd.readouterr().err
+
+
+def _malformed_records():
+    """Serialized records `tf.io.parse_single_example` fails on, each with verify's line for it."""
+    def example(**features):
+        return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+    image = tf.train.Feature(bytes_list=tf.train.BytesList(value=[_jpeg(_image(seed=1))]))
+    label = tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))
+    return [
+        (b"\x0a\xff", "not a tf.train.Example"),
+        (example(**{records.ENCODED: image, records.LABEL: tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[b"1"]))}), f"{records.LABEL} is not one int64 value"),
+        (example(**{records.ENCODED: image, records.LABEL: tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[1, 2]))}), f"{records.LABEL} is not one int64 value"),
+        (example(**{records.ENCODED: label, records.LABEL: label}), f"{records.ENCODED} is not one bytes value"),
+    ]
+
+
+def test_malformed_records_are_dropped_counted_and_named_by_verify(tmp_path, capfd):
+    good = _jpeg(_image(seed=1))
+    data_dir = str(tmp_path)
+    write_stats(data_dir)
+    malformed = _malformed_records()
+    with tf.io.TFRecordWriter(os.path.join(data_dir, records.shard_name("validation", 0, 1))) as writer:
+        for i in range(4):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                records.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[good])),
+                records.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))})).SerializeToString())
+        for serialized, _ in malformed:
+            writer.write(serialized)
+    records.write_metadata(data_dir, records.DatasetInfo(
+        classes=[records.ClassInfo(i, f"n{i:08d}", f"class {i}") for i in range(5)],
+        splits={"validation": records.SplitInfo(8, 1)}, image_policy="alexnet", image_size=RESIZE))
+    shard = os.path.join(data_dir, records.shard_name("validation", 0, 1))
+
+    evaluation = input_pipeline.build_eval_dataset(_config(data_dir, split="validation"))
+    with record_parser.user_errors():
+        assert list(_labels(evaluation)) == [0, 1, 2, 3]
+    assert evaluation.drop_counter.take() == 4
+    named = [line for line in capfd.readouterr().err.splitlines() if "(or the record does not parse)" in line]
+    assert [line.split(": image")[0] for line in named] == [f"{shard}: record {i}" for i in range(4, 8)]
+
+    training = input_pipeline.build_train_dataset(_config(data_dir, split="validation", drop_remainder=False))
+    with record_parser.user_errors():
+        assert sorted(_labels(training)) == [0, 1, 2, 3]
+    assert training.drop_counter.take() == 4
+
+    (report,) = verify.verify_data_dir(data_dir).damaged
+    assert report.line() == f"{shard}: 4 bad record(s), first: record 4: {malformed[0][1]}"
+    assert [verify._record_problem(serialized, 0, 5) for serialized, _ in malformed] == [m for _, m in malformed]
 
 
 def _verify_cli(data_dir):

@@ -3,10 +3,10 @@
 - `export.make_bytes_function` (the `serving_default` computation, AlexNet §2 / §4.1 preprocessing) on a
   tiny model: arbitrary bytes, and real PNG/JPEG files whose headers claim tiny, zero or huge sizes,
   give a top-5 result or an `InvalidArgumentError`, never another error (no OOM, no crash).
-- `record_parser.parse` on `tf.train.Example`s with or without the image (any bytes), the label (any
-  int64) and other keys: a checked (image, 0-based label) or an error `record_parser.as_user_error`
-  turns into the one-line `UserError`. Malformed records (not an Example, a label of another type)
-  are not yet such errors: strict xfail below, so the fix turns it into a failure to remove the mark.
+- `record_parser.decode_records` (evaluation's parse and decode) on `tf.train.Example`s with or without
+  the image (any bytes), the label (any int64) and other keys, and on malformed records (not an
+  Example, an image or label of another type or count): a checked (image, 0-based label), the record
+  dropped, counted and named, or the one-line `UserError` naming the record (`record_parser.user_errors`).
 
 Bounded with hypothesis' `max_examples` (no deadline: the first call traces the function), well under
 a minute in all.
@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keras_alexnet import export
+from keras_alexnet.errors import UserError
 from pipelines import record_parser, records
 from tests.test_export import NAMES, RESIZE, SIZE, tiny_model
 
@@ -85,11 +86,29 @@ def test_serving_signature_answers_or_refuses_with_invalid_argument(serve, batch
 
 
 @pytest.fixture(scope="module")
-def parse():
+def read():
+    """One serialized record through `decode_records` as record 3 of "shard-0" (labels 1-based):
+    ([{label, channels}] per element out, the dropped count)."""
     spec = record_parser.RecordSpec(label_offset=1, num_classes=NUM_CLASSES)
-    return tf.function(lambda serialized: record_parser.parse(serialized, tf.constant("shard-0"),
-                                                              tf.constant(3, tf.int64), spec),
-                       input_signature=[tf.TensorSpec([], tf.string)])
+
+    def decode_image(encoded):
+        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+    counter = record_parser.DropCounter()
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def elements(serialized):  # (how many, last label, last image's channels), traced once
+        element = {"record": serialized, "shard": tf.constant("shard-0"), "index": tf.constant(3, tf.int64)}
+        dataset = record_parser.decode_records(tf.data.Dataset.from_tensors(element), spec, counter, decode_image)
+        return dataset.reduce((0, -1, 0), lambda state, e: (state[0] + 1, e["label"], tf.shape(e["image"])[-1]))
+
+    def read_one(serialized):
+        counter.reset()
+        with record_parser.user_errors():
+            count, label, channels = (int(value) for value in elements(tf.constant(serialized)))
+        return [{"label": label, "channels": channels}] * count, counter.count()
+
+    return read_one
 
 
 def _example(features: dict) -> bytes:
@@ -117,34 +136,46 @@ def _examples():
     return st.builds(_example, features)
 
 
-def _check_parsed(parse, serialized):
+def _check_read(read, serialized):
+    """The record's outcome: "kept" (a decoded image and a label in range), "dropped" (counted once)
+    or "refused" (the one-line error naming the record)."""
     try:
-        encoded, label = parse(tf.constant(serialized))
-    except tf.errors.OpError as error:
-        converted = record_parser.as_user_error(error)
-        assert converted is not None, f"not a one-line record error: {error.message[:300]}"
-        assert str(converted).startswith("shard-0: record 3: ") and "\n" not in str(converted)
-        return
-    assert len(encoded.numpy()) > 0 and 0 <= int(label) < NUM_CLASSES
+        elements, dropped = read(serialized)
+    except UserError as error:
+        assert str(error).startswith("shard-0: record 3: ") and "\n" not in str(error), str(error)
+        return "refused"
+    if dropped:
+        assert (elements, dropped) == ([], 1)
+        return "dropped"
+    (element,) = elements
+    assert element["channels"] == 3 and 0 <= element["label"] < NUM_CLASSES
+    return "kept"
 
 
 @FUZZ
 @given(serialized=_examples())
-def test_record_parser_answers_or_raises_a_user_error(parse, serialized):
-    _check_parsed(parse, serialized)
+def test_record_reading_keeps_drops_or_refuses_each_record(read, serialized):
+    _check_read(read, serialized)
 
 
 # Found by fuzzing: records that are not Examples, or whose image or label has another type or count,
-# fail inside `tf.io.parse_single_example` ("Could not parse example input", "Data types don't match",
-# or a UnicodeDecodeError when TensorFlow quotes non-UTF-8 bytes in its message), not as a record
-# error naming the shard.
-@pytest.mark.xfail(strict=True, reason="pipelines/record_parser.parse: malformed records are not yet record "
-                   "errors (issue 13, reported to the record_parser owner)")
+# fail inside `tf.io.parse_single_example` with a message that names no record ("Could not parse example
+# input", "Data types don't match", or a UnicodeDecodeError when TensorFlow quotes non-UTF-8 bytes):
+# they are dropped, counted and named like an undecodable image.
 @pytest.mark.parametrize("serialized", [
     b"\x00", b"\x80", b"\x0a\xff",
     _example({records.ENCODED: b"x", records.LABEL: b""}),
     _example({records.ENCODED: b"x", records.LABEL: [1, 2]}),
     _example({records.ENCODED: [5], records.LABEL: [1]}),
 ], ids=["tag0", "truncated-varint", "bad-length", "label-bytes", "two-labels", "image-ints"])  # map order varies
-def test_record_parser_on_malformed_records(parse, serialized):
-    _check_parsed(parse, serialized)
+def test_malformed_records_are_dropped_counted_and_named(read, serialized, capfd):
+    assert _check_read(read, serialized) == "dropped"
+    assert "shard-0: record 3: image does not decode (or the record does not parse), record dropped" in \
+        capfd.readouterr().err
+
+
+def test_a_label_out_of_range_is_refused_in_one_line(read):
+    good = _png(4, 6)
+    assert _check_read(read, _example({records.ENCODED: good, records.LABEL: [NUM_CLASSES]})) == "kept"
+    with pytest.raises(UserError, match=r"^shard-0: record 3: label 7 outside \[0, 7\) \(stored 1-based\)$"):
+        read(_example({records.ENCODED: good, records.LABEL: [NUM_CLASSES + 1]}))

@@ -202,8 +202,9 @@ def test_missing_key_is_a_one_line_error_naming_the_shard(tmp_path):
     assert message == f"{shard}: record 1: missing key {records.LABEL}"
     message = _first_error(input_pipeline.build_eval_dataset(_config(data_dir)))
     assert message == f"{shard}: record 1: missing key {records.LABEL}"
-    write_shards(data_dir, [[(good, 0)], [(None, 1)]])
-    assert _first_error(input_pipeline.build_eval_dataset(_config(data_dir))) == f"{shard}: record 0: missing (or empty) {records.ENCODED}"
+    write_shards(data_dir, [[(good, 0)], [(None, 1)]])  # no image: dropped and counted, as undecodable
+    dataset = input_pipeline.build_eval_dataset(_config(data_dir))
+    assert list(_all(dataset)[1]) == [0] and dataset.drop_counter.take() == 1
 
 
 def test_label_out_of_range_is_a_one_line_error_naming_the_shard(tmp_path):

@@ -227,3 +227,30 @@ def test_tiny_study_end_to_end_with_the_real_training_call(tiny_data, tmp_path):
         runner.run_study(longer, train=refuse, printer=lambda _: None)
     text, _ = report.write_report(TINY, plan.study_dir, runner.collect(plan.study_dir), 0.25)
     assert "no_lrn" in text and "center_crop" in text
+
+
+TINY_VGG_SCALE = Scale("cpu", {
+    "architecture": "vgg_a", "width": 0.125, "image_size": 32, "resize_size": 36, "scale_jitter": 36, "mean": "rgb",
+    "init": "glorot", "learning_rate": 0.01, "lr_schedule": "constant", "batch_size": 8, "epochs": 1,
+    "steps_per_epoch": 2, "shuffle_buffer": 64, "pca_jitter_std": 0.0,
+}, "tiny VGG")
+
+TINY_VGG = Study(
+    name="tiny_vgg", description="VGG Table 5's protocols on net A", scales={"cpu": TINY_VGG_SCALE},
+    protocols=definitions.VGG.protocols, eval_examples=5,
+    arms=tuple(definitions.VGG.arm(name) for name in ("A", "A_multi_crop", "A_dense_multi_crop")),
+)
+
+
+def test_tiny_vgg_study_measures_dense_multi_crop_and_both(tiny_data, tmp_path):
+    """The VGG study's evaluation path (VGG §3.2, Table 5) on a really trained run: dense, 50-crop and
+    their average, each on the first `eval_examples` validation images, in the report as their arms."""
+    plan = runner.Plan(TINY_VGG, TINY_VGG_SCALE, (0,), str(tmp_path / "tiny_vgg"), {"data_dir": tiny_data})
+    (result,) = runner.run_study(plan, printer=lambda _: None).values()
+    measures = result["measures"]
+    assert set(measures) == {"ten_crop", "dense", "multi_crop", "dense+multi_crop"}
+    for name in ("dense", "multi_crop", "dense+multi_crop"):
+        assert measures[name]["count"] == 5 and 0.0 <= measures[name]["top1_error"] <= 1.0
+        assert measures[name]["top5_error"] <= measures[name]["top1_error"]
+    text, _ = report.write_report(TINY_VGG, plan.study_dir, runner.collect(plan.study_dir), 0.25)
+    assert "A_multi_crop" in text and "A_dense_multi_crop" in text and "Table 5" in text

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_alexnet.errors import FlagError
+from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.training import config_from_values, train
 from test_train_cli import NAMES, make_fashion_dir, read_idx
 
@@ -89,6 +89,26 @@ def test_training_into_an_imported_weights_folder_is_refused(tmp_path, api_run):
     config = _config(folder, run_name="vgg16", runs_dir=str(tmp_path / "runs"))
     with pytest.raises(FlagError, match="holds imported weights.*--init_from"):
         train(config, printer=lambda line: None)
+
+
+def test_a_failed_checkpoint_write_keeps_the_last_good_one_and_says_so(api_run):
+    folder, _ = api_run
+    values = dict(run_name="blocked", steps_per_epoch=2)
+    checkpoints = folder / "runs" / "blocked" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "ckpt-4_temp").write_text("")  # where epoch 2's save writes its shards: not a folder
+    with pytest.raises(UserError) as failed:
+        train(_config(folder, **values), printer=lambda line: None)
+    message = str(failed.value)
+    assert "\n" not in message and message.startswith(f"{checkpoints}: cannot write checkpoint 4 (")
+    assert message.endswith(f"the last good checkpoint {checkpoints / 'ckpt-2'} is kept: fix this and rerun the "
+                            "same command to resume"), message
+    assert sorted(p.name for p in checkpoints.iterdir() if p.name.startswith("ckpt-4")) == ["ckpt-4_temp"]
+
+    (checkpoints / "ckpt-4_temp").unlink()
+    lines = []
+    assert train(_config(folder, **values), printer=lines.append).epochs_run == 2
+    assert f"Resuming from {checkpoints / 'ckpt-2'} at epoch 2, step 0 of 2." in lines, lines
 
 
 def _pasted(command: str, cwd, timeout=600):

@@ -95,6 +95,27 @@ def test_callbacks_validation_and_checkpoints(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_validation_reads_its_data_once_per_pass_and_weighs_only_real_examples():
+    x, y = data()
+    val_x, val_y = data(20, seed=1)
+    reads = tf.Variable(0, dtype=tf.int64)
+
+    def val_dataset_fn(input_context):
+        def counted(image, label):
+            with tf.control_dependencies([reads.assign_add(1)]):
+                return tf.identity(image), label
+        return tf.data.Dataset.from_tensor_slices((val_x, val_y)).map(counted).batch(8)
+
+    trainer = Trainer(tf.distribute.get_strategy(), tiny_model, lambda: PaperSGD(0.05),
+                      dataset_fn(x, y, 8), steps_per_epoch=4, epochs=1, global_batch_size=8,
+                      val_dataset_fn=val_dataset_fn, val_examples=20)
+    logs = trainer.evaluate()
+    assert int(reads.numpy()) == 20  # no second read for the padding of the last batch (3 steps of 8)
+    probabilities = trainer.model.predict(val_x, verbose=0)
+    expected = np.mean(np.argmax(probabilities, axis=1) != val_y)
+    np.testing.assert_allclose(logs["val_top1_error"], expected, rtol=1e-6)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     x, y = data(64)
     trainer = Trainer(tf.distribute.get_strategy(), tiny_model, lambda: PaperSGD(1e20),

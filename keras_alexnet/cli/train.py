@@ -131,6 +131,7 @@ def validate():
     """Refuses impossible flags in one line, before TensorFlow is imported or anything built."""
     config = _config().resolve()
     outputs.check_writable_dir(FLAGS.runs_dir, "runs_dir")
+    outputs.check_writable_dir(config.run_dir, "run_name", shown=f"--run_name={config.run_name}")
     if config.strategy == "multi_worker":
         from keras_alexnet.training.strategy import tf_config_problem, tf_config_workers
 

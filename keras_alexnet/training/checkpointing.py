@@ -5,7 +5,10 @@ rate), the epoch and step-in-epoch counters, the running sums of the epoch's tra
 callbacks' state (the plateau schedule of AlexNet §5) as a JSON string variable — so every piece is
 written in one atomic save. `CheckpointManager` keeps the last few. Under `MultiWorkerMirroredStrategy`
 every worker saves (as TensorFlow requires), non-chief workers into a temporary folder. The
-`ckpt-N_temp` folders a save killed midway leaves are removed when the run starts again.
+`ckpt-N_temp` folders a save killed midway leaves are removed when the run starts again. A save that
+fails (no space left, a read-only or removed folder) removes its partial files and stops the run with
+one line naming the folder, the reason and the last good checkpoint, which is kept: the same command
+resumes from it once the cause is fixed.
 """
 
 import json
@@ -15,6 +18,9 @@ import shutil
 import tempfile
 
 import tensorflow as tf
+
+from keras_alexnet import outputs
+from keras_alexnet.errors import UserError
 
 
 class RunState:
@@ -73,7 +79,18 @@ class Checkpointer:
         return path
 
     def save(self, global_step: int):
-        path = self.manager.save(checkpoint_number=global_step)
+        last = self.latest()
+        try:
+            path = self.manager.save(checkpoint_number=global_step)
+        except Exception as error:  # noqa: BLE001 - narrowed by io_error_reason, re-raised otherwise
+            reason = outputs.io_error_reason(error)
+            if reason is None:
+                raise
+            remove_partial_saves(self.directory)
+            kept = f"the last good checkpoint {last} is kept" if last else "no earlier checkpoint exists"
+            raise UserError(f"{self.directory}: cannot write checkpoint {global_step} "
+                            f"({reason.replace(chr(9), ' ')}); {kept}: fix this and rerun the same command "
+                            "to resume") from None
         return path if self.is_chief else None
 
     def close(self):

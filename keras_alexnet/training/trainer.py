@@ -219,12 +219,16 @@ class Trainer:
 
         Every replica gets full batches: each pipeline's examples are followed by zero-weight padding
         (Keras convolutions fail on the empty batches `tf.distribute` gives replicas without data),
-        and a fixed number of steps covers the largest share.
+        and a fixed number of steps covers the largest share. The padding is zeros of the examples'
+        static shape: the validation data is read once per pass (a damaged shard named, its lost
+        records counted, once).
         """
         def dataset_fn(input_context):
             examples = self.val_dataset_fn(input_context).unbatch()
+            image_spec, label_spec = examples.element_spec
             examples = examples.map(lambda x, y: (x, y, tf.constant(1.0)))
-            padding = examples.take(1).map(lambda x, y, w: (tf.zeros_like(x), y, tf.constant(0.0)))
+            padding = tf.data.Dataset.from_tensors((tf.zeros(image_spec.shape, image_spec.dtype),
+                                                    tf.zeros(label_spec.shape, label_spec.dtype), tf.constant(0.0)))
             return examples.concatenate(padding.repeat()).batch(
                 input_context.get_per_replica_batch_size(self.global_batch_size), drop_remainder=True)
 
