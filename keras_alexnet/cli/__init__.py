@@ -6,7 +6,8 @@ Each subcommand lives in its own module of this package. Importing the module de
 - ``run(argv)``: does the work; ``argv`` holds the positional arguments left after flag parsing;
 - ``TAKES_ARGUMENTS = True`` (optional): the command accepts positional arguments (files, say);
   without it any positional argument is refused;
-- ``validate()`` (optional): checks flag combinations and paths, raising ``FlagError`` before any work.
+- ``validate()`` (optional): checks flag combinations and paths, raising ``FlagError`` before any work;
+  a command with ``TAKES_ARGUMENTS`` has ``validate(argv)`` and checks its positional arguments too.
 
 `dispatch.main()` picks the module from ``sys.argv[1]`` so only that command's flags exist in a run,
 which keeps ``main.py COMMAND --helpfull`` to the flags that matter.

@@ -108,7 +108,7 @@ def main(argv=None) -> None:
             _fail(command, f"unexpected argument '{remaining[1]}' (flags are written --name=value)", 2)
         try:
             if hasattr(module, "validate"):
-                module.validate()
+                module.validate(*([remaining[1:]] if getattr(module, "TAKES_ARGUMENTS", False) else []))
         except UserError as error:
             _fail(command, str(error), error.exit_code)
         return remaining

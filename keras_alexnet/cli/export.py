@@ -30,7 +30,11 @@ FLAGS = flags.FLAGS
 
 
 def validate():
+    from keras_alexnet.evaluation import models
+
     flagdefs.check_model_paths()
+    if models.saved_model_dir(FLAGS.model):
+        raise FlagError(f"--model={FLAGS.model} is already a SavedModel; export a run folder or .keras file")
     flagdefs.single_test_scale()
     outputs.check_writable_dir(FLAGS.base_dir, "base_dir")
 
@@ -41,8 +45,6 @@ def run(argv):
     from keras_alexnet.evaluation import models
     from keras_alexnet.export import export_saved_model
 
-    if models.saved_model_dir(FLAGS.model):
-        raise FlagError(f"--model={FLAGS.model} is already a SavedModel; export a run folder or .keras file")
     model = models.load_keras_model(FLAGS.model)
     image_size = int(model.inputs[0].shape[1])
     settings = flagdefs.model_settings(FLAGS.model, image_size, flagdefs.single_test_scale())

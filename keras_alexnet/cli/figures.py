@@ -31,6 +31,7 @@ def validate():
     outputs.check_writable_dir(flagdefs.figures_dir(), "output_dir")
     if FLAGS.logdir:
         outputs.check_writable_dir(FLAGS.logdir, "logdir")
+    flagdefs.check_figure_inputs("the figures")
 
 
 def run(argv):
@@ -42,7 +43,7 @@ def run(argv):
     from keras_alexnet.errors import UserError
     from keras_alexnet.evaluation import models
 
-    model, settings, data_dir, names = flagdefs.figure_inputs("the figures")
+    model, settings, data_dir, names = flagdefs.figure_inputs()
     layer_names = [layer.name for layer in model.layers]
     first_conv = "conv1" if "conv1" in layer_names else "conv1_1"  # AlexNet / VGG naming
     output_dir = flagdefs.figures_dir()

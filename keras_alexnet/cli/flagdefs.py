@@ -164,10 +164,27 @@ def check_model_paths() -> list:
     paths = FLAGS.model if isinstance(FLAGS.model, list) else ([FLAGS.model] if FLAGS.model else [])
     if not paths:
         raise FlagError("--model is required (a run folder, a .keras file or a SavedModel folder)")
+    from keras_alexnet.errors import UserError
+    from keras_alexnet.evaluation import models
+
     for path in paths:
         if not os.path.exists(path):
             raise FlagError(f"--model={path}: no such file or folder")
+        try:  # an empty folder, a text file: named now, not after TensorFlow's import (issue 13)
+            models.saved_model_dir(path) or models.keras_model_file(path)
+        except UserError as error:
+            raise FlagError(f"--model={error}") from None
     return paths
+
+
+def check_shards(data_dir: str, split: str) -> None:
+    """UserError unless `data_dir` holds complete `split` shards, in the words of `pipelines.stats` (issue 13:
+    a folder without shards is refused before TensorFlow is imported)."""
+    from keras_alexnet.errors import UserError
+    from pipelines import records
+
+    if not records.list_shards(data_dir, split):
+        raise UserError(f"{data_dir}: no {split} shards (run `python main.py prepare` first)")
 
 
 def model_settings(path: str, image_size: int, test_scale=None):
@@ -195,18 +212,25 @@ def data_dir(model_path: str):
     return None
 
 
-def figure_inputs(purpose: str):
-    """(Keras model, EvalSettings, data folder, class names) of --model for the figure commands, which
-    need the Keras model itself (its conv1 kernels, its fc7 layer): a SavedModel is refused."""
+def check_figure_inputs(purpose: str) -> None:
+    """FlagError unless the figure commands can read --model and its data: they need the Keras model itself
+    (its conv1 kernels, its fc7 layer), so a SavedModel is refused, and a data folder."""
     from keras_alexnet.evaluation import models
 
     if models.saved_model_dir(FLAGS.model):
         raise FlagError(f"--model={FLAGS.model} is a SavedModel; {purpose} need the run folder or .keras file")
+    if data_dir(FLAGS.model) is None:
+        raise FlagError("--data_dir is required (the model records no data folder that exists)")
+
+
+def figure_inputs():
+    """(Keras model, EvalSettings, data folder, class names) of --model for the figure commands, whose
+    `validate()` ran `check_figure_inputs`."""
+    from keras_alexnet.evaluation import models
+
     model = models.load_keras_model(FLAGS.model)
     settings = model_settings(FLAGS.model, int(model.inputs[0].shape[1]), single_test_scale())
     folder = data_dir(FLAGS.model)
-    if folder is None:
-        raise FlagError("--data_dir is required (the model records no data folder that exists)")
     names = settings.class_names or models.class_names(folder)
     return model, settings, folder, names
 

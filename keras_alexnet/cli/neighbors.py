@@ -33,6 +33,7 @@ def validate():
     flagdefs.check_model_paths()
     flagdefs.single_test_scale()
     outputs.check_writable_dir(flagdefs.figures_dir(), "output_dir")
+    flagdefs.check_figure_inputs("fc7 features")
 
 
 def run(argv):
@@ -44,7 +45,7 @@ def run(argv):
     from keras_alexnet.evaluation import models
     from keras_alexnet.progress import ProgressLine
 
-    model, settings, data_dir, names = flagdefs.figure_inputs("fc7 features")
+    model, settings, data_dir, names = flagdefs.figure_inputs()
     if FLAGS.layer not in [layer.name for layer in model.layers]:
         raise FlagError(f"--layer: model '{model.name}' has no layer '{FLAGS.layer}'")
     features = figures.fc7_model(model, FLAGS.layer)

@@ -34,7 +34,7 @@ flags.DEFINE_string("output_csv", None, "Also write the predictions to this CSV 
 FLAGS = flags.FLAGS
 
 
-def validate():
+def validate(argv):
     if FLAGS.server and FLAGS.model:
         raise FlagError("--server and --model are exclusive: predict from one or the other")
     if not FLAGS.server and not FLAGS.model:
@@ -46,6 +46,7 @@ def validate():
     flagdefs.single_test_scale()
     if FLAGS.output_csv:
         outputs.check_writable_file(FLAGS.output_csv, "output_csv")
+    image_files(argv)  # none named, a missing file, a folder without images: refused before TensorFlow
 
 
 def image_files(arguments) -> list:

@@ -10,6 +10,7 @@ already complete are kept. Progress goes to stderr with images/s and ETA.
 """
 
 import os
+import tarfile
 
 from absl import flags
 
@@ -76,6 +77,8 @@ def validate() -> None:
         raise FlagError("--stored_size has no effect with --image_policy=none (images keep their size)")
     if FLAGS.synsets and not FLAGS.validation_labels:
         raise FlagError("--synsets goes with --validation_labels (devkit ILSVRC2012_ID ground truth)")
+    if FLAGS.validation_labels and not FLAGS.validation:
+        raise FlagError("--validation_labels goes with --validation (the ground truth of a flat validation tar)")
     if FLAGS.validation_holdout and FLAGS.validation:
         raise FlagError("--validation_holdout and --validation both make the validation split; pass one")
     if FLAGS.dataset == "fashion_mnist" and FLAGS["fashion_mnist_dir"].present:
@@ -89,11 +92,18 @@ def validate() -> None:
         path = FLAGS[name].value
         if path and not os.path.exists(path):
             raise UserError(f"--{name}: {path}: no such file or folder")
-    for path in (FLAGS.train, FLAGS.validation, FLAGS.test):
+    for name in ("validation_labels", "synsets", "class_names"):
+        path = FLAGS[name].value
+        if path and os.path.isdir(path):
+            raise FlagError(f"--{name}={path}: a folder, expected a file")
+    for name in ("train", "validation", "test"):
+        path = FLAGS[name].value
         if path and os.path.isdir(path):
             from pipelines.sources import folder
 
             folder.class_folders(path)  # no class folders, or one linking to the root or another class
+        elif path and not tarfile.is_tarfile(path):
+            raise FlagError(f"--{name}={path}: neither a folder of class folders nor a tar file")
 
 
 def run(argv) -> None:

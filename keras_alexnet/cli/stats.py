@@ -10,6 +10,7 @@ import os
 from absl import flags
 
 from keras_alexnet import outputs
+from keras_alexnet.cli import flagdefs
 
 FLAGS = flags.FLAGS
 
@@ -26,6 +27,7 @@ def validate() -> None:
     if not os.path.isdir(FLAGS.data_dir):
         raise UserError(f"--data_dir: {FLAGS.data_dir}: no such folder")
     outputs.check_writable_dir(FLAGS.data_dir, "data_dir")  # stats.npz is written there
+    flagdefs.check_shards(FLAGS.data_dir, "train")
 
 
 def run(argv) -> None:

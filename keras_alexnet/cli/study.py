@@ -43,9 +43,23 @@ flags.DEFINE_boolean("report_only", False, "Only rebuild the report and figures 
 FLAGS = flags.FLAGS
 
 
-def validate():
+def validate(argv):
+    """The study name, the data and the studies folder, checked before TensorFlow is imported (issue 13)."""
+    from keras_alexnet import outputs
+    from keras_alexnet.cli import flagdefs
+
+    if len(argv) != 1:
+        raise FlagError(f"give one study name: {' or '.join(definitions.STUDIES)}")
+    definitions.get(argv[0])
     if FLAGS.scale == "paper" and not FLAGS.data_dir and not FLAGS.report_only:
         raise FlagError("--scale=paper needs --data_dir (ImageNet prepared with `main.py prepare` and `main.py stats`)")
+    if FLAGS.report_only:
+        return
+    if FLAGS.data_dir is not None:
+        if not os.path.isdir(FLAGS.data_dir):
+            raise FlagError(f"--data_dir={FLAGS.data_dir}: no such folder")
+        flagdefs.check_shards(FLAGS.data_dir, "train")
+    outputs.check_writable_dir(FLAGS.studies_dir, "studies_dir")
 
 
 def study_dir(name: str) -> str:
@@ -69,8 +83,6 @@ def run(argv):
     from keras_alexnet.errors import Interrupted
     from keras_alexnet.study import report, runner
 
-    if len(argv) != 1:
-        raise FlagError(f"give one study name: {' or '.join(definitions.STUDIES)}")
     study = definitions.get(argv[0])
     scale = study.scales[FLAGS.scale]
     folder = study_dir(study.name)

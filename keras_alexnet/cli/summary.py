@@ -38,6 +38,8 @@ def validate() -> None:
         raise FlagError("--pooling and --extra_conv are AlexNet options; VGG has neither")
     if not FLAGS.width > 0:
         raise FlagError(f"--width={FLAGS.width}: must be positive")
+    if not 0 <= FLAGS.dropout < 1:
+        raise FlagError(f"--dropout={FLAGS.dropout}: must be in [0, 1)")
 
 
 def run(argv) -> None:

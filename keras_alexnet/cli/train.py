@@ -144,6 +144,10 @@ def validate():
     if config.strategy == "mirrored" and config.logical_cpus > 1 and config.data.batch_size % config.logical_cpus:
         raise FlagError(f"--batch_size={config.data.batch_size} is not divisible across {config.logical_cpus} "
                         "replicas")
+    if config.data.stats_path and not os.path.isfile(config.data.stats_path):
+        raise FlagError(f"--stats_path={config.data.stats_path}: no such file")
+    if FLAGS.data_dir is not None:
+        flagdefs.check_shards(FLAGS.data_dir, "train")
 
 
 def run(argv):

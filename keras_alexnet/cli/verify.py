@@ -23,6 +23,10 @@ def validate() -> None:
         raise FlagError("--data_dir is required (the folder of prepared shards)")
     if not os.path.isdir(FLAGS.data_dir):
         raise UserError(f"--data_dir: {FLAGS.data_dir}: no such folder")
+    from pipelines import records
+
+    if not any(records.is_shard_name(name) for name in os.listdir(FLAGS.data_dir)):
+        raise UserError(f"--data_dir={FLAGS.data_dir}: no shards (NAME-NNNNN-of-NNNNN files) to verify")
 
 
 def run(argv) -> None:
