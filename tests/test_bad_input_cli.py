@@ -240,6 +240,9 @@ def test_evaluate_a_garbage_saved_model_is_one_line(place, run_folder, tmp_path)
     [result] = _run(_driver_command("evaluate", [[f"--model={garbage}", f"--data_dir={data}",
                                                   f"--output_dir={tmp_path}"]]))
     _assert_one_line(result, "evaluate", f"{garbage}: cannot load the SavedModel", code=1)
+    [result] = _run(_driver_command("evaluate", [[f"--model={place / 'model.keras'}", f"--data_dir={data}",
+                                                  f"--output_dir={tmp_path}"]]))  # an empty .keras file
+    _assert_one_line(result, "evaluate", "model.keras: cannot load the model (not a .keras archive", code=1)
 
 
 def test_prepare_source_refusals_are_one_line_before_work(place, tmp_path):

@@ -12,6 +12,7 @@ A model path is one of:
 import dataclasses
 import glob
 import os
+import zipfile
 
 from keras_alexnet.errors import UserError
 from keras_alexnet.export import latest_version_dir
@@ -55,6 +56,8 @@ def load_keras_model(path: str):
     import keras_alexnet.vgg  # noqa: F401
 
     model_file = keras_model_file(path)
+    if not zipfile.is_zipfile(model_file):  # Keras would say "File not found" of an empty or text file
+        raise UserError(f"{model_file}: cannot load the model (not a .keras archive: empty or damaged file)")
     try:
         return keras.saving.load_model(model_file, compile=False)
     except (OSError, ValueError, TypeError) as error:
