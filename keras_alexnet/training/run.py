@@ -292,7 +292,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         if scale == 1.0:
             return dataset
 
-        def times_scale(images, labels):  # a def: AutoGraph cannot read a lambda's source here (a warning)
+        @tf.autograph.experimental.do_not_convert  # plain ops: no AutoGraph conversion at every epoch's pipeline
+        def times_scale(images, labels):
             return images * scale, labels
 
         return dataset.map(times_scale)

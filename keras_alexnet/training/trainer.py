@@ -226,7 +226,7 @@ class Trainer:
         def dataset_fn(input_context):
             examples = self.val_dataset_fn(input_context).unbatch()
             image_spec, label_spec = examples.element_spec
-            examples = examples.map(lambda x, y: (x, y, tf.constant(1.0)))
+            examples = examples.map(tf.autograph.experimental.do_not_convert(lambda x, y: (x, y, tf.constant(1.0))))
             padding = tf.data.Dataset.from_tensors((tf.zeros(image_spec.shape, image_spec.dtype),
                                                     tf.zeros(label_spec.shape, label_spec.dtype), tf.constant(0.0)))
             return examples.concatenate(padding.repeat()).batch(
