@@ -412,24 +412,20 @@ def build_eval_dataset(
     def decode_image(encoded):
         return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
-    dataset = record_parser.decode_records(dataset, info.record_spec, counter, decode_image)
-
-    @tf.autograph.experimental.do_not_convert
-    def view(element):
-        image = eval_crops.resize_shorter_side(element["image"], q)
+    def view(image):
+        image = eval_crops.resize_shorter_side(image, q)
         if protocol == "center":
-            image = subtract(eval_crops.center_crop(image, size))
-        elif protocol == "ten_crop":
-            image = eval_crops.ten_crop(subtract(eval_crops.center_square(image)), size)
-        elif protocol == "multi_crop":
-            image = eval_crops.grid_crops(subtract(image), size, grid=5, flip=True)
-        else:
-            image = subtract(image)
-        return image, element["label"]
+            return subtract(eval_crops.center_crop(image, size))
+        if protocol == "ten_crop":
+            return eval_crops.ten_crop(subtract(eval_crops.center_square(image)), size)
+        if protocol == "multi_crop":
+            return eval_crops.grid_crops(subtract(image), size, grid=5, flip=True)
+        return subtract(image)
 
-    dataset = dataset.map(view, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = record_parser.decode_records(dataset, info.record_spec, counter, decode_image, view)
     batch = 1 if protocol == "dense" else _per_replica_batch(config, input_context)
     dataset = dataset.batch(batch, drop_remainder=False, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = dataset.map(tf.autograph.experimental.do_not_convert(lambda batched: (batched["image"], batched["label"])))
     dataset = _options(dataset.prefetch(AUTOTUNE), True)
     dataset.drop_counter = counter
     dataset.lost_counter = lost
@@ -437,27 +433,28 @@ def build_eval_dataset(
 
 
 def _checked_pass(dataset, config, expected):
-    """Evaluation's records without marker elements, checking on the way: a damaged shard's marker stops
-    the pass with its line in strict mode; with `expected` (dataset.json's count, for a pass that reads
-    every shard) a pass over whole shards must find that many records, else the one-line UserError
-    naming both counts (validation would otherwise pad the missing images, slowly)."""
-    dataset = dataset.concatenate(tf.data.Dataset.from_tensors(_end_element()))
+    """Evaluation's records without marker elements, checking on the way (64 records at a time): a
+    damaged shard's marker stops the pass with its line in strict mode; with `expected` (dataset.json's
+    count, for a pass that reads every shard) a pass over whole shards must find that many records, else
+    the one-line UserError naming both counts (validation would otherwise pad the missing images, slowly)."""
+    dataset = dataset.concatenate(tf.data.Dataset.from_tensors(_end_element())).batch(64)
     metadata = os.path.join(config.data_dir or "", records.METADATA_FILE)
     mismatch = f"{metadata}: {config.split}: {expected} examples recorded, the shards hold "
 
     @tf.autograph.experimental.do_not_convert
-    def check(state, element):
+    def check(state, batch):
         count, damaged = state
-        is_record = element["index"] >= 0
-        checks = [record_parser.check_damage(element["damage"])] if config.strict_records else []
+        is_record = batch["index"] >= 0
+        count = count + tf.reduce_sum(tf.cast(is_record, tf.int64))
+        damaged = tf.logical_or(damaged, tf.reduce_any(tf.strings.length(batch["damage"]) > 0))
+        checks = [record_parser.check_damage(batch["damage"])] if config.strict_records else []
         if expected is not None:
-            last = tf.logical_and(tf.logical_not(is_record), tf.equal(element["damage"], ""))
-            ok = tf.logical_or(tf.logical_not(last), tf.logical_or(damaged, tf.equal(count, expected)))
+            # The end element (no record, no damage) comes last: by then every record is counted.
+            ended = tf.reduce_any(tf.logical_and(tf.logical_not(is_record), tf.equal(batch["damage"], "")))
+            ok = tf.logical_or(tf.logical_not(ended), tf.logical_or(damaged, tf.equal(count, expected)))
             checks.append(record_parser.bad_data(ok, mismatch, count, " (prepare the split again)"))
         with tf.control_dependencies(checks):
-            count = count + tf.cast(is_record, tf.int64)
-        damaged = tf.logical_or(damaged, tf.strings.length(element["damage"]) > 0)
-        return (count, damaged), element
+            kept = {key: tf.boolean_mask(value, is_record) for key, value in batch.items()}
+        return (count, damaged), kept
 
-    dataset = dataset.scan((tf.constant(0, tf.int64), tf.constant(False)), check)
-    return dataset.filter(lambda element: element["index"] >= 0)
+    return dataset.scan((tf.constant(0, tf.int64), tf.constant(False)), check).unbatch()

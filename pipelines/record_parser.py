@@ -133,97 +133,75 @@ def check_labels(stored_label, shards, indices, spec: RecordSpec, ignore=None):
         return tf.cast(label, tf.int32)
 
 
-def map_dropping_undecodable(dataset, decode, counter: DropCounter, chunk=32, cycle_length=None):
-    """Adds `decode(element)` (a dict of new values) to dict elements, dropping and counting failures
-    (evaluation: every dropped record named).
+def decode_records(dataset, spec: RecordSpec, counter: DropCounter, decode_image, view=None, chunk=32,
+                   cycle_length=None):
+    """Evaluation's records {record, shard, index} -> {image, label, shard, index}: each record parsed
+    (`parse_unchecked`), its image decoded by `decode_image(encoded)` and, when given, turned into the
+    evaluation's input by `view(image)`. A record that does not parse or whose image does not decode is
+    dropped, counted in `counter` and named on stderr; a missing label or one outside [0, num_classes)
+    stops the pass with the one-line record error (`check_labels`).
 
-    Elements are grouped in chunks of `chunk`; each chunk is decoded in its own small dataset
-    (`from_tensor_slices(chunk).map(decode).ignore_errors()`, so only decode errors are swallowed, not
-    the input's own errors such as failed record checks) followed by an end-of-chunk marker listing
-    the chunk's records. Chunks run in parallel (`cycle_length` at once, default twice the cores)
-    through an ordered interleave, which keeps each chunk's outputs together; a sequential `scan`
-    notes which positions came out and, at the marker, counts the missing ones in `counter` and names
-    them (shard, record index) on stderr. Needs `element["shard"]` and `element["index"]`; the output
-    elements also carry the bookkeeping keys `_pos`, `_end`, `_shards`, `_indices` (ignore them).
+    Records go in chunks of `chunk`, each decoded in its own small dataset
+    (`from_tensor_slices(chunk).map(decode).ignore_errors()`: only the decode errors are swallowed, not
+    the input's own checks), whose survivors come back as one padded batch with their positions and
+    shapes, followed by an empty marker so that a chunk whose records all fail still comes back. Chunks
+    run in parallel (`cycle_length` at once, default twice the cores) through an ordered interleave;
+    per chunk, in order, the positions that did not come back are counted and named and the labels
+    checked, all as vectors; per record only the decode and the unpadding (with `view`) run.
     """
-    if not 1 <= chunk <= 63:
-        raise ValueError(f"chunk={chunk}: must be in [1, 63]")
     cycle_length = cycle_length or max(2, 2 * (os.cpu_count() or 1))
-    dataset = dataset.batch(chunk)
+
+    @tf.autograph.experimental.do_not_convert
+    def decode(position, element):
+        encoded, stored_label = parse_unchecked(element["record"], spec)
+        image = decode_image(encoded)
+        return {"image": image, "shape": tf.shape(image), "stored_label": stored_label, "position": position}
 
     @tf.autograph.experimental.do_not_convert
     def decode_chunk(batch):
-        size = tf.shape(batch["index"])[0]
-        items = tf.data.Dataset.from_tensor_slices((tf.range(size), batch))
-        no_names = {"_shards": tf.zeros([0], tf.string), "_indices": tf.zeros([0], tf.int64)}
-        decoded = items.map(lambda pos, e: dict(e, **decode(e), _pos=pos, _end=tf.constant(False), **no_names))
-        decoded = decoded.ignore_errors()
-        marker = {}
-        for key, spec in decoded.element_spec.items():
-            marker[key] = tf.zeros([d if d is not None else 1 for d in spec.shape.as_list()], spec.dtype)
-        marker.update(_pos=size, _end=tf.constant(True), _shards=batch["shard"], _indices=batch["index"])
-        return decoded.concatenate(tf.data.Dataset.from_tensors(marker))
-
-    dataset = dataset.interleave(
-        decode_chunk,
-        cycle_length=cycle_length,
-        block_length=chunk + 1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+        items = tf.data.Dataset.from_tensor_slices((tf.range(tf.size(batch["index"])), batch))
+        decoded = items.map(decode).ignore_errors()
+        image = decoded.element_spec["image"]
+        marker = {"image": tf.zeros([1] * image.shape.rank, image.dtype),
+                  "shape": tf.ones([image.shape.rank], tf.int32),
+                  "stored_label": tf.constant(NO_LABEL, tf.int64), "position": tf.constant(-1, tf.int32)}
+        survivors = decoded.concatenate(tf.data.Dataset.from_tensors(marker)).padded_batch(chunk + 1)
+        return survivors.map(lambda survivor: (survivor, batch))
 
     @tf.autograph.experimental.do_not_convert
-    def note(seen, element):
-        # `seen`: bit i set when position i of the current chunk came out (chunk <= 63).
-        position = tf.cast(element["_pos"], tf.int64)
-
-        def chunk_done():
-            bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(seen, tf.range(position)), 1)
-            missing = tf.equal(bits, 0)
-            dropped = tf.reduce_sum(tf.cast(missing, tf.int64))
-            count = counter.variable.assign_add(dropped)
-            report = tf.cond(dropped > 0, lambda: _report(element, missing), tf.no_op)
-            with tf.control_dependencies([count, report]):
-                return tf.constant(0, tf.int64)
-
-        def arrived():
-            return tf.bitwise.bitwise_or(seen, tf.bitwise.left_shift(tf.constant(1, tf.int64), position))
-
-        return tf.cond(element["_end"], chunk_done, arrived), element
-
-    dataset = dataset.scan(tf.constant(0, tf.int64), note)
-    return dataset.filter(lambda element: tf.logical_not(element["_end"]))
-
-
-def decode_records(dataset, spec: RecordSpec, counter: DropCounter, decode_image):
-    """Evaluation's records {record, shard, index} -> {image, label, shard, index}: each record parsed
-    (`parse_unchecked`) and its image decoded by `decode_image(encoded)`, in `map_dropping_undecodable`
-    so that a record that does not parse or whose image does not decode is dropped, counted in
-    `counter` and named on stderr; then the label checked (`check_labels`: a missing label or one
-    outside [0, num_classes) stops with the one-line record error)."""
+    def account(survivors, batch):
+        kept = survivors["position"] >= 0
+        positions = tf.boolean_mask(survivors["position"], kept)
+        arrived = tf.reduce_any(tf.equal(tf.range(tf.size(batch["index"]))[:, None], positions[None, :]), axis=1)
+        missing = tf.logical_not(arrived)
+        dropped = tf.reduce_sum(tf.cast(missing, tf.int64))
+        shards, indices = tf.gather(batch["shard"], positions), tf.gather(batch["index"], positions)
+        done = [counter.variable.assign_add(dropped),
+                tf.cond(dropped > 0, lambda: _report(batch["shard"], batch["index"], missing), tf.no_op)]
+        with tf.control_dependencies(done):
+            labels = check_labels(tf.boolean_mask(survivors["stored_label"], kept), shards, indices, spec)
+        return {"image": tf.boolean_mask(survivors["image"], kept), "shape": tf.boolean_mask(survivors["shape"], kept),
+                "label": labels, "shard": shards, "index": indices}
 
     @tf.autograph.experimental.do_not_convert
-    def decode(element):
-        encoded, stored_label = parse_unchecked(element["record"], spec)
-        return {"image": decode_image(encoded), "stored_label": stored_label}
+    def unpad(element):
+        image = tf.slice(element["image"], tf.zeros_like(element["shape"]), element["shape"])
+        return {"image": view(image) if view is not None else image, "label": element["label"],
+                "shard": element["shard"], "index": element["index"]}
 
-    @tf.autograph.experimental.do_not_convert
-    def check(element):
-        shard, index = element["shard"], element["index"]
-        label = check_labels(element["stored_label"][None], shard[None], index[None], spec)[0]
-        return {"image": element["image"], "label": label, "shard": shard, "index": index}
-
-    dataset = map_dropping_undecodable(dataset, decode, counter)
-    return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(chunk).interleave(decode_chunk, cycle_length=cycle_length, block_length=1,
+                                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(account).unbatch()
+    return dataset.map(unpad, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _report(element, missing):
+def _report(shards, indices, missing):
     """Prints the dropped records of a chunk (`missing` positions) on stderr, one line each."""
     names = tf.strings.join(
         [
-            tf.boolean_mask(element["_shards"], missing),
+            tf.boolean_mask(shards, missing),
             ": record ",
-            tf.strings.as_string(tf.boolean_mask(element["_indices"], missing)),
+            tf.strings.as_string(tf.boolean_mask(indices, missing)),
             ": image does not decode (or the record does not parse), record dropped",
         ]
     )
