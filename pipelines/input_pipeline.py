@@ -13,12 +13,12 @@ Training (`build_train_dataset`):
   Performance notes: the per-record path is that one map (records are checked once by `prepare` or
   `main.py verify`, not per record here): a record that does not parse or whose image does not
   decode fails its element, which `ignore_errors()` drops, and the batch stage counts the gaps in the
-  records' positions (an end element after the pass counts those at the very end). Crops stay uint8 until the float work, which
-  is one XLA-fused pass per image (reflection, float, the mean image window at the mirrored position
-  of a pre-mirrored copy of the mean image, colour shift with the mean colour folded in: separate
-  TensorFlow ops would each go over the image, and on whole batches their 77 MB temporaries cost page
-  faults); a window that needs resizing (stored images not at resize_size, VGG scale jitter) is
-  rounded back to uint8. Labels are checked per batch, the shards' byte counts per chunk of 64 records.
+  records' positions (an end element after the pass counts those at the very end). Crops stay uint8
+  until the float work, which is one XLA-fused pass per image (reflection, float, the mean image window
+  at the mirrored position of a pre-mirrored copy of the mean image, colour shift with the mean colour
+  folded in: separate TensorFlow ops would each go over the image, and on whole batches their 77 MB
+  temporaries cost page faults); a window that needs resizing (stored images not at resize_size, VGG
+  scale jitter) is rounded back to uint8. Labels are checked per batch, the shards' byte counts per chunk of 64 records.
   The functions given to tf.data here and in record_parser are plain TensorFlow ops (`tf.cond`, no
   Python control flow on tensors) marked `do_not_convert`: AutoGraph's source conversion of them cost
   about 2 CPU-seconds of every start (issue 12).
@@ -48,9 +48,10 @@ at least as many shards as input pipelines each pipeline reads shards `id::n`; o
 every shard in the same order and keep records `id::n`. The batch is
 `input_context.get_per_replica_batch_size(config.batch_size)` (config.batch_size is global).
 
-Bad input (see record_parser): records that do not parse and undecodable images are dropped and counted in the `DropCounter` given
-as `drop_counter` (a new one otherwise, available as `dataset.drop_counter` on the returned object
-only: keep the counter, not the attribute, across further transformations); read it with
+Bad input (see record_parser): records that do not parse and undecodable images are dropped and
+counted in the `DropCounter` given as `drop_counter` (a new one otherwise, available as
+`dataset.drop_counter` on the returned object only: keep the counter, not the attribute, across
+further transformations); read it with
 `counter.take()` at the end of each epoch (exact once the epoch's records have all gone through).
 Evaluation names each dropped record on stderr, training prints how many (`main.py verify` names them).
 A damaged shard (CRC mismatch, truncated file: issue 13) is read up to the damage, named in one line
@@ -86,7 +87,7 @@ DROPPED_LINE = (" record(s) dropped: image does not decode or record does not pa
 
 @dataclasses.dataclass
 class DataInfo:
-    """What is known about a source: classes, examples per split (when recorded), label offset."""
+    """What is known about a source: classes, examples and shards per split (when recorded), label offset."""
 
     num_classes: Optional[int]
     num_examples: dict
@@ -95,6 +96,7 @@ class DataInfo:
     files: list
     record_spec: record_parser.RecordSpec
     default_stats_path: Optional[str]
+    num_shards: dict = dataclasses.field(default_factory=dict)  # dataset.json's shards per split
 
 
 def dataset_info(config: InputConfig, split: Optional[str] = None) -> DataInfo:
@@ -127,9 +129,10 @@ def dataset_info(config: InputConfig, split: Optional[str] = None) -> DataInfo:
         offset = metadata.label_offset if metadata else records.TF_MODELS_LABEL_OFFSET
     num_classes = config.num_classes or (metadata.num_classes if metadata else None)
     num_examples = {name: s.num_examples for name, s in metadata.splits.items()} if metadata else {}
+    num_shards = {name: s.num_shards for name, s in metadata.splits.items()} if metadata else {}
     spec = record_parser.RecordSpec(records.ENCODED, records.LABEL, offset, num_classes)
     stats = os.path.join(data_dir, records.STATS_FILE)
-    return DataInfo(num_classes, num_examples, offset, data_dir, files, spec, stats)
+    return DataInfo(num_classes, num_examples, offset, data_dir, files, spec, stats, num_shards)
 
 
 def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
@@ -139,8 +142,7 @@ def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
     split = split or config.split
     info = dataset_info(config, split)
     if split in info.num_examples:
-        metadata = records.read_metadata(config.data_dir) if config.data_dir else None
-        recorded = metadata.splits[split].num_shards if metadata else len(info.files)
+        recorded = info.num_shards.get(split, len(info.files))
         if recorded != len(info.files):
             raise UserError(
                 f"{os.path.join(config.data_dir, records.METADATA_FILE)}: {split}: {recorded} shards recorded, "

@@ -166,18 +166,19 @@ def decode_records(dataset, spec: RecordSpec, counter: DropCounter, decode_image
                   "shape": tf.ones([image.shape.rank], tf.int32),
                   "stored_label": tf.constant(NO_LABEL, tf.int64), "position": tf.constant(-1, tf.int32)}
         survivors = decoded.concatenate(tf.data.Dataset.from_tensors(marker)).padded_batch(chunk + 1)
-        return survivors.map(lambda survivor: (survivor, batch))
+        names = {"shard": batch["shard"], "index": batch["index"]}  # the records' bytes stay behind
+        return survivors.map(lambda survivor: (survivor, names))
 
     @tf.autograph.experimental.do_not_convert
-    def account(survivors, batch):
+    def account(survivors, names):
         kept = survivors["position"] >= 0
         positions = tf.boolean_mask(survivors["position"], kept)
-        arrived = tf.reduce_any(tf.equal(tf.range(tf.size(batch["index"]))[:, None], positions[None, :]), axis=1)
+        arrived = tf.reduce_any(tf.equal(tf.range(tf.size(names["index"]))[:, None], positions[None, :]), axis=1)
         missing = tf.logical_not(arrived)
         dropped = tf.reduce_sum(tf.cast(missing, tf.int64))
-        shards, indices = tf.gather(batch["shard"], positions), tf.gather(batch["index"], positions)
+        shards, indices = tf.gather(names["shard"], positions), tf.gather(names["index"], positions)
         done = [counter.variable.assign_add(dropped),
-                tf.cond(dropped > 0, lambda: _report(batch["shard"], batch["index"], missing), tf.no_op)]
+                tf.cond(dropped > 0, lambda: _report(names["shard"], names["index"], missing), tf.no_op)]
         with tf.control_dependencies(done):
             labels = check_labels(tf.boolean_mask(survivors["stored_label"], kept), shards, indices, spec)
         return {"image": tf.boolean_mask(survivors["image"], kept), "shape": tf.boolean_mask(survivors["shape"], kept),

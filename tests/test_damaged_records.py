@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_alexnet.errors import UserError
 from pipelines import input_pipeline, record_parser, records, verify
-from test_input_pipeline import RESIZE, _config, _image, _jpeg, write_shards, write_stats
+from test_input_pipeline import RESIZE, _config, _first_error, _image, _jpeg, write_shards, write_stats
 from test_train_cli import main_py, make_fashion_dir, tags_in
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,14 +90,6 @@ def test_validation_pipeline_skips_the_damaged_remainder(tmp_path, capfd, damage
     assert lost.count() == (3 if kind == "corrupted record" else 1)
     lines = _damage_lines(capfd.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith(f"{shard}: {kind} at byte {offset} (record 3); "), lines
-
-
-def _first_error(dataset):
-    with pytest.raises(UserError) as caught:
-        with record_parser.user_errors():
-            for _ in dataset:
-                pass
-    return str(caught.value)
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
