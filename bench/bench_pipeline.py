@@ -113,9 +113,11 @@ def _decode_chunk(paths):
     return len(paths)
 
 
-def pil_decode_rate(paths, processes):
-    """Full PIL decodes per second (and per CPU-second) with one process per core: the decode bound."""
-    files = [p for p, _ in paths]
+def pil_decode_rate(paths, processes, passes=1):
+    """Full PIL decodes per second (and per CPU-second) with one process per core: the decode bound.
+    `passes` over the files, as many as the pipeline's epochs: one pass is about a CPU-second here,
+    too short for a stable rate."""
+    files = [p for p, _ in paths] * passes
     chunks = [files[i::processes] for i in range(processes)]
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         pool.map(_decode_chunk, [c[:20] for c in chunks])  # warm up
@@ -201,7 +203,7 @@ def main():
         paths, data_dir, stats = write_data(folder, args.images)
         print(f"{args.images} JPEGs {SIZE}x{SIZE}, batch {args.batch}, {cores} cores; img/s per round, ratios per round")
         for round_ in range(args.rounds):
-            decode, decode_cpu = pil_decode_rate(paths, cores)
+            decode, decode_cpu = pil_decode_rate(paths, cores, args.epochs)
             tf_images, tf_cpu = tf_rate(data_dir, args.batch, args.epochs)
             print(
                 f"round {round_ + 1}: (a) PIL decode bound {decode:6.0f} img/s ({decode_cpu:4.0f}/cpu-s) | "

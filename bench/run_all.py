@@ -61,7 +61,7 @@ def pipeline_row(args):
     images, epochs = (600, 1) if args.quick else (2000, 2)
     with tempfile.TemporaryDirectory() as folder:
         paths, data_dir, _ = bench_pipeline.write_data(folder, images)
-        _, decode_cpu = bench_pipeline.pil_decode_rate(paths, os.cpu_count() or 1)
+        _, decode_cpu = bench_pipeline.pil_decode_rate(paths, os.cpu_count() or 1, epochs)
         _, tf_cpu = bench_pipeline.tf_rate(data_dir, 128, epochs)
     row("input pipeline (crop+flip+PCA+mean) / PIL decode bound", f"{tf_cpu:.0f} img/cpu-s",
         f"{decode_cpu:.0f} img/cpu-s", f"{tf_cpu / decode_cpu:.2f}x")

@@ -4,21 +4,22 @@ Training (`build_train_dataset`):
   shard list -> [per-worker shard] -> [file shuffle] -> parallel interleave of the shards' records
   (`record_parser.read_shard`: tagged with their shard and index, a damaged shard read up to the
   damage) -> [cache] -> shuffle -> per record, in one ordered parallel map: parse, decode of the crop
-  window only, augmentation (resize to the crop if needed, flip, PCA colour jitter, AlexNet §4.1) and
-  mean subtraction -> batch -> per batch: count the records whose image did not decode, check the
-  labels -> [drop the remainder] -> prefetch, with AUTOTUNE parallelism. Yields `(images float32
-  [B, H, W, 3], labels int32 [B])`, labels 0-based, B the per-replica batch. One pass over the data per
-  iteration (an epoch): call `.repeat()` for more; the order and the augmentation draws change every
-  iteration.
+  window only (uint8, resized to the crop if needed), the draws of flip and PCA colour jitter (AlexNet
+  §4.1) -> batch -> per batch: count the records whose image did not decode, check the labels -> [drop
+  the remainder] -> per batch, one XLA-fused pass: flip, float, mean subtraction, colour shift ->
+  prefetch, with AUTOTUNE parallelism. Yields `(images float32 [B, H, W, 3], labels int32 [B])`,
+  labels 0-based, B the per-replica batch. One pass over the data per iteration (an epoch): call
+  `.repeat()` for more; the order and the augmentation draws change every iteration.
   Performance notes: the per-record path is that one map (records are checked once by `prepare` or
   `main.py verify`, not per record here): a record that does not parse or whose image does not
   decode fails its element, which `ignore_errors()` drops, and the batch stage counts the gaps in the
   records' positions (an end element after the pass counts those at the very end). Crops stay uint8
-  until the float work, which is one XLA-fused pass per image (reflection, float, the mean image window
+  until the float work, which is one XLA-fused pass per batch (reflection, float, the mean image window
   at the mirrored position of a pre-mirrored copy of the mean image, colour shift with the mean colour
-  folded in: separate TensorFlow ops would each go over the image, and on whole batches their 77 MB
-  temporaries cost page faults); a window that needs resizing (stored images not at resize_size, VGG
-  scale jitter) is rounded back to uint8. Labels are checked per batch, the shards' byte counts per chunk of 64 records.
+  folded in): separate TensorFlow ops would each go over the images with 77 MB temporaries per batch,
+  and one XLA call per image cost twice as much CPU per image as one per batch (issue 12). A window
+  that needs resizing (stored images not at resize_size, VGG scale jitter) is rounded back to uint8.
+  Labels are checked per batch, the shards' byte counts per chunk of 64 records.
   The functions given to tf.data here and in record_parser are plain TensorFlow ops (`tf.cond`, no
   Python control flow on tensors) marked `do_not_convert`: AutoGraph's source conversion of them cost
   about 2 CPU-seconds of every start (issue 12).
@@ -265,9 +266,6 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
             )
         mean_image = tf.constant(mean_image)
     mean_rgb = tf.constant(_stat(stats, "mean_rgb", stats_path)) if config.mean == "rgb" else None
-    if config.pca_jitter_std > 0:
-        eigenvalues = tf.constant(_stat(stats, "eigenvalues", stats_path))
-        eigenvectors = tf.constant(_stat(stats, "eigenvectors", stats_path))
 
     dataset = _read_records(info, config, input_context, shuffle=True, seed=seed, deterministic=deterministic,
                             lost=lost)
@@ -283,30 +281,20 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
         # resize_size - size - x: a pre-mirrored mean image lines up with a mirrored crop.
         mean_images = tf.stack([mean_image, tf.reverse(mean_image, [1])])
     pixels = tf.range(size)
+    if config.pca_jitter_std > 0:
+        eigenvalues = tf.constant(_stat(stats, "eigenvalues", stats_path))
+        eigenvectors = tf.constant(_stat(stats, "eigenvectors", stats_path))
 
-    @tf.function(jit_compile=True, autograph=False)
-    def float_work(image, flipped, frame_y, frame_x, shift):
-        # One fused pass per image (XLA; separate TensorFlow ops would each go over the image):
-        # reflection, float, mean image window (AlexNet §2), colour shift.
-        image = tf.cast(tf.where(flipped, eval_crops.flip_left_right(image), image), tf.float32)
-        if mean_image is not None:
-            frame = tf.gather(mean_images, tf.cast(flipped, tf.int32))
-            image = image - tf.gather(tf.gather(frame, frame_y + pixels), frame_x + pixels, axis=1)
-        return image + shift
-
-    def finish_image(window, frame, seeds):
-        # AlexNet §4.1 per image: crop (uint8), reflection (the mean image window mirrored to match),
-        # mean image window (AlexNet §2), PCA colour shift and mean colour folded into one shift.
-        image = augment.resize_window(window, size, dtype=tf.uint8)
-        frame_x = frame[1]
+    def plan_image(seeds):
+        # AlexNet §4.1 per image: reflection (the mean image window's column mirrored to match), PCA
+        # colour shift with the mean colour folded in.
         flipped = augment.flip_coin(seeds[2]) if config.flip else tf.constant(False)
-        frame_x = tf.where(flipped, config.resize_size - size - frame_x, frame_x)
         shift = tf.zeros([3], tf.float32)
         if config.pca_jitter_std > 0:
             shift = augment.pca_shift(eigenvalues, eigenvectors, augment.pca_alphas(config.pca_jitter_std, seeds[3]))
         if mean_rgb is not None:
             shift = shift - mean_rgb
-        return float_work(image, flipped, frame[0], frame_x, shift)
+        return flipped, shift
 
     @tf.autograph.experimental.do_not_convert
     def decode(indexed, draw):
@@ -321,17 +309,23 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
                 return augment.crop_window(height, width, scale, size, seeds[1], center_square, config.random_crop)
 
             window, frame_y, frame_x = augment.decode_window(encoded, plan)
-            return finish_image(window, tf.stack([frame_y, frame_x]), seeds), stored_label
+            flipped, shift = plan_image(seeds)
+            frame_x = tf.where(flipped, config.resize_size - size - frame_x, frame_x)
+            return (augment.resize_window(window, size, dtype=tf.uint8), flipped, tf.stack([frame_y, frame_x]),
+                    shift, stored_label)
 
         def no_image():  # the end element or a damage marker: left out after the batch
-            return tf.zeros([size, size, 3], tf.float32), tf.constant(record_parser.NO_LABEL, tf.int64)
+            return (tf.zeros([size, size, 3], tf.uint8), tf.constant(False), tf.zeros([2], tf.int32),
+                    tf.zeros([3], tf.float32), tf.constant(record_parser.NO_LABEL, tf.int64))
 
-        image, stored_label = tf.cond(element["index"] >= 0, image_and_label, no_image)
-        return {"image": image, "stored_label": stored_label, "position": position, "shard": element["shard"],
-                "index": element["index"], "damage": element["damage"]}
+        image, flipped, frame, shift, stored_label = tf.cond(element["index"] >= 0, image_and_label, no_image)
+        return {"image": image, "flipped": flipped, "frame": frame, "shift": shift, "stored_label": stored_label,
+                "position": position, "shard": element["shard"], "index": element["index"],
+                "damage": element["damage"]}
 
-    # The hot path: parse, windowed decode and augmentation in one ordered parallel map. An undecodable
-    # image fails its element, which ignore_errors() drops; the gaps in the positions count them.
+    # The hot path: parse, windowed decode and the per-image draws in one ordered parallel map (uint8
+    # crops). An undecodable image fails its element, which ignore_errors() drops; the gaps in the
+    # positions count them.
     dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors()
     dataset = dataset.batch(batch, num_parallel_calls=AUTOTUNE, deterministic=True)
 
@@ -356,20 +350,37 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
         with tf.control_dependencies(checks):
             labels = record_parser.check_labels(chunk["stored_label"], chunk["shard"], chunk["index"], spec,
                                                 ignore=tf.logical_not(is_record))
-        images, labels = tf.cond(
+        crops = {key: chunk[key] for key in ("image", "flipped", "frame", "shift")}
+        crops, labels = tf.cond(
             tf.reduce_all(is_record),
-            lambda: (chunk["image"], labels),
-            lambda: (tf.boolean_mask(chunk["image"], is_record), tf.boolean_mask(labels, is_record)),
+            lambda: (crops, labels),
+            lambda: tf.nest.map_structure(lambda values: tf.boolean_mask(values, is_record), (crops, labels)),
         )
-        return positions[-1] + 1, (images, labels)
+        return positions[-1] + 1, (crops, labels)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def float_work(crops):
+        # One XLA-fused pass over the batch: reflection, float, the mean image window (AlexNet §2) at
+        # the mirrored position of the pre-mirrored mean image, colour shift (AlexNet §4.1).
+        flipped = crops["flipped"]
+        images = tf.where(flipped[:, None, None, None], eval_crops.flip_left_right(crops["image"]), crops["image"])
+        images = tf.cast(images, tf.float32)
+        if mean_image is not None:
+            frames = tf.gather(mean_images, tf.cast(flipped, tf.int32))
+            windows = tf.gather(frames, crops["frame"][:, :1] + pixels, axis=1, batch_dims=1)
+            images = images - tf.gather(windows, crops["frame"][:, 1:] + pixels, axis=2, batch_dims=1)
+        return images + crops["shift"][:, None, None, :]
 
     dataset = dataset.scan(tf.constant(0, tf.int64), account)
     if config.drop_remainder:
-        dataset = dataset.filter(lambda images, labels: tf.equal(tf.shape(labels)[0], batch))
+        dataset = dataset.filter(lambda crops, labels: tf.equal(tf.shape(labels)[0], batch))
+    else:
+        dataset = dataset.filter(lambda crops, labels: tf.shape(labels)[0] > 0)
+    dataset = dataset.map(lambda crops, labels: (float_work(crops), labels), num_parallel_calls=AUTOTUNE,
+                          deterministic=True)
+    if config.drop_remainder:
         dataset = dataset.map(lambda images, labels: (tf.ensure_shape(images, [batch, size, size, 3]),
                                                       tf.ensure_shape(labels, [batch])))
-    else:
-        dataset = dataset.filter(lambda images, labels: tf.shape(labels)[0] > 0)
     dataset = _options(dataset.prefetch(AUTOTUNE), deterministic)
     dataset.drop_counter = counter
     dataset.lost_counter = lost
