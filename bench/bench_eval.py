@@ -73,7 +73,10 @@ def dense_vs_multi_crop(args):
 
     dense_s = median_seconds(dense, args.repeats) / args.images
     crops_s = median_seconds(multi_crop, args.repeats) / args.images
-    print(f"VGG-A width {args.vgg_width}, Q = 256, 384, 512, {args.images} image(s), per image:")
+    import hardware
+
+    print(f"VGG-A width {args.vgg_width}, Q = 256, 384, 512, {args.images} image(s), per image; "
+          f"{hardware.describe()}:")
     print(f"  dense (3 scales x 2 flips):          {dense_s * 1000:9.1f} ms")
     print(f"  multi-crop (3 scales x 50 crops):    {crops_s * 1000:9.1f} ms")
     print(f"  multi-crop / dense cost ratio:       {crops_s / dense_s:9.2f}x")

@@ -207,9 +207,9 @@ def main():
 
     version = torch_version()
     forms = [f for f in args.forms.split(",") if f] if version else []
-    import platform
+    import hardware
 
-    print(f"AlexNet 224x224x3, 1000 classes; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
+    print(f"AlexNet 224x224x3, 1000 classes; {hardware.describe()}; "
           f"TF {args.policy} {'XLA' if args.jit else 'graph'} vs PyTorch {version or '(not installed: pip install torch==2.13.0)'}")
     print(f"load average at start: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     header = ["batch", "mode", "PyTorch form", "TF img/s", "PyTorch img/s", "TF/PyTorch", "TF img/cpu-s",

@@ -201,7 +201,10 @@ def main():
         print("(b) PyTorch DataLoader: skipped, torch is not installed (bench-only: pip install torch==2.13.0)")
     with tempfile.TemporaryDirectory() as folder:
         paths, data_dir, stats = write_data(folder, args.images)
-        print(f"{args.images} JPEGs {SIZE}x{SIZE}, batch {args.batch}, {cores} cores; img/s per round, ratios per round")
+        import hardware
+
+        print(f"{args.images} JPEGs {SIZE}x{SIZE}, batch {args.batch}; {hardware.describe()}; img/s per round, "
+              "ratios per round")
         for round_ in range(args.rounds):
             decode, decode_cpu = pil_decode_rate(paths, cores, args.epochs)
             tf_images, tf_cpu = tf_rate(data_dir, args.batch, args.epochs)

@@ -228,7 +228,10 @@ def main():
     train_step(iterator).numpy()
     phase("second step (steady state)")
 
-    print(f"AlexNet 224x224x3, batch {args.batch}, {args.policy}; load average {os.getloadavg()[0]:.1f}")
+    import hardware
+
+    print(f"AlexNet 224x224x3, batch {args.batch}, {args.policy}; {hardware.describe()}; load average "
+          f"{os.getloadavg()[0]:.1f}")
     for name, seconds in phases[:-1]:
         print(f"  {name:48s} {seconds:6.2f} s  {seconds / to_first_step:6.1%}")
     print(f"  {'process start -> end of first step':48s} {to_first_step:6.2f} s")

@@ -142,7 +142,10 @@ def main():
     args = parser.parse_args()
     counts = [int(n) for n in args.steps_per_call.split(",")]
     loop = "Trainer" if args.trainer else "bare tf.function"
-    print(f"AlexNet width 1/16, 63x63x3, batch {args.batch}, {loop}; load average {os.getloadavg()[0]:.1f}")
+    import hardware
+
+    print(f"AlexNet width 1/16, 63x63x3, batch {args.batch}, {loop}; {hardware.describe()}; load average "
+          f"{os.getloadavg()[0]:.1f}")
     results = measure(counts, args.steps, args.repeats, args.batch, args.trainer)
     base_wall, base_cpu = results[counts[0]]
     for n, (wall, cpu) in results.items():

@@ -100,6 +100,9 @@ def main():
     for _ in range(args.steps):
         step(x, y).numpy()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    import hardware
+
+    print(hardware.describe())
     print(f"{args.policy}, batch {args.batch}: {args.batch * args.steps / wall:.1f} img/s, "
           f"{args.batch * args.steps / cpu:.1f} img/cpu-s (load average {os.getloadavg()[0]:.1f})")
 

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import bench_models  # noqa: E402
+import hardware  # noqa: E402
 
 
 def load():
@@ -111,7 +112,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller batches, fewer steps and images")
     args = parser.parse_args()
     print(f"run_all {'--quick ' if args.quick else ''}{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} CPUs, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+          f"{hardware.describe()}, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"{'ratio':58s} {'value':>24s} {'reference':>26s} {'ratio':>8s}")
     training_rows(args)
     pipeline_row(args)

@@ -211,9 +211,9 @@ CASES = [
     ("import_weights", IMPORT + ["--run_dir={p}/run"], "--run_dir={p}/run: already holds a run"),
     ("import_weights", IMPORT + ["--run_dir={p}/a_file"], "--run_dir={p}/a_file: not a folder"),
     # study
-    ("study", [], "give one study name: alexnet or vgg"),
+    ("study", [], "give one study name: alexnet, vgg or precision"),
     ("study", ["resnet"], "unknown study 'resnet'"),
-    ("study", ["alexnet", "vgg"], "give one study name: alexnet or vgg"),
+    ("study", ["alexnet", "vgg"], "give one study name: alexnet, vgg or precision"),
     ("study", ["--seeds=0", "alexnet"], "--seeds=0"),
     ("study", ["--scale=gpu", "alexnet"], "--scale=gpu"),
     ("study", ["--scale=paper", "alexnet"], "--scale=paper needs --data_dir"),

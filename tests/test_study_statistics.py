@@ -65,6 +65,19 @@ def test_verdict_rules(difference, sign, expected):
     assert statistics.verdict(difference, sign) == expected
 
 
+@pytest.mark.parametrize("difference, expected", [
+    (Difference(-0.27, -0.60, 0.06, 8), statistics.HELD.format(margin=0.3)),
+    (Difference(-1.0, -1.5, -0.5, 8), statistics.HELD.format(margin=0.3)),  # lower error: not a failure
+    (Difference(0.1, -0.1, 0.3, 8), statistics.HELD.format(margin=0.3)),  # the margin itself is inside
+    (Difference(-0.27, -1.13, 0.58, 3), statistics.UNDECIDED.format(margin=0.3)),  # 3 seeds: too wide
+    (Difference(0.5, 0.1, 0.9, 8), statistics.WORSE),
+    (Difference(0.5, None, None, None), statistics.TOO_FEW),
+])
+def test_verdict_of_a_claim_of_no_loss(difference, expected):
+    """Issue 12's mixed precision: the error must not rise by more than 0.3 points (non-inferiority)."""
+    assert statistics.verdict(difference, 0, margin=0.3) == expected
+
+
 def test_never_reproduced_when_the_interval_holds_zero():
     # A large mean difference in the paper's direction, but noisy: the verdict must not claim it.
     d = statistics.paired_interval([10.0, 1.0, 12.0], [0.0, 1.0, 0.5])

@@ -111,6 +111,41 @@ def test_a_failed_checkpoint_write_keeps_the_last_good_one_and_says_so(api_run):
     assert f"Resuming from {checkpoints / 'ckpt-2'} at epoch 2, step 0 of 2." in lines, lines
 
 
+def test_unset_mixed_precision_follows_the_cpu_and_a_resume_keeps_the_record(api_run, monkeypatch):
+    """Issue 12: a new run with --mixed_precision unset trains in bfloat16 on an AMX-BF16 CPU and records
+    it; resumed on a CPU without AMX it keeps bfloat16; a new run there trains in float32."""
+    from keras_alexnet.training import precision
+
+    folder, _ = api_run
+    values = dict(run_name="auto_precision", steps_per_epoch=2, epochs=1)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
+    lines = []
+    train(_config(folder, **values), printer=lines.append)
+    assert "  precision: mixed_bfloat16 (default on this CPU's AMX-BF16 matrix units (--nomixed_precision " \
+           "turns it off))" in lines, lines
+    record = json.loads((folder / "runs" / "auto_precision" / "run.json").read_text())
+    assert record["config"]["mixed_precision"] is True
+    saved = json.loads(_zip_member(folder / "runs" / "auto_precision" / "model.keras", "config.json"))
+    assert '"mixed_bfloat16"' in json.dumps(saved)
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    lines = []
+    assert train(_config(folder, **dict(values, epochs=2)), printer=lines.append).epochs_run == 2
+    assert "  precision: mixed_bfloat16 (as the run recorded it)" in lines, lines
+    lines = []
+    train(_config(folder, **dict(values, run_name="auto_float32")), printer=lines.append)
+    assert any(line.startswith("  precision: float32 (default off: this CPU has no AMX-BF16") for line in lines)
+    record = json.loads((folder / "runs" / "auto_float32" / "run.json").read_text())
+    assert record["config"]["mixed_precision"] is False
+
+
+def _zip_member(path, name):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(name).decode("utf-8")
+
+
 def _pasted(command: str, cwd, timeout=600):
     """A command line the program printed, run as a user pasting it into a shell in `cwd`."""
     return subprocess.run(shlex.split(command), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)

@@ -171,3 +171,28 @@ def test_fold_input_scale_gives_the_same_function_on_unscaled_inputs():
     expected = model(x * 0.25).numpy()
     assert fold_input_scale(model, 0.25) == "conv1"
     np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_float16_loss_scaling_unscales_before_the_update():
+    """`--mixed_precision` on GPUs (README "Mixed precision"): mixed_float16 with a dynamic loss scale (2**15
+    at the start): the loss is multiplied by the scale before the backward pass and the gradients divided
+    by it before PaperSGD's update, so the weights follow float32 training to float16's precision; a
+    missing unscale would move them 32768 times as far."""
+    x, y = data()
+    reference = Trainer(tf.distribute.get_strategy(), tiny_model, lambda: PaperSGD(0.05), dataset_fn(x, y, 8),
+                        steps_per_epoch=4, epochs=1, global_batch_size=8)
+    reference.fit()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        trainer = Trainer(tf.distribute.get_strategy(), tiny_model, lambda: PaperSGD(0.05), dataset_fn(x, y, 8),
+                          steps_per_epoch=4, epochs=1, global_batch_size=8, loss_scale=True)
+        assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert trainer.model.get_layer("conv1").compute_dtype == "float16"
+        trainer.fit()
+        assert float(trainer.optimizer.dynamic_scale.numpy()) == 2.0 ** 15  # no step overflowed
+        initial = tiny_model().get_weights()
+        for start, expected, got in zip(initial, reference.model.get_weights(), trainer.model.get_weights()):
+            assert got.dtype == np.float32  # float32 master weights
+            np.testing.assert_allclose(got - start, expected - start, rtol=0.05, atol=2e-4)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -1,4 +1,4 @@
-"""`python main.py study NAME`: re-measures the papers' claims (NAME: alexnet or vgg).
+"""`python main.py study NAME`: re-measures the papers' claims (NAME: alexnet, vgg or precision).
 
 Each arm (the baseline with one of the paper's choices changed) is trained with several seeds, each a
 normal training run in `studies/<NAME>/<arm>_seed<k>/` (run.json, checkpoints, TensorBoard logs); then a
@@ -49,7 +49,8 @@ def validate(argv):
     from keras_alexnet.cli import flagdefs
 
     if len(argv) != 1:
-        raise FlagError(f"give one study name: {' or '.join(definitions.STUDIES)}")
+        *others, last = definitions.STUDIES
+        raise FlagError(f"give one study name: {', '.join(others)} or {last}")
     definitions.get(argv[0])
     if FLAGS.scale == "paper" and not FLAGS.data_dir and not FLAGS.report_only:
         raise FlagError("--scale=paper needs --data_dir (ImageNet prepared with `main.py prepare` and `main.py stats`)")

@@ -60,7 +60,8 @@ flags.DEFINE_enum("strategy", _D.strategy, list(train_config.STRATEGIES), "defau
 flags.DEFINE_integer("logical_cpus", _D.logical_cpus, "Split the CPU into N logical devices (mirrored/towers "
                      "without GPUs, for tests). [VGG §3.3]")
 flags.DEFINE_boolean("mixed_precision", _D.mixed_precision, "Mixed precision (float16 on GPU with loss "
-                     "scaling, bfloat16 on CPU); LRN and the softmax stay float32. [AlexNet §3.3]")
+                     "scaling, bfloat16 on CPU); LRN and the softmax stay float32. Unset: on for a new run only "
+                     "on a CPU with AMX-BF16 and no GPU; a resumed run keeps its own. [AlexNet §3.3]")
 flags.DEFINE_boolean("jit_compile", _D.jit_compile, "Compile the forward and backward pass with XLA. [AlexNet §5]")
 flags.DEFINE_boolean("strict_records", False, "Stop at a damaged shard (CRC mismatch, truncated file) with "
                      "its one line instead of skipping and counting the rest of it (main.py verify lists "

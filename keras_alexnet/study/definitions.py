@@ -29,13 +29,14 @@ MEASURES = ("ten_crop", "center", "dense", "multi_crop", "dense+multi_crop", "ep
 class Claim:
     """What the paper says about arm − reference: its section, its figure in words, the figure itself in
     percentage points of top-1 / top-5 error (None where the paper gives none), and its direction
-    (+1: the arm's measure is higher than the reference's)."""
+    (+1: the arm's measure is higher than the reference's; 0: not higher by more than `margin` points)."""
 
     section: str
     paper: str
     sign: int
     top1: Optional[float] = None
     top5: Optional[float] = None
+    margin: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +190,23 @@ ALEXNET = Study(
     ),
 )
 
+# --- Mixed precision -------------------------------------------------------------------------------------
+
+PRECISION = Study(
+    name="precision",
+    description="Mixed precision against float32 (issue 12, not a paper's claim): the AlexNet study's baseline "
+                "trained both ways on the same seeds; the 10-crop error must not rise by more than 0.3 points.",
+    scales={"cpu": ALEXNET_CPU, "paper": ALEXNET_PAPER},
+    protocols=(),
+    arms=(
+        Arm("float32", "the AlexNet study's baseline in float32", {"mixed_precision": False}),
+        Arm("mixed_precision", "the same in mixed precision (bfloat16 on CPU, float16 with loss scaling on GPU; "
+            "LRN and the softmax in float32)", {"mixed_precision": True},
+            claim=Claim("issue 12", "mixed precision does not raise the error by more than 0.3 points", 0, 0.0,
+                        0.0, margin=0.3)),
+    ),
+)
+
 # --- VGG --------------------------------------------------------------------------------------------------
 
 VGG_CPU = Scale("cpu", {
@@ -248,7 +266,7 @@ VGG = Study(
     ),
 )
 
-STUDIES = {study.name: study for study in (ALEXNET, VGG)}
+STUDIES = {study.name: study for study in (ALEXNET, VGG, PRECISION)}
 
 
 def get(name: str) -> Study:

@@ -97,7 +97,7 @@ def rows(study: Study, results: dict, threshold: float) -> list:
                     key = {label: short for label, _, short in ERROR_METRICS}.get(metric)
                     row.update(paper_difference=getattr(arm.claim, key) if key else None, paper=arm.claim.paper,
                                section=arm.claim.section,
-                               verdict=statistics.verdict(difference, arm.claim.sign))
+                               verdict=statistics.verdict(difference, arm.claim.sign, arm.claim.margin))
             table.append(row)
     return table
 
@@ -144,7 +144,9 @@ def write_report(study: Study, study_dir: str, results: dict, threshold: float, 
     text = (header + "\n\n" if header else "") + markdown(table) + (
         "\nErrors in percent on the held-out validation split; 'vs' is the arm's reference; intervals are 95% t "
         "intervals of the per-seed differences (arm and reference share each seed's data order and augmentation). "
-        "A claim counts as seen only when its interval excludes 0 in the paper's direction.\n")
+        "A claim counts as seen only when its interval excludes 0 in the paper's direction"
+        + ("; a claim that an arm is not worse holds only when the interval's upper end is at most its margin"
+           if any(arm.claim is not None and arm.claim.sign == 0 for arm in study.arms) else "") + ".\n")
     md_path = os.path.join(study_dir, "report.md")
     with open(md_path + ".tmp", "w", encoding="utf-8") as f:
         f.write(text)

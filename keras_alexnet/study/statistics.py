@@ -18,6 +18,9 @@ SAME = "same direction, interval excludes 0"
 NOT_SIGNIFICANT = "no significant difference at this scale"
 OPPOSITE = "opposite direction"
 TOO_FEW = "too few seeds for an interval (need 2 seeds paired)"
+HELD = "held: the interval's upper end is at most +{margin:g} points"
+WORSE = "worse: the interval lies above 0"
+UNDECIDED = "not shown: the interval reaches above +{margin:g} points"
 
 
 @dataclasses.dataclass
@@ -118,11 +121,18 @@ def paired_interval(arm: Sequence[float], baseline: Sequence[float], level: floa
     return Difference(differences.mean, differences.mean - half, differences.mean + half, differences.n - 1)
 
 
-def verdict(difference: Difference, paper_sign: int) -> str:
+def verdict(difference: Difference, paper_sign: int, margin: float = 0.0) -> str:
     """The report's words for `difference` against the paper's direction (+1: the arm's value is higher
-    than the baseline's, −1: lower). "Same direction" only when the interval excludes 0."""
+    than the baseline's, −1: lower). "Same direction" only when the interval excludes 0.
+    `paper_sign` 0 is a claim that the arm is not worse (issue 12's mixed precision: the error held within
+    `margin` points, a non-inferiority test): held only when the interval's upper end is at most +margin;
+    a lower error is not a failure."""
     if difference.low is None:
         return TOO_FEW
+    if paper_sign == 0:
+        if difference.high <= margin:
+            return HELD.format(margin=margin)
+        return WORSE if difference.low > 0.0 else UNDECIDED.format(margin=margin)
     if difference.low <= 0.0 <= difference.high:
         return NOT_SIGNIFICANT
     return SAME if (difference.estimate > 0) == (paper_sign > 0) else OPPOSITE

@@ -105,6 +105,8 @@ class TrainConfig:
       epochs (0: at the end only).
     - strategy: "default", "mirrored" (VGG §3.3), "multi_worker" (TF_CONFIG), "towers" (AlexNet §3.2);
       logical_cpus: split the CPU into N devices (tests, no GPUs).
+    - mixed_precision: True / False, or None: the machine's default for a new run, the recorded setting
+      for a resumed one (`precision.py`); a run's record holds the resolved value.
     - input_scale: inputs multiplied by it while training, folded into conv1 when saved (1 = the paper).
     - warm_start: a trained VGG net A whose first four conv and three FC layers initialise a deeper
       net (VGG §3.1); init_from: a run, checkpoint or .keras initialising the whole model.
@@ -123,7 +125,7 @@ class TrainConfig:
     ten_crop_every: int = 1
     strategy: str = "default"
     logical_cpus: int = 0
-    mixed_precision: bool = False
+    mixed_precision: Optional[bool] = None
     jit_compile: bool = False
     input_scale: float = 1.0
     seed: int = 0

@@ -23,6 +23,7 @@ from typing import Callable, Optional
 
 from keras_alexnet import runs
 from keras_alexnet.errors import FlagError, UserError
+from keras_alexnet.training import precision
 from keras_alexnet.training.config import TrainConfig
 
 # Settings that may differ when a run is resumed (everything else defines the run).
@@ -86,6 +87,8 @@ def check_resume(config: TrainConfig, record: runs.RunRecord) -> dict:
                         "another --run_name")
     old = _flat(record.config)
     new = _flat(config.to_dict())
+    if new.get("mixed_precision") is None:  # unset: the run keeps the precision it recorded (precision.py)
+        new["mixed_precision"] = old.get("mixed_precision")
     changes = {}
     for key in sorted(set(old) | set(new), key=lambda k: (k != "model.architecture", k)):  # the cause first
         before, after = old.get(key), new.get(key)
@@ -230,14 +233,18 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     if batch % replicas:
         raise FlagError(f"--batch_size={batch} is not divisible across {replicas} replicas")
     keras.utils.set_random_seed(config.seed)
-    loss_scale = False
-    if config.mixed_precision:
-        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-        keras.mixed_precision.set_global_policy(policy)
-        loss_scale = policy == "mixed_float16"
-
     run_dir = config.run_dir
     record = runs.read_record(run_dir)
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    recorded = record.config.get("mixed_precision") if record is not None and record.config else None
+    mixed, why = precision.resolve(config.mixed_precision, recorded, gpus)
+    config = dataclasses.replace(config, mixed_precision=mixed)
+    loss_scale = False
+    if mixed:
+        keras.mixed_precision.set_global_policy(precision.policy_name(gpus))
+        loss_scale = precision.policy_name(gpus) == "mixed_float16"
+    if why:
+        say(f"  precision: {precision.policy_name(gpus) if mixed else 'float32'} ({why})")
     changes = check_resume(config, record) if record is not None else {}
 
     info = input_pipeline.dataset_info(config.input_for("train", training=True))
