@@ -11,19 +11,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_alexnet.training.precision import AMX_FLAG, cpu_flags  # noqa: E402
+from keras_alexnet.training.precision import AMX_FLAG, cpu_fields, cpu_flags  # noqa: E402
 
 
-def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU's model name, with its family and model numbers (unknown where /proc/cpuinfo is missing)."""
-    fields = {}
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return "unknown CPU"
+def cpu_model() -> str:
+    """The CPU's model name, with its family and model numbers."""
+    fields = cpu_fields()
     return f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')}, model " \
            f"{fields.get('model', '?')})"
 

@@ -10,7 +10,7 @@ it was measured to pay and to keep the error:
   and later) and no GPU: mixed_bfloat16 measured 2.06x float32's img/cpu-s on the full AlexNet step
   there, and `main.py study precision` measures its error against float32 on the same seeds (README);
 - not on CPUs with only AVX512-BF16 (AMD Zen 4, Intel Cooper Lake): one dot-product instruction at
-  twice the float32 FMA rate, measured 1.35-1.6x (bench/README.md), with bfloat16's rounding;
+  twice the float32 FMA rate, measured 1.35-1.9x (bench/README.md), with bfloat16's rounding;
 - not on GPUs: float16 with loss scaling is not measured here; pass --mixed_precision there and check
   it with `main.py study precision`.
 A resumed run keeps the precision it recorded, whatever the machine.
@@ -21,16 +21,25 @@ from typing import Optional
 AMX_FLAG = "amx_bf16"
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
-    """The CPU's feature flags (empty where /proc/cpuinfo does not exist)."""
+def cpu_fields(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """The first processor's fields of /proc/cpuinfo ("model name", "flags", ...; empty where it does not
+    exist)."""
+    fields = {}
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break  # the end of the first processor's block
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU's feature flags (empty where /proc/cpuinfo does not exist)."""
+    return frozenset(cpu_fields(cpuinfo).get("flags", "").split())
 
 
 def policy_name(gpus: int) -> str:

@@ -239,12 +239,12 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     recorded = record.config.get("mixed_precision") if record is not None and record.config else None
     mixed, why = precision.resolve(config.mixed_precision, recorded, gpus)
     config = dataclasses.replace(config, mixed_precision=mixed)
-    loss_scale = False
+    policy = precision.policy_name(gpus) if mixed else "float32"
     if mixed:
-        keras.mixed_precision.set_global_policy(precision.policy_name(gpus))
-        loss_scale = precision.policy_name(gpus) == "mixed_float16"
+        keras.mixed_precision.set_global_policy(policy)
+    loss_scale = policy == "mixed_float16"
     if why:
-        say(f"  precision: {precision.policy_name(gpus) if mixed else 'float32'} ({why})")
+        say(f"  precision: {policy} ({why})")
     changes = check_resume(config, record) if record is not None else {}
 
     info = input_pipeline.dataset_info(config.input_for("train", training=True))
