@@ -1,7 +1,9 @@
 """Training input pipeline throughput (AlexNet §4.1 augmentation), as ratios against references.
 
 On the same generated 256x256 JPEGs (written to a temporary folder as files and as shards):
-- tf.data: `build_train_dataset` with random 224 crops, flips, PCA jitter and mean-image subtraction;
+- tf.data: `build_train_dataset` with random 224 crops, flips, PCA jitter and mean-image subtraction,
+  in both forms: float batches, and the trainer's uint8 crops with each image's flip, crop position
+  and colour shift beside them (`crops=True`: the float work runs in the training step, on the device);
 - (a) the machine's decode bound: PIL full decodes per second on all cores (one process per core);
 - (b) an equivalent PyTorch DataLoader (2 workers: PIL decode, random crop, flip, PCA jitter, mean
   image), when torch is installed (bench-only: `pip install torch==2.13.0`, never a requirement).
@@ -128,17 +130,18 @@ def pil_decode_rate(paths, processes, passes=1):
     return done / wall, done / max(cpu, 1e-9)
 
 
-def tf_rate(data_dir, batch, epochs):
+def tf_rate(data_dir, batch, epochs, crops=False):
+    """(img/s, img/cpu-s) of `build_train_dataset` (the trainer's uint8 crops with `crops`)."""
     from pipelines import input_pipeline
 
     config = input_pipeline.InputConfig(data_dir=data_dir, batch_size=batch, shuffle_buffer=2048)
-    dataset = input_pipeline.build_train_dataset(config)
+    dataset = input_pipeline.build_train_dataset(config, crops=crops)
     for _ in dataset.take(2):  # tracing, thread pools, autotuning start
         pass
     images, start, cpu = 0, time.perf_counter(), time.process_time()
     for _ in range(epochs):
-        for x, _ in dataset:
-            images += int(x.shape[0])
+        for _, labels in dataset:
+            images += int(labels.shape[0])
     return images / (time.perf_counter() - start), images / (time.process_time() - cpu)
 
 
@@ -207,10 +210,13 @@ def main():
               "ratios per round")
         for round_ in range(args.rounds):
             decode, decode_cpu = pil_decode_rate(paths, cores, args.epochs)
+            crops_images, crops_cpu = tf_rate(data_dir, args.batch, args.epochs, crops=True)
             tf_images, tf_cpu = tf_rate(data_dir, args.batch, args.epochs)
             print(
-                f"round {round_ + 1}: (a) PIL decode bound {decode:6.0f} img/s ({decode_cpu:4.0f}/cpu-s) | "
-                f"tf.data crop+flip+PCA+mean {tf_images:5.0f} img/s ({tf_cpu:4.0f}/cpu-s) = "
+                f"round {round_ + 1}: (a) PIL decode bound {decode:6.0f} img/s ({decode_cpu:4.0f}/cpu-s)\n"
+                f"         tf.data uint8 crops (the trainer's) {crops_images:5.0f} img/s ({crops_cpu:4.0f}/cpu-s) = "
+                f"{crops_images / decode:.2f}x (a) wall, {crops_cpu / decode_cpu:.2f}x (a) per cpu-s\n"
+                f"         tf.data float batches         {tf_images:5.0f} img/s ({tf_cpu:4.0f}/cpu-s) = "
                 f"{tf_images / decode:.2f}x (a) wall, {tf_cpu / decode_cpu:.2f}x (a) per cpu-s",
                 flush=True,
             )
@@ -218,7 +224,8 @@ def main():
                 torch_images, torch_cpu = torch_rate(paths, stats, args.batch, args.epochs, workers=2)
                 print(
                     f"         (b) PyTorch DataLoader, 2 workers {torch_images:5.0f} img/s ({torch_cpu:4.0f}/cpu-s); "
-                    f"tf.data / (b) = {tf_images / torch_images:.2f}x wall, {tf_cpu / torch_cpu:.2f}x per cpu-s",
+                    f"tf.data float batches / (b) = {tf_images / torch_images:.2f}x wall, "
+                    f"{tf_cpu / torch_cpu:.2f}x per cpu-s",
                     flush=True,
                 )
 

@@ -3,13 +3,16 @@
 Training (`build_train_dataset`):
   shard list -> [per-worker shard] -> [file shuffle] -> parallel interleave of the shards' records
   (`record_parser.read_shard`: tagged with their shard and index, a damaged shard read up to the
-  damage) -> [cache] -> shuffle -> per record, in one ordered parallel map: parse, decode of the crop
-  window only (uint8, resized to the crop if needed), the draws of flip and PCA colour jitter (AlexNet
-  §4.1) -> batch -> per batch: count the records whose image did not decode, check the labels -> [drop
-  the remainder] -> per batch, one XLA-fused pass: flip, float, mean subtraction, colour shift ->
-  prefetch, with AUTOTUNE parallelism. Yields `(images float32 [B, H, W, 3], labels int32 [B])`,
-  labels 0-based, B the per-replica batch. One pass over the data per iteration (an epoch): call
-  `.repeat()` for more; the order and the augmentation draws change every iteration.
+  damage and marked) -> [cache] -> shuffle -> per record, in one ordered parallel map: parse, decode
+  of the crop window only (uint8, resized to the crop if needed), the draws of flip and PCA colour
+  jitter (AlexNet §4.1) -> batch -> per batch: count the records whose image did not decode, name and
+  count a damaged shard's lost records, check the labels -> [drop the remainder] -> per batch, one
+  XLA-fused pass: flip, float, mean subtraction, colour shift -> prefetch, with AUTOTUNE parallelism.
+  Yields `(images float32 [B, H, W, 3], labels int32 [B])`, labels 0-based, B the per-replica batch;
+  with `crops=True` the last pass is left to the caller (`train_batch_finisher`): the trainer runs it
+  inside the training step, on the device, and the batches carry uint8 crops (see
+  `build_train_dataset`). One pass over the data per iteration (an epoch): call `.repeat()` for more;
+  the order and the augmentation draws change every iteration.
   Performance notes: the per-record path is that one map (records are checked once by `prepare` or
   `main.py verify`, not per record here): a record that does not parse or whose image does not
   decode fails its element, which `ignore_errors()` drops, and the batch stage counts the gaps in the
@@ -17,9 +20,11 @@ Training (`build_train_dataset`):
   until the float work, which is one XLA-fused pass per batch (reflection, float, the mean image window
   at the mirrored position of a pre-mirrored copy of the mean image, colour shift with the mean colour
   folded in): separate TensorFlow ops would each go over the images with 77 MB temporaries per batch,
-  and one XLA call per image cost twice as much CPU per image as one per batch (issue 12). A window
-  that needs resizing (stored images not at resize_size, VGG scale jitter) is rounded back to uint8.
-  Labels are checked per batch, the shards' byte counts per chunk of 64 records.
+  and one XLA call per image cost twice as much CPU per image as one per batch (issue 12). In the
+  trainer's form it leaves the host altogether: 4x fewer bytes to the device, ~12% less host CPU per
+  image here. A window that needs resizing (stored images not at resize_size, VGG scale jitter) is
+  rounded back to uint8. Labels are checked per batch, the shards' byte counts per chunk of 64
+  records, and a damaged shard is described (its file read again) only where its marker is handled.
   The functions given to tf.data here and in record_parser are plain TensorFlow ops (`tf.cond`, no
   Python control flow on tensors) marked `do_not_convert`: AutoGraph's source conversion of them cost
   about 2 CPU-seconds of every start (issue 12).
@@ -57,7 +62,8 @@ further transformations); read it with
 Evaluation names each dropped record on stderr, training prints how many (`main.py verify` names them).
 A damaged shard (CRC mismatch, truncated file: issue 13) is read up to the damage, named in one line
 on stderr with the byte offset and record index where it starts, and the records from there counted
-in `lost_counter` (`dataset.lost_counter`), each time a pass reads it; with `config.strict_records` the
+in `lost_counter` (`dataset.lost_counter`), each time a pass reads it (when its marker reaches the
+batch stage); with `config.strict_records` the
 pass stops with that line instead. An evaluation pass over every shard whose shards hold another
 number of records than `dataset.json` records (and no damaged shard) stops with a one-line error
 naming both counts. Records missing the label or with an out-of-range label raise
@@ -190,11 +196,11 @@ def _seed(config):
     return 0 if config.deterministic else None
 
 
-def _read_records(info, config, input_context, shuffle, seed, deterministic, lost, markers=False):
+def _read_records(info, config, input_context, shuffle, seed, deterministic):
     """Dict elements {record, shard, index, damage} (`record_parser.read_shard`: a damaged shard read up
-    to the damage, named in one line and counted in `lost`, or a marker element after it with
-    `config.strict_records` or `markers`), sharded per input pipeline: for training, shards shuffled
-    and interleaved record by record; for evaluation, shards read one after the other in order."""
+    to the damage and followed by a marker element for `record_parser.handle_damage`), sharded per
+    input pipeline: for training, shards shuffled and interleaved record by record; for evaluation,
+    shards read one after the other in order."""
     files = list(info.files)
     shard_records = False
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -210,7 +216,7 @@ def _read_records(info, config, input_context, shuffle, seed, deterministic, los
 
     @tf.autograph.experimental.do_not_convert
     def read(path, size):
-        return record_parser.read_shard(path, size, lost, strict=config.strict_records, markers=markers)
+        return record_parser.read_shard(path, size)
 
     dataset = dataset.interleave(
         read,
@@ -242,8 +248,16 @@ def _counter(counter, name="dropped_records"):
 
 
 def build_train_dataset(config: InputConfig, input_context=None, drop_counter=None,
-                        lost_counter=None) -> tf.data.Dataset:
-    """The training pipeline of the module docstring (AlexNet §4.1 or VGG §3.1 augmentation)."""
+                        lost_counter=None, crops=False) -> tf.data.Dataset:
+    """The training pipeline of the module docstring (AlexNet §4.1 or VGG §3.1 augmentation).
+
+    `crops=True` leaves out the last stage, the float work: the batches are `(crops, labels)` with
+    `crops` the dict {"image": uint8 [B, s, s, 3], "flipped": bool [B], "frame": int32 [B, 2] (the
+    crop's corner in the mean image's frame, mirrored with the image), "shift": float32 [B, 3] (colour
+    shift, minus the mean colour for `mean="rgb"`)}, which `train_batch_finisher(config)` turns into
+    the same float images on the device that trains (4x fewer bytes to move there, and the host's
+    CPUs spared the pass over the float images: what the trainer uses).
+    """
     info = dataset_info(config)
     stats, stats_path = _load_needed_stats(config, info, need_pca=config.pca_jitter_std > 0)
     batch = _per_replica_batch(config, input_context)
@@ -256,19 +270,10 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
     center_square = jitter is None
     spec = info.record_spec
 
-    mean_image = None
-    if config.mean == "image":
-        mean_image = _stat(stats, "mean_image", stats_path)
-        if mean_image.shape[:2] != (config.resize_size, config.resize_size):
-            raise UserError(
-                f"{stats_path}: mean_image is {mean_image.shape[0]}x{mean_image.shape[1]}, "
-                f"expected {config.resize_size}x{config.resize_size} (--resize_size)"
-            )
-        mean_image = tf.constant(mean_image)
+    mean_image = _mean_image(config, stats, stats_path)
     mean_rgb = tf.constant(_stat(stats, "mean_rgb", stats_path)) if config.mean == "rgb" else None
 
-    dataset = _read_records(info, config, input_context, shuffle=True, seed=seed, deterministic=deterministic,
-                            lost=lost)
+    dataset = _read_records(info, config, input_context, shuffle=True, seed=seed, deterministic=deterministic)
     if config.cache:
         dataset = dataset.cache(config.cache if isinstance(config.cache, str) else "")
     dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -276,11 +281,6 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
     dataset = dataset.concatenate(tf.data.Dataset.from_tensors(_end_element())).enumerate()
     dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
 
-    if mean_image is not None:
-        # The mirror image of a crop at frame column x is the crop of the mirrored frame at column
-        # resize_size - size - x: a pre-mirrored mean image lines up with a mirrored crop.
-        mean_images = tf.stack([mean_image, tf.reverse(mean_image, [1])])
-    pixels = tf.range(size)
     if config.pca_jitter_std > 0:
         eigenvalues = tf.constant(_stat(stats, "eigenvalues", stats_path))
         eigenvectors = tf.constant(_stat(stats, "eigenvectors", stats_path))
@@ -333,8 +333,9 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
 
     @tf.autograph.experimental.do_not_convert
     def account(expected, chunk):
-        # Per batch: the records dropped since the previous batch (missing positions), the damage
-        # markers in strict mode, the label checks; elements that are not records are left out.
+        # Per batch: the records dropped since the previous batch (missing positions), the damaged
+        # shards' markers (named and counted, or the strict stop), the label checks; elements that are
+        # not records are left out.
         positions, is_record = chunk["position"], chunk["index"] >= 0
         dropped = positions[-1] + 1 - expected - tf.size(positions, out_type=tf.int64)
         if config.strict_records:
@@ -344,24 +345,72 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
             dropped = tf.where(stopped.assign(tf.logical_or(stopped, damaged)), tf.constant(0, tf.int64), dropped)
         line = tf.strings.join([tf.strings.as_string(dropped), DROPPED_LINE])
         checks = [counter.variable.assign_add(dropped),
-                  tf.cond(dropped > 0, lambda: tf.print(line, output_stream=sys.stderr), tf.no_op)]
-        if config.strict_records:
-            checks.append(record_parser.check_damage(chunk["damage"]))
+                  tf.cond(dropped > 0, lambda: tf.print(line, output_stream=sys.stderr), tf.no_op),
+                  record_parser.handle_damage(chunk["damage"], lost, strict=config.strict_records)]
         with tf.control_dependencies(checks):
             labels = record_parser.check_labels(chunk["stored_label"], chunk["shard"], chunk["index"], spec,
                                                 ignore=tf.logical_not(is_record))
-        crops = {key: chunk[key] for key in ("image", "flipped", "frame", "shift")}
-        crops, labels = tf.cond(
+        batch_crops = {key: chunk[key] for key in ("image", "flipped", "frame", "shift")}
+        batch_crops, labels = tf.cond(
             tf.reduce_all(is_record),
-            lambda: (crops, labels),
-            lambda: tf.nest.map_structure(lambda values: tf.boolean_mask(values, is_record), (crops, labels)),
+            lambda: (batch_crops, labels),
+            lambda: tf.nest.map_structure(lambda values: tf.boolean_mask(values, is_record), (batch_crops, labels)),
         )
-        return positions[-1] + 1, (crops, labels)
+        return positions[-1] + 1, (batch_crops, labels)
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), account)
+    if config.drop_remainder:
+        dataset = dataset.filter(lambda batch_crops, labels: tf.equal(tf.shape(labels)[0], batch))
+    else:
+        dataset = dataset.filter(lambda batch_crops, labels: tf.shape(labels)[0] > 0)
+    if not crops:
+        finish = _finisher(config, mean_image)
+        dataset = dataset.map(lambda batch_crops, labels: (finish(batch_crops), labels), num_parallel_calls=AUTOTUNE,
+                              deterministic=True)
+    if config.drop_remainder:  # static batch shapes
+        dataset = dataset.map(lambda inputs, labels: (
+            tf.nest.map_structure(lambda x: tf.ensure_shape(x, [batch] + x.shape[1:]), inputs),
+            tf.ensure_shape(labels, [batch])))
+    dataset = _options(dataset.prefetch(AUTOTUNE), deterministic)
+    dataset.drop_counter = counter
+    dataset.lost_counter = lost
+    return dataset
+
+
+def train_batch_finisher(config: InputConfig, scale: float = 1.0):
+    """The float work of a training batch, `crops` (`build_train_dataset(..., crops=True)`) -> float32
+    images [B, s, s, 3], times `scale`: reflection (AlexNet §4.1), float, minus the mean image's
+    window at the crop's position (AlexNet §2), plus the colour shift (AlexNet §4.1). One XLA-fused
+    `tf.function`, to call inside the training step (or anywhere)."""
+    stats, stats_path = _load_needed_stats(config, dataset_info(config), need_pca=False)
+    return _finisher(config, _mean_image(config, stats, stats_path), scale)
+
+
+def _mean_image(config, stats, stats_path):
+    """The per-pixel mean image (AlexNet §2) as a constant, for `mean="image"` (else None); UserError
+    when it is not resize_size x resize_size, the frame the crops are planned in."""
+    if config.mean != "image":
+        return None
+    mean_image = _stat(stats, "mean_image", stats_path)
+    if mean_image.shape[:2] != (config.resize_size, config.resize_size):
+        raise UserError(
+            f"{stats_path}: mean_image is {mean_image.shape[0]}x{mean_image.shape[1]}, "
+            f"expected {config.resize_size}x{config.resize_size} (--resize_size)"
+        )
+    return tf.constant(mean_image)
+
+
+def _finisher(config, mean_image, scale=1.0):
+    """`train_batch_finisher`'s function, from the mean image constant (or None)."""
+    pixels = tf.range(config.image_size)
+    if mean_image is not None:
+        # The mirror image of a crop at frame column x is the crop of the mirrored frame at column
+        # resize_size - size - x: a pre-mirrored mean image lines up with a mirrored crop.
+        mean_images = tf.stack([mean_image, tf.reverse(mean_image, [1])])
 
     @tf.function(jit_compile=True, autograph=False)
-    def float_work(crops):
-        # One XLA-fused pass over the batch: reflection, float, the mean image window (AlexNet §2) at
-        # the mirrored position of the pre-mirrored mean image, colour shift (AlexNet §4.1).
+    def finish(crops):
+        # Separate TensorFlow ops would each go over the images with 77 MB temporaries per batch.
         flipped = crops["flipped"]
         images = tf.where(flipped[:, None, None, None], eval_crops.flip_left_right(crops["image"]), crops["image"])
         images = tf.cast(images, tf.float32)
@@ -369,22 +418,10 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
             frames = tf.gather(mean_images, tf.cast(flipped, tf.int32))
             windows = tf.gather(frames, crops["frame"][:, :1] + pixels, axis=1, batch_dims=1)
             images = images - tf.gather(windows, crops["frame"][:, 1:] + pixels, axis=2, batch_dims=1)
-        return images + crops["shift"][:, None, None, :]
+        images = images + crops["shift"][:, None, None, :]
+        return images * scale if scale != 1.0 else images
 
-    dataset = dataset.scan(tf.constant(0, tf.int64), account)
-    if config.drop_remainder:
-        dataset = dataset.filter(lambda crops, labels: tf.equal(tf.shape(labels)[0], batch))
-    else:
-        dataset = dataset.filter(lambda crops, labels: tf.shape(labels)[0] > 0)
-    dataset = dataset.map(lambda crops, labels: (float_work(crops), labels), num_parallel_calls=AUTOTUNE,
-                          deterministic=True)
-    if config.drop_remainder:
-        dataset = dataset.map(lambda images, labels: (tf.ensure_shape(images, [batch, size, size, 3]),
-                                                      tf.ensure_shape(labels, [batch])))
-    dataset = _options(dataset.prefetch(AUTOTUNE), deterministic)
-    dataset.drop_counter = counter
-    dataset.lost_counter = lost
-    return dataset
+    return finish
 
 
 def build_eval_dataset(
@@ -417,10 +454,8 @@ def build_eval_dataset(
 
     whole = input_context is None or input_context.num_input_pipelines == 1
     expected = info.num_examples.get(config.split) if whole and config.data_dir else None
-    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True, lost=lost,
-                            markers=expected is not None)
-    if expected is not None or config.strict_records:
-        dataset = _checked_pass(dataset, config, expected)
+    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True)
+    dataset = _checked_pass(dataset, config, expected, lost)
 
     def decode_image(encoded):
         return tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -445,9 +480,10 @@ def build_eval_dataset(
     return dataset
 
 
-def _checked_pass(dataset, config, expected):
+def _checked_pass(dataset, config, expected, lost):
     """Evaluation's records without marker elements, checking on the way (64 records at a time): a
-    damaged shard's marker stops the pass with its line in strict mode; with `expected` (dataset.json's
+    damaged shard's marker is named and its lost records counted in `lost` (`handle_damage`), or stops
+    the pass with its line in strict mode; with `expected` (dataset.json's
     count, for a pass that reads every shard) a pass over whole shards must find that many records, else
     the one-line UserError naming both counts (validation would otherwise pad the missing images, slowly)."""
     dataset = dataset.concatenate(tf.data.Dataset.from_tensors(_end_element())).batch(64)
@@ -459,8 +495,9 @@ def _checked_pass(dataset, config, expected):
         count, damaged = state
         is_record = batch["index"] >= 0
         count = count + tf.reduce_sum(tf.cast(is_record, tf.int64))
-        damaged = tf.logical_or(damaged, tf.reduce_any(tf.strings.length(batch["damage"]) > 0))
-        checks = [record_parser.check_damage(batch["damage"])] if config.strict_records else []
+        found = record_parser.handle_damage(batch["damage"], lost, strict=config.strict_records)
+        damaged = tf.logical_or(damaged, found)
+        checks = [found]
         if expected is not None:
             # The end element (no record, no damage) comes last: by then every record is counted.
             ended = tf.reduce_any(tf.logical_and(tf.logical_not(is_record), tf.equal(batch["damage"], "")))

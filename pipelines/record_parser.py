@@ -3,9 +3,9 @@
 Bad input never crashes the pipeline with an anonymous TensorFlow error:
 
 - A damaged shard (a CRC mismatch from flipped bytes, a truncated file) is read up to the damage
-  (`read_shard`), named in one line with the byte offset and index of the first unreadable record,
-  and the records from there counted in a `DropCounter`; or, strictly, marked for the pipeline to
-  stop with that line (`check_damage`).
+  (`read_shard`, which marks it) and, per batch downstream (`handle_damage`), named in one line with
+  the byte offset and index of the first unreadable record and the records from there counted in a
+  `DropCounter`; or, strictly, the pipeline stops with that line.
 - A record that does not parse (not a `tf.train.Example`, an image or label of another type or count)
   or whose image fails to decode is dropped and counted in a `DropCounter` (a tf.Variable updated
   inside the pipeline): the training pipeline counts the gaps that `ignore_errors()` leaves
@@ -242,30 +242,21 @@ def damaged_remainder(path, offset, size):
     return records, kind
 
 
-def read_shard(path, size, lost: DropCounter, strict=False, markers=False):
+def read_shard(path, size):
     """The records of one TFRecord shard (`size`: its length in bytes, from the file system) as dict
     elements {record, shard, index, damage} (damage "": a record).
 
     A damaged shard (CRC mismatch, truncated file) is read up to the damage. Found from the bytes read
     (the records' frames) falling short of `size`, so a whole shard costs one running sum per chunk of
     records; reading stops at the same record every time, so a resumed run gets past it the same way.
-    Then, unless `strict`, the one line `<path>: corrupted record at byte <offset> (record <index>);
-    <n> record(s) from there skipped` is printed on stderr and n (`damaged_remainder`) added to `lost`.
-    With `strict` or `markers` the shard's records are followed by a marker element: record
-    `DAMAGE_MARKER`, index -1, damage the line's first part (`check_damage` fails with it).
+    The shard's records are then followed by a marker element: record `DAMAGE_MARKER`, index -1 and
+    damage a note of where (path, byte offset, record index, size), which the consumer hands to
+    `handle_damage` (per batch: naming it, counting or stopping). The per-shard function stays this
+    small because it is instantiated for every shard of every pass (issue 12): the damage's description,
+    which reads the file again, is built only by `handle_damage`.
     """
     stream = tf.data.TFRecordDataset(path).ignore_errors()  # an error ends the file's stream
     stream = stream.concatenate(tf.data.Dataset.from_tensors(tf.constant(DAMAGE_MARKER))).batch(_SHARD_CHUNK)
-
-    def damage(index, consumed):
-        records, kind = damaged_remainder(path, consumed, size)
-        line = tf.strings.join([path, ": ", kind, " at byte ", tf.strings.as_string(consumed), " (record ",
-                                tf.strings.as_string(index), ")"])
-        if strict:
-            return line
-        skipped = tf.strings.join([line, "; ", tf.strings.as_string(records), " record(s) from there skipped"])
-        with tf.control_dependencies([tf.print(skipped, output_stream=sys.stderr), lost.variable.assign_add(records)]):
-            return tf.identity(line)
 
     @tf.autograph.experimental.do_not_convert
     def step(state, chunk):
@@ -276,13 +267,14 @@ def read_shard(path, size, lost: DropCounter, strict=False, markers=False):
         consumed = consumed + tf.reduce_sum(tf.where(is_record, frames, tf.zeros_like(frames)))
         count = tf.reduce_sum(tf.cast(is_record, tf.int64))
         damaged = tf.logical_and(tf.reduce_any(last), consumed < size)
-        line = tf.cond(damaged, lambda: damage(index + count, consumed), lambda: tf.constant(""))
-        keep = tf.logical_or(is_record, tf.logical_and(last, damaged)) if strict or markers else is_record
+        note = tf.strings.join([path, tf.strings.as_string(consumed), tf.strings.as_string(index + count),
+                                tf.strings.as_string(size)], separator=_NOTE_SEPARATOR)
+        keep = tf.logical_or(is_record, tf.logical_and(last, damaged))
         indices = tf.where(is_record, index + tf.range(tf.size(chunk, out_type=tf.int64)), -1)
         element = {
             "record": tf.boolean_mask(chunk, keep),
             "index": tf.boolean_mask(indices, keep),
-            "damage": tf.boolean_mask(tf.where(last, line, ""), keep),
+            "damage": tf.boolean_mask(tf.where(last, note, ""), keep),
         }
         element["shard"] = tf.fill(tf.shape(element["index"]), path)
         return (index + count, consumed), element
@@ -290,15 +282,43 @@ def read_shard(path, size, lost: DropCounter, strict=False, markers=False):
     return stream.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step).unbatch()
 
 
-def check_damage(damage):
-    """Fails with the one-line damage description when `damage` (a string or a vector) is not empty
-    (strict reading: `InputConfig.strict_records`); `user_errors()` turns it into that UserError."""
+_NOTE_SEPARATOR = "\t"  # between the fields of a damage note (no TFRecord path of ours holds a tab)
+_STRICT_HINT = " (strict_records: prepare the shard again, or read without --strict_records to skip the rest of it)"
+
+
+def _describe_damage(note):
+    """A damage note (`read_shard`) -> (`<path>: <kind> at byte <offset> (record <index>)`, the records
+    from there on: `damaged_remainder`, which reads the file)."""
+    fields = tf.strings.split(note, _NOTE_SEPARATOR)
+    path, size = tf.strings.reduce_join(fields[:-3], separator=_NOTE_SEPARATOR), tf.strings.to_number(fields[-1], tf.int64)
+    offset, index = tf.strings.to_number(fields[-3], tf.int64), fields[-2]
+    records, kind = damaged_remainder(path, offset, size)
+    return tf.strings.join([path, ": ", kind, " at byte ", fields[-3], " (record ", index, ")"]), records
+
+
+def handle_damage(damage, lost: DropCounter, strict=False):
+    """For the damage notes among `damage` (a batch's string vector, "" for records; `read_shard`): with
+    `strict`, fails with the first damaged shard's one line (`user_errors()` turns it into that
+    UserError); otherwise prints `<path>: corrupted record at byte <offset> (record <index>); <n>
+    record(s) from there skipped` on stderr for each and adds the n to `lost`. An op (nothing without
+    damage) to run as a control dependency (a bool tensor: whether there was damage); the description
+    is built only for a damaged shard."""
     damage = tf.reshape(damage, [-1])
     bad = tf.strings.length(damage) > 0
-    first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
-    text = tf.cond(tf.reduce_any(bad), lambda: damage[first], lambda: tf.constant(""))
-    hint = " (strict_records: prepare the shard again, or read without --strict_records to skip the rest of it)"
-    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [_BEGIN, text, hint, _END], summarize=1)
+
+    def describe_all():
+        notes = tf.boolean_mask(damage, bad)
+        lines, records = tf.map_fn(_describe_damage, notes, fn_output_signature=(tf.string, tf.int64))
+        if strict:
+            done = [tf.debugging.Assert(False, [_BEGIN, lines[0], _STRICT_HINT, _END], summarize=1)]
+        else:
+            skipped = tf.strings.join([lines, "; ", tf.strings.as_string(records), " record(s) from there skipped"])
+            done = [tf.print(tf.strings.reduce_join(skipped, separator="\n"), output_stream=sys.stderr),
+                    lost.variable.assign_add(tf.reduce_sum(records))]
+        with tf.control_dependencies(done):
+            return tf.constant(True)
+
+    return tf.cond(tf.reduce_any(bad), describe_all, lambda: tf.constant(False))
 
 
 def as_user_error(error: Exception):

@@ -293,6 +293,24 @@ def test_deterministic_mode_gives_identical_batches(jpeg_dir):
     assert any(not np.array_equal(a, b) for a, (b, _) in zip(third, first))
 
 
+def test_crops_and_the_finisher_give_the_float_batches(tmp_path):
+    """The trainer's form (uint8 crops, float work in the step) gives the same batches, times the scale."""
+    data_dir = write_shards(str(tmp_path), [[(_jpeg(_image(seed=i)), i % 5) for i in range(12)]])
+    write_stats(data_dir, mean_image=_image(seed=40).astype(np.float32))
+    config = _config(data_dir, deterministic=True, seed=5, mean="image")
+    floats = [(x.numpy(), y.numpy()) for x, y in input_pipeline.build_train_dataset(config)]
+    crops = input_pipeline.build_train_dataset(config, crops=True)
+    assert crops.element_spec[0]["image"].shape.as_list() == [4, SIZE, SIZE, 3]
+    assert crops.element_spec[0]["image"].dtype == tf.uint8
+    finish = input_pipeline.train_batch_finisher(config, scale=0.25)
+    pairs = list(zip(floats, crops))
+    assert len(pairs) == 3
+    for (images, labels), (batch_crops, crop_labels) in pairs:
+        np.testing.assert_allclose(finish(batch_crops).numpy(), images * 0.25, rtol=1e-6, atol=1e-5)
+        np.testing.assert_array_equal(crop_labels.numpy(), labels)
+    assert np.abs(floats[0][0]).max() > 20  # the mean image subtracted, colour shifts of a few levels
+
+
 def test_eval_protocols(tmp_path):
     image = _image(RESIZE, 48, seed=8)
     data_dir = write_shards(str(tmp_path), [[(_png(image), 3)] * 3])

@@ -59,6 +59,22 @@ def test_one_epoch_matches_model_fit():
     assert int(trainer.optimizer.iterations.numpy()) == 8
 
 
+def test_prepare_inputs_runs_in_the_step():
+    """Batches of uint8 images made float and scaled in the step train as the float batches do."""
+    x, y = data()
+    pixels = np.clip(np.round(x * 40 + 128), 0, 255).astype("uint8")
+    floats = Trainer(tf.distribute.get_strategy(), tiny_model, lambda: PaperSGD(0.05),
+                     dataset_fn((pixels.astype("float32") - 128) / 40, y, 8), steps_per_epoch=4, epochs=1,
+                     global_batch_size=8)
+    floats.fit()
+    prepared = Trainer(tf.distribute.get_strategy(), tiny_model, lambda: PaperSGD(0.05), dataset_fn(pixels, y, 8),
+                       steps_per_epoch=4, epochs=1, global_batch_size=8,
+                       prepare_inputs=lambda images: (tf.cast(images, tf.float32) - 128) / 40)
+    prepared.fit()
+    for a, b in zip(floats.model.get_weights(), prepared.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_callbacks_validation_and_checkpoints(tmp_path):
     x, y = data()
     val = data(20, seed=1)

@@ -309,8 +309,11 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         # One seed per epoch: an epoch's batches are the same when it is run again after a resume.
         epoch_config = dataclasses.replace(config.input_for("train", training=True),
                                            seed=config.seed * 100003 + epoch)
-        return scaled(input_pipeline.build_train_dataset(epoch_config, input_context, drop_counter=dropped,
-                                                         lost_counter=lost))
+        return input_pipeline.build_train_dataset(epoch_config, input_context, drop_counter=dropped, lost_counter=lost,
+                                                  crops=True)
+
+    # The training batches' float work (and the input scale) runs in the training step, on the device.
+    finish_batch = input_pipeline.train_batch_finisher(config.input_for("train", training=True), config.input_scale)
 
     def val_dataset_fn(input_context):
         return scaled(input_pipeline.build_eval_dataset(val_config, "center", input_context=input_context))
@@ -328,7 +331,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                       val_dataset_fn=val_dataset_fn, val_examples=val_examples, checkpoint_dir=checkpoint_dir,
                       checkpoint_every_steps=config.checkpoint_every_steps, jit_compile=config.jit_compile,
                       loss_scale=loss_scale, is_chief=chief, initial_weights=_initial_weights(config, say),
-                      printer=say, stop_event=stop.event, steps_per_call=config.steps_per_call)
+                      printer=say, stop_event=stop.event, steps_per_call=config.steps_per_call,
+                      prepare_inputs=finish_batch)
     callback_set = training_callbacks(config, chief=chief, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                                       replicas=replicas, dropped=dropped, lost=lost, printer=say,
                                       val_examples=val_examples,

@@ -72,7 +72,7 @@ class Trainer:
         build_model: () -> Keras model whose output is softmax probabilities (built under the scope).
         build_optimizer: () -> Keras optimizer (built under the scope).
         train_dataset_fn: (input_context, epoch) -> tf.data.Dataset of per-replica batches
-            (images, labels) whose order depends only on `epoch`, so a resumed epoch sees the same
+            (inputs, labels) (inputs: the model's images, or what `prepare_inputs` takes) whose order depends only on `epoch`, so a resumed epoch sees the same
             batches; it is repeated and `skip`ped here.
         steps_per_epoch: training steps in an epoch (equal on every worker).
         epochs: the epoch cap.
@@ -86,6 +86,10 @@ class Trainer:
         jit_compile: compile the forward/backward pass with XLA.
         loss_scale: wrap the optimizer in a `LossScaleOptimizer` (float16 mixed precision).
         initial_weights: callable(model) run once on a fresh start (warm start, init from another run).
+        prepare_inputs: callable(per-replica inputs) -> the model's input batch, run inside the
+            training step on each replica's device (and in its XLA cluster with `jit_compile`): the
+            training batches' float work (`input_pipeline.train_batch_finisher`) when the dataset
+            yields uint8 crops; None when it yields the model's inputs.
         stop_event: a `threading.Event`; once set (SIGINT/SIGTERM), `fit` saves a checkpoint after the
             current step (or validation batch) and returns, with `interrupted_at` its path.
     """
@@ -93,7 +97,7 @@ class Trainer:
     def __init__(self, strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
                  epochs, global_batch_size, val_dataset_fn=None, val_examples=None, checkpoint_dir=None,
                  checkpoint_every_steps=0, jit_compile=False, loss_scale=False, is_chief=True,
-                 initial_weights=None, printer=print, stop_event=None, steps_per_call=1):
+                 initial_weights=None, printer=print, stop_event=None, steps_per_call=1, prepare_inputs=None):
         self.strategy = strategy
         self.train_dataset_fn = train_dataset_fn
         self.val_dataset_fn = val_dataset_fn
@@ -108,6 +112,7 @@ class Trainer:
         if self.steps_per_call < 1:
             raise ValueError(f"steps_per_call={steps_per_call}: must be >= 1")
         self.jit_compile = jit_compile
+        self.prepare_inputs = prepare_inputs
         self.is_chief = is_chief
         self.printer = printer
         self.stop_event = stop_event
@@ -141,8 +146,10 @@ class Trainer:
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
         global_batch = float(self.global_batch_size)
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        prepare_inputs = self.prepare_inputs
 
-        def gradients(images, labels):
+        def gradients(inputs, labels):
+            images = prepare_inputs(inputs) if prepare_inputs is not None else inputs
             with tf.GradientTape() as tape:
                 probabilities = model(images, training=True)
                 per_example, sums = _sums(labels, probabilities)
@@ -156,14 +163,14 @@ class Trainer:
         if self.jit_compile:
             gradients = tf.function(gradients, jit_compile=True)
 
-        def replica_step(images, labels):
-            grads, sums = gradients(images, labels)
+        def replica_step(inputs, labels):
+            grads, sums = gradients(inputs, labels)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return sums
 
         def train_step(iterator):
-            images, labels = next(iterator)
-            per_replica = strategy.run(replica_step, args=(images, labels))
+            inputs, labels = next(iterator)
+            per_replica = strategy.run(replica_step, args=(inputs, labels))
             return tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
 
         if self.steps_per_call == 1:
