@@ -8,7 +8,8 @@ Rows, each a ratio against a reference measured in the same run:
    against PyTorch's best CPU form here (split towers + ``torch.compile``), img/cpu-s (bench_models.py);
    without torch (bench-only: ``pip install torch==2.13.0``) those rows say so and are skipped.
 2. The same step under ``mixed_bfloat16`` against float32, img/cpu-s.
-3. The training input pipeline against the PIL decode bound, per CPU-second (bench_pipeline.py).
+3. The training input pipeline against the PIL decode bound, per CPU-second, in the trainer's form
+   (uint8 crops) and as float batches (bench_pipeline.py).
 4. Dense against 150-crop evaluation, VGG-A (VGG §3.2), per image (bench_eval.py).
 5. The serving signature against a direct model call, AlexNet, batch 1 and 32 (bench_eval.py).
 6. 1 vs N training steps per `tf.function` call at a small AlexNet, steps/s (bench_steps_per_call.py).

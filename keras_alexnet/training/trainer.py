@@ -72,8 +72,9 @@ class Trainer:
         build_model: () -> Keras model whose output is softmax probabilities (built under the scope).
         build_optimizer: () -> Keras optimizer (built under the scope).
         train_dataset_fn: (input_context, epoch) -> tf.data.Dataset of per-replica batches
-            (inputs, labels) (inputs: the model's images, or what `prepare_inputs` takes) whose order depends only on `epoch`, so a resumed epoch sees the same
-            batches; it is repeated and `skip`ped here.
+            (inputs, labels), inputs the model's images or what `prepare_inputs` takes, whose order
+            depends only on `epoch`, so a resumed epoch sees the same batches; it is repeated and
+            `skip`ped here.
         steps_per_epoch: training steps in an epoch (equal on every worker).
         epochs: the epoch cap.
         global_batch_size: examples per step over all replicas.
