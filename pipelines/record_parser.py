@@ -214,6 +214,7 @@ def _report(shards, indices, missing):
 DAMAGE_MARKER = b"\x00damaged shard"
 _HEADER, _FRAME = 12, 16  # TFRecord: uint64 length + masked CRC32C of it, data, masked CRC32C of the data
 _SHARD_CHUNK = 64  # records per step of a shard's byte count
+_NOTE_SEPARATOR = "\t"  # between a damage note's fields (a path holding tabs still reads back: the last three are numbers)
 
 
 def damaged_remainder(path, offset, size):
@@ -282,7 +283,6 @@ def read_shard(path, size):
     return stream.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step).unbatch()
 
 
-_NOTE_SEPARATOR = "\t"  # between the fields of a damage note (no TFRecord path of ours holds a tab)
 _STRICT_HINT = " (strict_records: prepare the shard again, or read without --strict_records to skip the rest of it)"
 
 

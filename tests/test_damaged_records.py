@@ -79,6 +79,17 @@ def test_train_pipeline_skips_the_damaged_remainder_and_counts_it(tmp_path, capf
         assert lines == [f"{shard}: {kind} at byte {offset} (record 2); {lost} record(s) from there skipped"], lines
 
 
+def test_two_damaged_shards_in_one_training_batch_are_each_named_and_counted(tmp_path, capfd):
+    data_dir, shard = _data(tmp_path)
+    first = os.path.join(data_dir, records.shard_name("train", 0, 2))
+    offsets = flip_byte(first, 1), truncate_in(shard, 4)
+    dataset = input_pipeline.build_train_dataset(_config(data_dir, batch_size=16, drop_remainder=False))
+    assert len(_labels(dataset)) == 1 + 4 and dataset.lost_counter.take() == 5 + 1
+    assert sorted(_damage_lines(capfd.readouterr().err)) == [
+        f"{first}: corrupted record at byte {offsets[0]} (record 1); 5 record(s) from there skipped",
+        f"{shard}: truncated record at byte {offsets[1]} (record 4); 1 record(s) from there skipped"]
+
+
 @pytest.mark.parametrize("damage, kind", [(flip_byte, "corrupted record"), (truncate_in, "truncated record")])
 def test_validation_pipeline_skips_the_damaged_remainder(tmp_path, capfd, damage, kind):
     data_dir, shard = _data(tmp_path, split="validation")
