@@ -382,6 +382,8 @@ def train_batch_finisher(config: InputConfig, scale: float = 1.0):
     images [B, s, s, 3], times `scale`: reflection (AlexNet §4.1), float, minus the mean image's
     window at the crop's position (AlexNet §2), plus the colour shift (AlexNet §4.1). One XLA-fused
     `tf.function`, to call inside the training step (or anywhere)."""
+    if config.mean != "image":  # the mean colour, if any, is in the shifts already
+        return _finisher(config, None, scale)
     stats, stats_path = _load_needed_stats(config, dataset_info(config), need_pca=False)
     return _finisher(config, _mean_image(config, stats, stats_path), scale)
 
