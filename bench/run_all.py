@@ -64,8 +64,8 @@ def pipeline_row(args):
     with tempfile.TemporaryDirectory() as folder:
         paths, data_dir, _ = bench_pipeline.write_data(folder, images)
         _, decode_cpu = bench_pipeline.pil_decode_rate(paths, os.cpu_count() or 1, epochs)
-        _, crops_cpu = bench_pipeline.tf_rate(data_dir, 128, epochs, crops=True)
-        _, floats_cpu = bench_pipeline.tf_rate(data_dir, 128, epochs)
+        _, crops_cpu, _ = bench_pipeline.tf_rate(data_dir, 128, epochs, crops=True)
+        _, floats_cpu, _ = bench_pipeline.tf_rate(data_dir, 128, epochs)
     row("input pipeline, the trainer's uint8 crops (crop+flip+PCA draws) / PIL decode bound",
         f"{crops_cpu:.0f} img/cpu-s", f"{decode_cpu:.0f} img/cpu-s", f"{crops_cpu / decode_cpu:.2f}x")
     row("input pipeline, float batches (+ flip, mean, colour shift) / PIL decode bound",

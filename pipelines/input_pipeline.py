@@ -359,18 +359,19 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
         return positions[-1] + 1, (batch_crops, labels)
 
     dataset = dataset.scan(tf.constant(0, tf.int64), account)
+    plain = tf.autograph.experimental.do_not_convert
     if config.drop_remainder:
-        dataset = dataset.filter(lambda batch_crops, labels: tf.equal(tf.shape(labels)[0], batch))
+        dataset = dataset.filter(plain(lambda batch_crops, labels: tf.equal(tf.shape(labels)[0], batch)))
     else:
-        dataset = dataset.filter(lambda batch_crops, labels: tf.shape(labels)[0] > 0)
+        dataset = dataset.filter(plain(lambda batch_crops, labels: tf.shape(labels)[0] > 0))
     if not crops:
         finish = _finisher(config, mean_image)
-        dataset = dataset.map(lambda batch_crops, labels: (finish(batch_crops), labels), num_parallel_calls=AUTOTUNE,
-                              deterministic=True)
+        dataset = dataset.map(plain(lambda batch_crops, labels: (finish(batch_crops), labels)),
+                              num_parallel_calls=AUTOTUNE, deterministic=True)
     if config.drop_remainder:  # static batch shapes
-        dataset = dataset.map(lambda inputs, labels: (
+        dataset = dataset.map(plain(lambda inputs, labels: (
             tf.nest.map_structure(lambda x: tf.ensure_shape(x, [batch] + x.shape[1:]), inputs),
-            tf.ensure_shape(labels, [batch])))
+            tf.ensure_shape(labels, [batch]))))
     dataset = _options(dataset.prefetch(AUTOTUNE), deterministic)
     dataset.drop_counter = counter
     dataset.lost_counter = lost
