@@ -18,8 +18,10 @@ written first, outside the timing), from process start to the end of its first t
 the imports (main.py, absl, TensorFlow), the run's setup (settings, records' metadata, run folder,
 statistics), the `Trainer` (model, optimizer, checkpoint restore, step functions), the callbacks and
 evaluation inputs, the callbacks' `on_train_begin`, the training input pipeline, and the first step
-(tracing, graph optimisation, the input pipeline's first batch, the step), then the second step for the
-steady-state step time. Each phase with its wall
+(tracing, graph optimisation, the input pipeline's first batch, the step: until the step returns);
+then, after the total, the callbacks' work after the first step (the TensorBoard preview of augmented
+inputs, built then so that it does not delay the first step) and the second step for the steady-state
+step time. Each phase with its wall
 seconds, its CPU seconds (user + system, all threads) and its wall seconds minus the time the main thread
 waited for a CPU (Linux schedstat): the last two stay comparable when other processes share the machine,
 and wall - wait approaches the idle machine's wall time where the main thread does the work (imports,
@@ -118,21 +120,35 @@ def trainer_child(train_flags):
         wrap("fit", trainer.Trainer.fit, "callbacks and evaluation inputs")
         wrap("_train_iterator", trainer.Trainer._train_iterator, "callbacks' on_train_begin",
              "training input pipeline")
+        make_train_step = trainer.Trainer._make_train_step
+        steps = iter(["first step: trace, optimise, first batch, run", "second step (steady state)"])
+
+        def timed_make_train_step(self):
+            step = make_train_step(self)
+
+            def timed_step(iterator, count):
+                result = step(iterator, count)  # returns when the step has run (CPU)
+                mark(next(steps))
+                return result
+            return timed_step
+        trainer.Trainer._make_train_step = timed_make_train_step
 
         class FirstSteps(keras.callbacks.Callback):
+            """Last in the callback list: marks the end of the other callbacks' first batch end
+            (the TensorBoard preview of augmented inputs is written there), and prints at the second."""
+
             def on_train_batch_end(self, batch, logs=None):
                 if batch == 0:
-                    return mark("first step: trace, optimise, first batch, run")
-                mark("second step (steady state)")
+                    return mark("callbacks after the first step (input preview)")
                 print(f"main.py train, AlexNet 224x224x3, {' '.join(train_flags)}; load average "
                       f"{os.getloadavg()[0]:.1f}")
                 print(f"  {'phase':48s} {'wall':>8s} {'share':>6s} {'cpu':>8s} {'wall-wait':>10s}")
                 origin = ("", 0.0, 0.0, 0.0)
                 rows = [(current[0], *(now - then for now, then in zip(current[1:], previous[1:])))
                         for previous, current in zip([origin] + marks, marks)]
-                first_step = ("process start -> end of first step", *marks[-2][1:])
-                for name, wall, cpu, waited in rows[:-1] + [first_step, rows[-1]]:
-                    share = f"{wall / first_step[1]:6.1%}" if name != rows[-1][0] else ""
+                first_step = ("process start -> end of first step", *marks[-3][1:])
+                for name, wall, cpu, waited in rows[:-2] + [first_step] + rows[-2:]:
+                    share = f"{wall / first_step[1]:6.1%}" if name not in [row[0] for row in rows[-2:]] else ""
                     print(f"  {name:48s} {wall:6.2f} s {share:>6s} {cpu:6.2f} s {wall - waited:8.2f} s")
                 print("  (cpu: user + system seconds of all threads; wall-wait: wall minus the main thread's "
                       "wait for a CPU)", flush=True)
