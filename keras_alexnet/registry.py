@@ -80,6 +80,23 @@ def spec(name: str) -> ModelSpec:
     return SPECS[name]
 
 
+CLASSIFIER_LAYER = "fc8"  # the last layer of every architecture: num_classes units
+
+
+def weight_layer_names(name: str, extra_conv: bool = False) -> tuple:
+    """The names of the layers of `name` that hold weights, input to output, without building it (nor
+    importing Keras): AlexNet's conv1-conv5 (+ conv6 with ``extra_conv``, AlexNet §6), VGG Table 1's
+    conv{block}_{index}, then fc6, fc7 and the classifier fc8. [AlexNet §3.5, VGG Table 1]"""
+    model_spec = spec(name)
+    if model_spec.family == "alexnet":
+        convs = tuple(f"conv{i}" for i in range(1, 6)) + (("conv6",) if extra_conv else ())
+    else:
+        from keras_alexnet.vgg_configs import conv_layer_names
+
+        convs = tuple(conv_layer_names(model_spec.vgg_config))
+    return convs + ("fc6", "fc7", CLASSIFIER_LAYER)
+
+
 def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), **options):
     """The model ``name`` as a Keras functional model, softmax probabilities out (see the module docstring).
 

@@ -18,38 +18,14 @@ import keras
 from keras_alexnet.alexnet import classifier_output, scaled
 from keras_alexnet.initializers import init_for
 from keras_alexnet.lrn import LocalResponseNormalization
+from keras_alexnet.vgg_configs import CONFIGS, M, conv_layer_names  # noqa: F401  (conv_layer_names re-exported)
 
-M = "M"
-# VGG Table 1 (ConvNet configurations, columns A-E). (filters, kernel side) per conv, "M" per max-pool.
-CONFIGS = {
-    "A": [(64, 3), M, (128, 3), M, (256, 3), (256, 3), M, (512, 3), (512, 3), M, (512, 3), (512, 3), M],
-    "B": [(64, 3), (64, 3), M, (128, 3), (128, 3), M, (256, 3), (256, 3), M,
-          (512, 3), (512, 3), M, (512, 3), (512, 3), M],
-    "C": [(64, 3), (64, 3), M, (128, 3), (128, 3), M, (256, 3), (256, 3), (256, 1), M,
-          (512, 3), (512, 3), (512, 1), M, (512, 3), (512, 3), (512, 1), M],
-    "D": [(64, 3), (64, 3), M, (128, 3), (128, 3), M, (256, 3), (256, 3), (256, 3), M,
-          (512, 3), (512, 3), (512, 3), M, (512, 3), (512, 3), (512, 3), M],
-    "E": [(64, 3), (64, 3), M, (128, 3), (128, 3), M, (256, 3), (256, 3), (256, 3), (256, 3), M,
-          (512, 3), (512, 3), (512, 3), (512, 3), M, (512, 3), (512, 3), (512, 3), (512, 3), M],
-}
 _FC_UNITS = 4096
 
 # VGG §3.1: "we initialised the first four convolutional layers and the last three fully-connected layers
 # with the layers of net A". Net A's first four conv layers are conv1_1, conv2_1, conv3_1 and conv3_2; every
 # deeper configuration has layers of those names and shapes.
 WARM_START_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8")
-
-
-def conv_layer_names(config: str) -> list:
-    """The conv layer names of a configuration, in order: conv1_1, conv1_2, conv2_1, ..."""
-    names, block, index = [], 1, 0
-    for entry in CONFIGS[config]:
-        if entry == M:
-            block, index = block + 1, 0
-        else:
-            index += 1
-            names.append(f"conv{block}_{index}")
-    return names
 
 
 def build_vgg(

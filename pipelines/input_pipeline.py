@@ -84,7 +84,7 @@ import tensorflow as tf
 from keras_alexnet.errors import FlagError, UserError
 from pipelines import augment, eval_crops, records, record_parser
 from pipelines.input_config import MEANS, InputConfig, scale_range, test_scale  # noqa: F401  (re-exported)
-from pipelines.stats import read_stats
+from pipelines.stats import read_stats, resize_mean_image
 
 AUTOTUNE = tf.data.AUTOTUNE
 PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
@@ -447,7 +447,7 @@ def build_eval_dataset(
     if config.mean == "image" and protocol in ("center", "ten_crop"):
         mean_image = _stat(stats, "mean_image", stats_path)
         if mean_image.shape[:2] != (q, q):
-            mean_image = tf.image.resize(mean_image, [q, q], method="bilinear", antialias=True).numpy()
+            mean_image = resize_mean_image(mean_image, q)
         mean = tf.constant(mean_image)
     elif config.mean != "none":
         mean = tf.constant(_stat(stats, "mean_rgb", stats_path))

@@ -185,6 +185,14 @@ def read_stats(path: str) -> dict:
     return stats
 
 
+def resize_mean_image(mean_image, size: int):
+    """`mean_image` (H x W x 3) at size x size, bilinear with antialiasing: the per-pixel mean of another
+    frame brought to this one (AlexNet §2's mean is per pixel of the frame the crops are taken from)."""
+    import tensorflow as tf
+
+    return tf.image.resize(mean_image, [size, size], method="bilinear", antialias=True).numpy()
+
+
 def load_stats(data_dir: str) -> dict:
     """The statistics `main.py stats` wrote for `data_dir`, with every key of `records.STATS_KEYS`."""
     path = os.path.join(data_dir, records.STATS_FILE)

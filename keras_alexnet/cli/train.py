@@ -78,8 +78,14 @@ flags.DEFINE_string("run_name", None, "Name of this run's folder under --runs_di
                     "architecture's name. The same name resumes the run. [AlexNet §5]")
 flags.DEFINE_string("warm_start", None, "VGG: a trained net A (run folder or .keras) whose first four "
                     "conv and three FC layers initialise this deeper net. [VGG §3.1]")
-flags.DEFINE_string("init_from", None, "Initialise the whole model from another run (run folder, "
-                    "checkpoint or .keras), e.g. S=384 from S=256 with --learning_rate=0.001. [VGG §3.1]")
+flags.DEFINE_string("init_from", None, "Initialise the model from another run (run folder, checkpoint or "
+                    ".keras; trained here or imported): every layer, e.g. S=384 from S=256 with "
+                    "--learning_rate=0.001, or all but fc8 when the classes differ (fine-tuning on your own "
+                    "classes). The architecture, its options and the mean are the source's unless given. "
+                    "[VGG §3.1]")
+flags.DEFINE_string("freeze_through", None, "With --init_from: keep the copied layers from the input up to "
+                    "this one fixed, e.g. conv5 trains only fc6-fc8 (a layer name of the architecture, "
+                    "below fc8).")
 flags.DEFINE_float("input_scale", _D.input_scale, "Inputs (mean-subtracted, 0..255 scale) are multiplied by "
                    "this while training; the first conv kernel is multiplied by it when the model is saved, so "
                    "the saved model takes the usual inputs. A reparametrisation that slows conv1's learning "
@@ -100,7 +106,7 @@ _RUN_FLAGS = ("batch_size", "learning_rate", "momentum", "weight_decay", "decay_
               "steps_per_epoch", "lr_schedule", "lr_patience", "lr_min_delta", "lr_max_reductions",
               "warmup_epochs", "ten_crop_every", "validation_split", "test_split", "strategy", "logical_cpus",
               "mixed_precision", "jit_compile", "checkpoint_every_steps", "steps_per_call", "log_every_steps",
-              "runs_dir", "run_name", "warm_start", "init_from", "input_scale", "seed", "progress", "export",
+              "runs_dir", "run_name", "warm_start", "init_from", "freeze_through", "input_scale", "seed", "progress", "export",
               "export_best", "export_dir", "strict_records")
 
 
@@ -110,7 +116,10 @@ def _default_run() -> bool:
 
 def _given_values() -> dict:
     """Flat settings from the flags: all of them, or for the default run only those given."""
-    values = dict(flagdefs.model_values(), **flagdefs.data_values())
+    model = flagdefs.model_values()
+    if FLAGS.init_from:  # the network not given is the source's (training/finetune.py)
+        model = {name: value for name, value in model.items() if FLAGS[name].present}
+    values = dict(model, **flagdefs.data_values())
     values.update({name: FLAGS[name].value for name in _RUN_FLAGS})
     if not _default_run():
         return values

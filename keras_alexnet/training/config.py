@@ -27,6 +27,7 @@ from typing import Optional
 
 from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
+from keras_alexnet.training import finetune
 from keras_alexnet.training.strategy import STRATEGIES
 from pipelines.input_config import InputConfig
 
@@ -109,7 +110,9 @@ class TrainConfig:
       for a resumed one (`precision.py`); a run's record holds the resolved value.
     - input_scale: inputs multiplied by it while training, folded into conv1 when saved (1 = the paper).
     - warm_start: a trained VGG net A whose first four conv and three FC layers initialise a deeper
-      net (VGG §3.1); init_from: a run, checkpoint or .keras initialising the whole model.
+      net (VGG §3.1); init_from: a run, checkpoint or .keras initialising the model: every layer, or all
+      but the classifier fc8 for another number of classes, the network and the mean taken from the
+      source (`finetune.py`); freeze_through: a layer name, the copied layers up to it kept fixed.
     - steps_per_call: training steps per call of the compiled step; callbacks see each call as one
       batch, so a scheduled learning rate is set once per call (`trainer.py`).
     - runs_dir / run_name: the run folder (run_name None: the architecture's name); the same folder
@@ -131,6 +134,7 @@ class TrainConfig:
     seed: int = 0
     warm_start: Optional[str] = None
     init_from: Optional[str] = None
+    freeze_through: Optional[str] = None
     runs_dir: str = "runs"
     run_name: Optional[str] = None
     checkpoint_every_steps: int = 1000
@@ -153,8 +157,9 @@ class TrainConfig:
         """A copy with the architecture's defaults filled in (batch, epochs, LRN, mean, run name), validated."""
         spec = self.spec
         data = self.data
+        kind = finetune.source_mean(self.init_from) or spec.mean  # the mean the copied weights know
         mean = data.mean if data.mean != "auto" else (
-            "image" if spec.mean == "image" and data.scale_jitter is None else "rgb")
+            "image" if kind == "image" and data.scale_jitter is None else "rgb")
         data = dataclasses.replace(data, split="train", batch_size=data.batch_size or spec.batch_size, mean=mean)
         resolved = dataclasses.replace(
             self,
@@ -228,6 +233,7 @@ class TrainConfig:
             raise FlagError(f"--warm_start={self.warm_start}: no such run folder or file")
         if self.init_from and not (os.path.exists(self.init_from) or os.path.exists(self.init_from + ".index")):
             raise FlagError(f"--init_from={self.init_from}: no such run folder, checkpoint or file")
+        finetune.check(self)
 
     def to_dict(self) -> dict:
         """Plain JSON-able values (what `run.json` records)."""
@@ -269,6 +275,9 @@ def config_from_values(values: dict, base: Optional[TrainConfig] = None) -> Trai
     """`base` (default: the paper's settings) with the flat `values` ({"learning_rate": 0.02, ...}) set."""
     fields = flat_field_names()
     config = base or TrainConfig()
+    if values.get("init_from"):  # the network not given is the source's (finetune.py)
+        network = [name for name, (part, _) in fields.items() if part == "model"]
+        values = dict(finetune.source_model_values(values["init_from"], tuple(network)), **values)
     parts = {"model": {}, "data": {}, "optimizer": {}, "schedule": {}, None: {}}
     for name, value in values.items():
         if name not in fields:

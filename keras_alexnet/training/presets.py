@@ -28,7 +28,8 @@ top-5 error 0.0017; 10-crop validation top-1 error 0.1006).
 
 import os
 
-from keras_alexnet.training.config import TrainConfig, config_from_values
+from keras_alexnet.training import finetune
+from keras_alexnet.training.config import TrainConfig, config_from_values, flat_field_names
 
 DEFAULT_RUN_NAME = "alexnet_fashion_mnist"
 DEFAULT_DATA_ROOT = os.path.join("data", "fashion_mnist")
@@ -59,8 +60,14 @@ DEFAULT_PRESET = {
 
 def default_run_config(data_dir: str, overrides: dict = None) -> TrainConfig:
     """The default run on the prepared data in `data_dir`: the paper's settings, then `DEFAULT_PRESET`,
-    then `overrides` (flat settings, e.g. the flags given on the command line)."""
-    values = dict(DEFAULT_PRESET, **(overrides or {}))
+    then `overrides` (flat settings, e.g. the flags given on the command line). With --init_from the
+    network is the source's: the preset's architecture and width are left out (`finetune.py`)."""
+    overrides = overrides or {}
+    network = {name for name, (part, _) in flat_field_names().items()
+               if part == "model" and name not in finetune.TRAINING_ONLY_MODEL_FIELDS}
+    preset = {name: value for name, value in DEFAULT_PRESET.items()
+              if not (overrides.get("init_from") and name in network)}
+    values = dict(preset, **overrides)
     values["data_dir"] = data_dir
     return config_from_values(values)
 

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from keras_alexnet import runs
 from keras_alexnet.errors import FlagError, UserError
-from keras_alexnet.training import precision
+from keras_alexnet.training import finetune, precision
 from keras_alexnet.training.config import TrainConfig
 
 # Settings that may differ when a run is resumed (everything else defines the run).
@@ -129,29 +129,42 @@ def _class_names(config: TrainConfig, num_classes: int):
 def _run_stats(config: TrainConfig, info, printer):
     """The statistics the run trains with, at the run's frame size, or None; and a note of what was done.
 
-    A mean image of another size than `resize_size` (statistics computed at another stored size) is
-    resized bilinearly to the frame (AlexNet §2's mean is per pixel of the 256 frame); the note says so.
+    With --init_from and no --stats_path, the mean is the source's (its `stats.npz`: the mean its weights
+    were trained with; `finetune.py`), the rest (colour PCA) the data's. A mean image of another size than
+    `resize_size` (statistics computed at another stored size, or a source of another frame) is resized
+    to the frame (AlexNet §2's mean is per pixel of the 256 frame); the note says so.
     """
     data = config.data
     if data.mean == "none" and data.pca_jitter_std == 0:
         return None, ""
-    from pipelines.stats import read_stats
+    from pipelines.stats import read_stats, resize_mean_image
 
     path = data.stats_path or info.default_stats_path
-    if not path:
+    source = finetune.read_source(config.init_from).stats_path if config.init_from and not data.stats_path else None
+    if not path and not source:
         raise UserError(f"--tfds={data.tfds_name}: no statistics file: pass --stats_path (or --mean=none "
                         "--pca_jitter_std=0)")
-    stats = read_stats(path)
+    stats = read_stats(path) if path and (not source or os.path.isfile(path)) else {}
     note = f"from {path}"
+    if source and data.mean != "none":
+        means = {key: value for key, value in read_stats(source).items() if key in ("mean_image", "mean_rgb")}
+        if "mean_rgb" not in means:
+            means["mean_rgb"] = means["mean_image"].mean(axis=(0, 1))
+        if data.mean == "image" and "mean_image" not in means:
+            note = (f"the mean image from {path} (--init_from's {source} has a mean colour only; its mean RGB "
+                    "is not used)")
+        else:
+            stats = dict(stats, **means)
+            note = (f"the mean {'image' if data.mean == 'image' else 'RGB'} from {source}, the one --init_from's "
+                    "weights were trained with (--stats_path or --mean=none override)")
     mean_image = stats.get("mean_image")
     frame = data.resize_size
     if data.mean == "image" and mean_image is not None and mean_image.shape[:2] != (frame, frame):
-        import tensorflow as tf
-
         old = "x".join(map(str, mean_image.shape[:2]))
-        stats = dict(stats, mean_image=tf.image.resize(mean_image[None], (frame, frame)).numpy()[0])
-        note = f"from {path}, mean image resized from {old} to {frame}x{frame} (--resize_size)"
-        printer(f"Mean image: {note}")
+        stats = dict(stats, mean_image=resize_mean_image(mean_image, frame))
+        note = f"{note}, mean image resized from {old} to {frame}x{frame} (--resize_size)"
+    if config.init_from or "resized" in note:
+        printer(f"Mean: {note}")
     return stats, note
 
 
@@ -282,9 +295,14 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     image_shape = (config.data.image_size, config.data.image_size, 3)
     options = dict(config.model.build_options(), **strategy_options)
 
+    frozen = finetune.frozen_layers(config.model.architecture, config.model.extra_conv, config.freeze_through)
+
     def build_model():
-        return registry.build_model(config.model.architecture, num_classes=num_classes, input_shape=image_shape,
-                                    **options)
+        model = registry.build_model(config.model.architecture, num_classes=num_classes, input_shape=image_shape,
+                                     **options)
+        for name in frozen:  # not trainable: no gradient, no momentum, no weight decay, also after a resume
+            model.get_layer(name).trainable = False
+        return model
 
     def build_optimizer():
         opt = config.optimizer
@@ -327,10 +345,12 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     from keras_alexnet.training.callbacks import training_callbacks
 
     stop = _SignalStop(say)
+    weights_from = {}
+    initial_weights = _initial_weights(config, say, num_classes, weights_from)
     trainer = Trainer(strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch, epochs, batch,
                       val_dataset_fn=val_dataset_fn, val_examples=val_examples, checkpoint_dir=checkpoint_dir,
                       checkpoint_every_steps=config.checkpoint_every_steps, jit_compile=config.jit_compile,
-                      loss_scale=loss_scale, is_chief=chief, initial_weights=_initial_weights(config, say),
+                      loss_scale=loss_scale, is_chief=chief, initial_weights=initial_weights,
                       printer=say, stop_event=stop.event, steps_per_call=config.steps_per_call,
                       prepare_inputs=finish_batch)
     callback_set = training_callbacks(config, chief=chief, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
@@ -339,6 +359,11 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                                       ten_crop_dataset=(lambda: eval_dataset(config.validation_split, "ten_crop"))
                                       if chief else None,
                                       export_settings=_export_settings(config, record) if chief else None)
+    if chief and weights_from:  # a fresh start from another run's weights: recorded with the run
+        record.weights_from = weights_from
+        runs.write_record(run_dir, record)
+    elif chief and trainer.resumed_from and record.weights_from:
+        say(f"{finetune.describe(record.weights_from, num_classes)} (as run.json records it)")
     if chief:
         say(f"Run folder: {run_dir}   TensorBoard: {tool('tensorboard')} --logdir {log_dir}")
         say(f"{config.model.architecture} on {info.source}: {num_classes} classes, {train_examples} training "
@@ -399,8 +424,9 @@ def _updated(recorded: dict, changes: dict) -> dict:
     return updated
 
 
-def _initial_weights(config: TrainConfig, say):
-    """The callable the Trainer runs once on a fresh start: VGG warm start or whole-model init."""
+def _initial_weights(config: TrainConfig, say, num_classes: int, weights_from: dict):
+    """The callable the Trainer runs once on a fresh start: VGG warm start, or the weights of another run
+    (`finetune.py`), what it did put in `weights_from` and printed in one line."""
     from keras_alexnet.evaluation.models import load_keras_model
 
     if config.warm_start:
@@ -415,18 +441,11 @@ def _initial_weights(config: TrainConfig, say):
         return warm
     if config.init_from:
         def init(model):
-            from keras_alexnet.training.checkpointing import restore_model_weights
-
-            path = config.init_from
-            try:
-                if path.endswith(".keras") or (os.path.isdir(path) and not os.path.isdir(
-                        os.path.join(path, "checkpoints"))):
-                    model.set_weights(load_keras_model(path).get_weights())
-                else:
-                    path = restore_model_weights(model, path)
-            except (ValueError, FileNotFoundError) as error:
-                raise UserError(f"--init_from={config.init_from}: {str(error).splitlines()[0]}") from None
-            say(f"Initialised from {path} [VGG §3.1]")
+            weights_from.update(finetune.initialise(model, config))
+            say(finetune.describe(weights_from, num_classes))
+            hint = finetune.learning_rate_hint(config, weights_from)
+            if hint:
+                say(hint)
         return init
     return None
 
