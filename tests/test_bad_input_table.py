@@ -7,9 +7,13 @@ folder of inputs (`place`). Every refusal happens in the command's `validate()`,
 imported, so the cases of one command run in one process (`test_bad_input_cli.DRIVER`).
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from keras_alexnet import runs
+from keras_alexnet.training.config import ModelConfig
 from pipelines import records
 from tests.image_fixtures import image_bytes, make_folder
 from tests.test_bad_input_cli import _assert_one_line, _driver_command, _run
@@ -17,7 +21,7 @@ from tests.test_bad_input_cli import _assert_one_line, _driver_command, _run
 # Inputs in `place`: a_file (text), empty/ (an empty folder), images/ (class folders), photo.jpg,
 # notes.txt (text, not a model), model.keras (stands in for a model: validate() does not load it),
 # saved/ (a SavedModel folder), data/ (dataset.json and stats.npz, no shards), run/ (a run folder),
-# vgg16.h5 (stands in for a weight file).
+# vgg16.h5 (stands in for a weight file), vgg16_run/ (the run.json of imported VGG16 weights, a stand-in model).
 M = "--model={p}/model.keras"
 DATA = "--data_dir={p}/data"
 TRAIN = [DATA, "--runs_dir={p}/runs"]
@@ -110,6 +114,14 @@ CASES = [
     ("train", TRAIN + ["--architecture=vgg_b", "--warm_start={p}/missing"], "--warm_start={p}/missing: no such"),
     ("train", TRAIN + ["--warm_start={p}/run"], "--warm_start initialises a deeper VGG net"),
     ("train", TRAIN + ["--init_from={p}/missing"], "--init_from={p}/missing: no such"),
+    ("train", TRAIN + ["--architecture=alexnet", "--init_from={p}/vgg16_run"],
+     "--architecture=alexnet: --init_from={p}/vgg16_run is a vgg_d net; leave --architecture out"),
+    ("train", TRAIN + ["--init_from={p}/vgg16_run", "--width=0.5"],
+     "--width=0.5: --init_from={p}/vgg16_run was built with --width=1.0"),
+    ("train", TRAIN + ["--freeze_through=conv5"], "--freeze_through=conv5 keeps copied layers fixed: it needs --init_from"),
+    ("train", TRAIN + ["--init_from={p}/vgg16_run", "--freeze_through=conv5"],
+     "--freeze_through=conv5: vgg_d has no such layer below fc8 (choose from: conv1_1, conv1_2,"),
+    ("train", TRAIN + ["--init_from={p}/vgg16_run", "--freeze_through=fc8"], "--freeze_through=fc8: vgg_d has no such"),
     ("train", ["--data_dir={p}/missing", "--runs_dir={p}/runs"], "--data_dir={p}/missing: no such directory"),
     ("train", ["--data_dir={p}/a_file", "--runs_dir={p}/runs"], "--data_dir={p}/a_file"),
     ("train", ["--data_dir={p}/empty", "--runs_dir={p}/runs"], "{p}/empty: no train shards (run `python main.py prepare` first)"),
@@ -247,6 +259,11 @@ def make_inputs(base):
     (base / "run").mkdir()
     (base / "run" / "run.json").write_text("{}")
     (base / "run" / "model.keras").write_bytes(b"")
+    runs.write_record(str(base / "vgg16_run"), runs.RunRecord(
+        architecture="vgg_d", num_classes=1000, class_names=[str(i) for i in range(1000)], image_size=224,
+        test_scale=256, mean="rgb", origin="import",
+        model_config=dataclasses.asdict(ModelConfig("vgg_d", lrn=False))))
+    (base / "vgg16_run" / "model.keras").write_bytes(b"")
 
 
 @pytest.fixture(scope="module")

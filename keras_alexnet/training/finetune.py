@@ -115,21 +115,31 @@ def check(config) -> None:
                         f"leave --{name} out to use the source's")
 
 
-def source_model_values(init_from: str, known: tuple) -> dict:
+def _readable_source(init_from: Optional[str]) -> Optional[Source]:
+    """The source when it exists and its run.json (if any) reads; None otherwise (`check` names the problem
+    when the config is validated)."""
+    if not init_from or not (os.path.exists(init_from) or os.path.exists(init_from + ".index")):
+        return None
+    try:
+        return read_source(init_from)
+    except UserError:
+        return None
+
+
+def source_model_values(init_from: Optional[str], known: tuple) -> dict:
     """The source's network settings among the flat names `known` (what `config_from_values` fills in
     when they are not given)."""
-    if not init_from or not (os.path.exists(init_from) or os.path.exists(init_from + ".index")):
+    source = _readable_source(init_from)
+    if source is None:
         return {}
-    return {name: value for name, value in read_source(init_from).model_values().items()
+    return {name: value for name, value in source.model_values().items()
             if name in known and name not in TRAINING_ONLY_MODEL_FIELDS}
 
 
 def source_mean(init_from: Optional[str]) -> Optional[str]:
     """The mean kind ("image", "rgb") the source was trained with, when it has statistics to give."""
-    if not init_from or not os.path.exists(init_from):
-        return None
-    source = read_source(init_from)
-    if source.record is None or source.stats_path is None or source.record.mean == "none":
+    source = _readable_source(init_from)
+    if source is None or source.record is None or source.stats_path is None or source.record.mean == "none":
         return None
     return source.record.mean
 
