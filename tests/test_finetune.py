@@ -3,8 +3,13 @@ real Fashion-MNIST photos, a source run on 6 classes and a target task on the 4 
 class; fine-tuning beats training from scratch for the same steps; frozen layers end bitwise as copied.
 """
 
+import dataclasses
 import json
 import os
+import re
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -176,3 +181,98 @@ def test_a_given_network_option_that_differs_from_the_source_is_refused(source_r
             train(config_from_values(_target_values(folder, target_data, run_name="refused", init_from=source_dir,
                                                     **change)), printer=lambda line: None)
     assert not os.path.exists(folder / "runs" / "refused")
+
+
+def readme_commands() -> list:
+    """The command block of README's "Fine-tuning on your own classes"."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        section = f.read().split("### Fine-tuning on your own classes", 1)[1]
+    return re.search(r"```\n(.+?)\n```", section, flags=re.S).group(1).splitlines()
+
+
+def test_readme_fine_tuning_commands_pasted(source_run):
+    """README's commands as a user pastes them, in a folder holding the source run (runs/alexnet_fashion_mnist)
+    and photos/<class>/ of 4 other classes, 45 photos each: one line says what was copied, new and frozen;
+    the frozen layers are bitwise the source's, conv1 included (its input scale undone: the source trained on
+    inputs x 1/64, this run on the inputs as they are); the mean is the source's; evaluate reads the run."""
+    import tensorflow as tf
+
+    folder, source_dir = source_run
+    images, labels = read_idx("train-images-idx3-ubyte.gz"), read_idx("train-labels-idx1-ubyte.gz")
+    for label in TARGET_CLASSES:
+        photos = folder / "photos" / NAMES[label].replace("/", "_")
+        photos.mkdir(parents=True)
+        for n, index in enumerate(np.flatnonzero(labels == label)[-45:]):
+            (photos / f"{n}.png").write_bytes(tf.io.encode_png(images[index][..., None]).numpy())
+    outputs = []
+    for command in readme_commands():
+        args = shlex.split(command)
+        assert args[:2] == ["python", "main.py"], command
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "main.py")] + args[2:], cwd=folder, env=ENV,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, command + "\n" + done.stdout[-2000:] + done.stderr[-3000:]
+        outputs.append(done.stdout)
+    trained = outputs[2]
+    initialised = [line for line in trained.splitlines() if line.startswith("Initialised from")]
+    assert len(initialised) == 1, trained[:3000]
+    assert ("copied conv1, conv2, conv3, conv4, conv5, fc6, fc7; fc8 new for 4 classes (the architecture's "
+            "initialisation); frozen conv1, conv2, conv3, conv4, conv5; conv1 x0.015625 for --input_scale "
+            "[VGG §3.1]") in initialised[0]
+    source_stats = os.path.join("runs", "alexnet_fashion_mnist", "stats.npz")
+    assert f"Mean: the mean image from {source_stats}, the one --init_from's weights were trained with" in trained
+    assert "Hint:" not in trained  # the README gives the learning rate
+
+    run_dir = folder / "runs" / "mine_finetuned"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["weights_from"]["frozen"] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert record["weights_from"]["conv1_rescaled_by"] == 1 / 64
+    assert record["class_names"] == sorted(NAMES[i].replace("/", "_") for i in TARGET_CLASSES)
+    with np.load(os.path.join(source_dir, "stats.npz")) as source, np.load(run_dir / "stats.npz") as used:
+        assert np.array_equal(source["mean_image"], used["mean_image"])
+    source, tuned = _weights(os.path.join(source_dir, "model.keras")), _weights(str(run_dir / "model.keras"))
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+        for before, after in zip(source[name], tuned[name]):
+            assert before.tobytes() == after.tobytes(), name
+    for name in ("fc6", "fc7"):
+        assert all(not np.array_equal(before, after) for before, after in zip(source[name], tuned[name])), name
+    assert "10 crops" in outputs[3], outputs[3]
+
+
+def test_from_an_imported_run_the_network_and_mean_rgb_are_the_sources(source_run, target_data, tmp_path):
+    """A run folder as `import_weights` writes it (model.keras with the input scale folded in, run.json with
+    origin "import" and the model config, stats.npz with a mean RGB only), here a small VGG A: the new run
+    is a VGG A of the source's width without --architecture or --width, subtracts the source's mean RGB,
+    and with everything below fc8 frozen ends with the source's weights bit for bit (conv1 multiplied by 64
+    for --input_scale=1/64 while training, folded back when saved)."""
+    from keras_alexnet import runs
+    from keras_alexnet.registry import build_model
+    from keras_alexnet.training.config import ModelConfig
+
+    folder, _ = source_run
+    imported = tmp_path / "vgg_imported"
+    network = ModelConfig("vgg_a", width=0.0625, lrn=False)
+    imported.mkdir()
+    build_model("vgg_a", num_classes=10, input_shape=(32, 32, 3), **network.build_options()).save(
+        str(imported / "model.keras"))
+    runs.write_stats(str(imported), {"mean_rgb": np.array([90.0, 80.0, 70.0], np.float32)})
+    runs.write_record(str(imported), runs.RunRecord(
+        architecture="vgg_a", num_classes=10, class_names=NAMES, image_size=32, test_scale=36, mean="rgb",
+        origin="import", mean_note="imported", model_config=dataclasses.asdict(network)))
+    lines = []
+    result = train(config_from_values(_target_values(
+        folder, target_data, run_name="from_vgg", init_from=str(imported), freeze_through="fc7", resize_size=36,
+        image_size=32, epochs=1, steps_per_epoch=2)), printer=lines.append)
+    initialised = [line for line in lines if line.startswith("Initialised from")]
+    assert len(initialised) == 1 and (f"(import, vgg_a, 10 classes; {imported / 'model.keras'}): copied conv1_1, "
+                                      "conv2_1, conv3_1, conv3_2, conv4_1, conv4_2, conv5_1, conv5_2, fc6, fc7; "
+                                      "fc8 new for 4 classes") in initialised[0], lines
+    assert "conv1 x64 for --input_scale" in initialised[0]
+    record = json.loads(open(os.path.join(result.run_dir, "run.json")).read())
+    assert record["architecture"] == "vgg_a" and record["config"]["model"]["width"] == 0.0625
+    assert record["mean"] == "rgb" and record["weights_from"]["origin"] == "import"
+    with np.load(os.path.join(result.run_dir, "stats.npz")) as used:
+        assert used["mean_rgb"].tolist() == [90.0, 80.0, 70.0]
+    source, tuned = _weights(str(imported / "model.keras")), _weights(result.model_path)
+    for name in record["weights_from"]["copied"]:
+        for before, after in zip(source[name], tuned[name]):
+            assert before.tobytes() == after.tobytes(), name

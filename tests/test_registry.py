@@ -3,7 +3,7 @@
 import pytest
 
 from keras_alexnet.errors import FlagError
-from keras_alexnet.registry import MODEL_NAMES, SPECS, build_model, spec
+from keras_alexnet.registry import MODEL_NAMES, SPECS, build_model, spec, weight_layer_names
 
 SMALL = dict(num_classes=5, input_shape=(64, 64, 3))
 
@@ -33,6 +33,11 @@ def test_every_name_builds_small(name):
     layer_names = [layer.name for layer in model.layers]
     assert ("lrn1" in layer_names) == (name in ("alexnet", "alexnet_1tower", "vgg_a_lrn"))
     assert {"fc6", "drop6", "fc7", "drop7", "fc8"} <= set(layer_names)
+    # the names the command line checks --freeze_through against, without building the model
+    assert weight_layer_names(name) == tuple(layer.name for layer in model.layers if layer.weights)
+    if spec(name).family == "alexnet":
+        extra = build_model(name, width=0.0625, extra_conv=True, **SMALL)
+        assert weight_layer_names(name, extra_conv=True) == tuple(layer.name for layer in extra.layers if layer.weights)
 
 
 def test_tower_placement_defaults_to_auto():
