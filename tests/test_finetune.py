@@ -136,17 +136,20 @@ def test_fine_tuning_beats_training_from_scratch_on_new_classes(source_run, targ
 def test_frozen_layers_end_bitwise_as_copied_under_mixed_precision_and_a_resume(source_run, target_data):
     """--freeze_through=fc6: conv1-fc6 get no update at all (the paper's SGD decays weights inside the
     update: a trainable variable with a zero gradient would still shrink), in bfloat16 mixed precision,
-    and after a resume; fc7 and fc8 train. Both runs fold the same input scale (1/64, a power of two), so
-    the saved models' conv1 are comparable bit for bit."""
+    and after a resume; fc7 and fc8 train. The source's checkpoint holds conv1 for inputs x 1/64, this run
+    trains on inputs x 1/32: conv1 is halved when copied and the saved model folds 1/32 back in, all
+    powers of two, so the saved models' conv1 are comparable bit for bit."""
     folder, source_dir = source_run
     values = _target_values(folder, target_data, run_name="frozen", init_from=source_dir, freeze_through="fc6",
-                            mixed_precision=True, epochs=1, steps_per_epoch=3, steps_per_call=1)
+                            mixed_precision=True, epochs=1, steps_per_epoch=3, steps_per_call=1,
+                            input_scale=1 / 32)
     lines = []
     train(config_from_values(values), printer=lines.append)
     assert not any(line.startswith("Hint:") for line in lines)  # a learning rate other than the default
     lines = []
     resumed = train(config_from_values(dict(values, epochs=2)), printer=lines.append)
     assert any(line.startswith("Resuming from") for line in lines), lines
+    assert any(line.startswith("Initialised from") and "; conv1 x0.5 for --input_scale" in line for line in lines)
     assert any(line.startswith("Initialised from") and line.endswith("(as run.json records it)") for line in lines)
     record = json.loads(open(os.path.join(resumed.run_dir, "run.json")).read())
     assert record["config"]["mixed_precision"] is True and record["resumes"]
@@ -193,8 +196,8 @@ def readme_commands() -> list:
 def test_readme_fine_tuning_commands_pasted(source_run):
     """README's commands as a user pastes them, in a folder holding the source run (runs/alexnet_fashion_mnist)
     and photos/<class>/ of 4 other classes, 45 photos each: one line says what was copied, new and frozen;
-    the frozen layers are bitwise the source's, conv1 included (its input scale undone: the source trained on
-    inputs x 1/64, this run on the inputs as they are); the mean is the source's; evaluate reads the run."""
+    the frozen layers are bitwise the source's; the mean and the input scale (1/64) are the source's; evaluate
+    reads the run."""
     import tensorflow as tf
 
     folder, source_dir = source_run
@@ -216,8 +219,7 @@ def test_readme_fine_tuning_commands_pasted(source_run):
     initialised = [line for line in trained.splitlines() if line.startswith("Initialised from")]
     assert len(initialised) == 1, trained[:3000]
     assert ("copied conv1, conv2, conv3, conv4, conv5, fc6, fc7; fc8 new for 4 classes (the architecture's "
-            "initialisation); frozen conv1, conv2, conv3, conv4, conv5; conv1 x0.015625 for --input_scale "
-            "[VGG §3.1]") in initialised[0]
+            "initialisation); frozen conv1, conv2, conv3, conv4, conv5 [VGG §3.1]") in initialised[0]
     source_stats = os.path.join("runs", "alexnet_fashion_mnist", "stats.npz")
     assert f"Mean: the mean image from {source_stats}, the one --init_from's weights were trained with" in trained
     assert "Hint:" not in trained  # the README gives the learning rate
@@ -225,7 +227,7 @@ def test_readme_fine_tuning_commands_pasted(source_run):
     run_dir = folder / "runs" / "mine_finetuned"
     record = json.loads((run_dir / "run.json").read_text())
     assert record["weights_from"]["frozen"] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
-    assert record["weights_from"]["conv1_rescaled_by"] == 1 / 64
+    assert record["config"]["input_scale"] == 1 / 64 and record["weights_from"]["conv1_rescaled_by"] == 1.0
     assert record["class_names"] == sorted(NAMES[i].replace("/", "_") for i in TARGET_CLASSES)
     with np.load(os.path.join(source_dir, "stats.npz")) as source, np.load(run_dir / "stats.npz") as used:
         assert np.array_equal(source["mean_image"], used["mean_image"])

@@ -18,6 +18,7 @@ from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 from keras_alexnet.training import config as train_config
+from keras_alexnet.training import finetune
 from keras_alexnet.training import presets
 
 FLAGS = flags.FLAGS
@@ -89,7 +90,7 @@ flags.DEFINE_string("freeze_through", None, "With --init_from: keep the copied l
 flags.DEFINE_float("input_scale", _D.input_scale, "Inputs (mean-subtracted, 0..255 scale) are multiplied by "
                    "this while training; the first conv kernel is multiplied by it when the model is saved, so "
                    "the saved model takes the usual inputs. A reparametrisation that slows conv1's learning "
-                   "relative to the other layers; 1 = the paper. [AlexNet §2, §5]")
+                   "relative to the other layers; 1 = the paper; with --init_from: the source run's unless given. [AlexNet §2, §5]")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialisation, data order and augmentation. [AlexNet §5]")
 flags.DEFINE_boolean("progress", _D.progress, "A progress bar per epoch (images/s, ETA) when the output is a "
                      "terminal. [AlexNet §5]")
@@ -106,8 +107,8 @@ _RUN_FLAGS = ("batch_size", "learning_rate", "momentum", "weight_decay", "decay_
               "steps_per_epoch", "lr_schedule", "lr_patience", "lr_min_delta", "lr_max_reductions",
               "warmup_epochs", "ten_crop_every", "validation_split", "test_split", "strategy", "logical_cpus",
               "mixed_precision", "jit_compile", "checkpoint_every_steps", "steps_per_call", "log_every_steps",
-              "runs_dir", "run_name", "warm_start", "init_from", "freeze_through", "input_scale", "seed", "progress", "export",
-              "export_best", "export_dir", "strict_records")
+              "runs_dir", "run_name", "warm_start", "init_from", "freeze_through", "input_scale", "seed", "progress",
+              "export", "export_best", "export_dir", "strict_records")
 
 
 def _default_run() -> bool:
@@ -120,7 +121,8 @@ def _given_values() -> dict:
     if FLAGS.init_from:  # the network not given is the source's (training/finetune.py)
         model = {name: value for name, value in model.items() if FLAGS[name].present}
     values = dict(model, **flagdefs.data_values())
-    values.update({name: FLAGS[name].value for name in _RUN_FLAGS})
+    values.update({name: FLAGS[name].value for name in _RUN_FLAGS
+                   if not (FLAGS.init_from and name in finetune.INHERITED_SETTINGS and not FLAGS[name].present)})
     if not _default_run():
         return values
     flag_of = {"tfds_name": "tfds", "lrn": "lrn"}

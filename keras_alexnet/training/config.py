@@ -275,9 +275,9 @@ def config_from_values(values: dict, base: Optional[TrainConfig] = None) -> Trai
     """`base` (default: the paper's settings) with the flat `values` ({"learning_rate": 0.02, ...}) set."""
     fields = flat_field_names()
     config = base or TrainConfig()
-    if values.get("init_from"):  # the network not given is the source's (finetune.py)
+    if values.get("init_from"):  # the network (and input scale) not given are the source's (finetune.py)
         network = [name for name, (part, _) in fields.items() if part == "model"]
-        values = dict(finetune.source_model_values(values["init_from"], tuple(network)), **values)
+        values = dict(finetune.source_values(values["init_from"], tuple(network)), **values)
     parts = {"model": {}, "data": {}, "optimizer": {}, "schedule": {}, None: {}}
     for name, value in values.items():
         if name not in fields:

@@ -10,9 +10,11 @@ The source is a run folder (trained here or made by `import_weights`), one of it
 - the weights: every layer with weights is copied by name, except the classifier fc8 when the class
   counts differ: it keeps the architecture's initialisation for the new classes (`--init`). A layer
   whose shapes still differ (fc6 after another `--image_size`) is named with both shapes;
-- the input scale: a checkpoint holds conv1 as trained, on inputs times the source's `--input_scale`;
-  a `.keras` model has that scale folded into conv1 (`checkpointing.fold_input_scale`). conv1 is
-  rescaled so that the new run, on inputs times its own `--input_scale`, computes what the source did;
+- the input scale: the source run's `--input_scale` when not given (a reparametrisation of conv1's
+  learning rate its conv1 was learned with). A checkpoint holds conv1 as trained, on inputs times the
+  source's `--input_scale`; a `.keras` model has that scale folded into conv1
+  (`checkpointing.fold_input_scale`). conv1 is rescaled so that the new run, on inputs times its own
+  `--input_scale`, computes what the source did;
 - the mean: the source's mean (its `stats.npz`, the mean its weights were trained with), unless
   `--stats_path` or `--mean=none` is given (`run._run_stats`);
 - `--freeze_through=LAYER`: the copied layers from the input up to LAYER are not trained at all (not
@@ -32,6 +34,8 @@ CLASSIFIER = registry.CLASSIFIER_LAYER
 # ModelConfig fields that change how a net trains or is initialised, not what copied weights compute:
 # these may differ from the source's.
 TRAINING_ONLY_MODEL_FIELDS = ("dropout", "init")
+# Training settings a new run takes from a trained source when they are not given.
+INHERITED_SETTINGS = ("input_scale",)
 
 
 @dataclasses.dataclass
@@ -126,14 +130,17 @@ def _readable_source(init_from: Optional[str]) -> Optional[Source]:
         return None
 
 
-def source_model_values(init_from: Optional[str], known: tuple) -> dict:
-    """The source's network settings among the flat names `known` (what `config_from_values` fills in
-    when they are not given)."""
+def source_values(init_from: Optional[str], network: tuple) -> dict:
+    """What `config_from_values` fills in when not given: the source's network settings among the flat
+    names `network`, and its `INHERITED_SETTINGS` (a trained source's)."""
     source = _readable_source(init_from)
     if source is None:
         return {}
-    return {name: value for name, value in source.model_values().items()
-            if name in known and name not in TRAINING_ONLY_MODEL_FIELDS}
+    values = {name: value for name, value in source.model_values().items()
+              if name in network and name not in TRAINING_ONLY_MODEL_FIELDS}
+    trained = (source.record.config or {}) if source.record else {}
+    values.update({name: trained[name] for name in INHERITED_SETTINGS if name in trained})
+    return values
 
 
 def source_mean(init_from: Optional[str]) -> Optional[str]:

@@ -61,12 +61,14 @@ DEFAULT_PRESET = {
 def default_run_config(data_dir: str, overrides: dict = None) -> TrainConfig:
     """The default run on the prepared data in `data_dir`: the paper's settings, then `DEFAULT_PRESET`,
     then `overrides` (flat settings, e.g. the flags given on the command line). With --init_from the
-    network is the source's: the preset's architecture and width are left out (`finetune.py`)."""
+    network and input scale are the source's: the preset's architecture, width and input scale are left
+    out (`finetune.py`)."""
     overrides = overrides or {}
-    network = {name for name, (part, _) in flat_field_names().items()
+    sources = {name for name, (part, _) in flat_field_names().items()
                if part == "model" and name not in finetune.TRAINING_ONLY_MODEL_FIELDS}
+    sources.update(finetune.INHERITED_SETTINGS)
     preset = {name: value for name, value in DEFAULT_PRESET.items()
-              if not (overrides.get("init_from") and name in network)}
+              if not (overrides.get("init_from") and name in sources)}
     values = dict(preset, **overrides)
     values["data_dir"] = data_dir
     return config_from_values(values)
