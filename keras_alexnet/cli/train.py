@@ -155,8 +155,10 @@ def run(argv):
     import shlex
 
     from keras_alexnet.errors import Interrupted
+    from keras_alexnet.memory_fit import check_training_fits
     from keras_alexnet.training.run import TrainingInterrupted, tool, train
 
+    check_training_fits(_config().resolve())  # before any data, model or pipeline is built
     data_dir = None
     if _default_run():
         from pipelines.default_data import ensure_default_data
