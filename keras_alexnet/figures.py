@@ -206,8 +206,16 @@ def fc7_model(model, layer_name: str = "fc7"):
     return keras.Model(model.inputs, model.get_layer(layer_name).output, name=f"{model.name}_{layer_name}")
 
 
+def _vectors(features) -> np.ndarray:
+    """[N, ...] features as [N, D] float64 vectors: a conv layer's feature maps flattened, so the distance
+    is the Euclidean distance of the whole activation tensors."""
+    features = np.asarray(features, np.float64)
+    return features.reshape(len(features), -1)
+
+
 class Nearest:
-    """The `k` database vectors nearest (Euclidean) to each query, fed database chunk by chunk.
+    """The `k` database vectors nearest (Euclidean) to each query, fed database chunk by chunk; feature
+    maps ([N, h, w, c], a conv layer's) are compared as flattened vectors.
 
     Keeps only the best `k` per query, so a whole training set (1.2M x 4096) never has to be in memory.
     `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is told the count searched
@@ -215,7 +223,7 @@ class Nearest:
     """
 
     def __init__(self, queries, k: int, progress=None):
-        self.queries = np.asarray(queries, np.float64)
+        self.queries = _vectors(queries)
         self.k = k
         self.progress = progress
         self.distances = np.full((len(self.queries), 0), np.inf)
@@ -223,7 +231,7 @@ class Nearest:
         self.seen = 0
 
     def add(self, vectors) -> None:
-        vectors = np.asarray(vectors, np.float64)
+        vectors = _vectors(vectors)
         squared = ((self.queries ** 2).sum(1)[:, None] - 2.0 * self.queries @ vectors.T
                    + (vectors ** 2).sum(1)[None, :])
         distances = np.concatenate([self.distances, np.sqrt(np.maximum(squared, 0.0))], axis=1)

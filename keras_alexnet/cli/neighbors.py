@@ -21,7 +21,8 @@ flags.DEFINE_string("train_split", "train", "Split searched for neighbours. [Ale
 flags.DEFINE_integer("num_queries", 5, "Query images (rows of the figure). [AlexNet §6.1]", lower_bound=1)
 flags.DEFINE_integer("k", 6, "Neighbours per query (columns after the query). [AlexNet §6.1]", lower_bound=1)
 flags.DEFINE_integer("max_train", None, "Search only the first N training images. [AlexNet §6.1]", lower_bound=1)
-flags.DEFINE_string("layer", "fc7", "The layer whose activations are compared (the last hidden layer). "
+flags.DEFINE_string("layer", "fc7", "The layer whose activations are compared: the last hidden layer, or "
+                    "any other (a conv or pooling layer's feature maps compared as one flattened vector). "
                     "[AlexNet §6.1]")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass. [AlexNet §5]", lower_bound=1)
 flags.DEFINE_integer("tile", 64, "Side of each image in the grid, in pixels. [AlexNet §6.1]", lower_bound=8)
