@@ -89,6 +89,20 @@ def test_nearest_matches_brute_force_in_chunks():
     assert search.seen == 50
 
 
+def test_nearest_compares_feature_maps_as_flattened_vectors():
+    """A conv layer's maps ([N, h, w, c], `neighbors --layer=conv1`): the Euclidean distance of the whole
+    tensors, against NumPy over every element."""
+    rng = np.random.default_rng(6)
+    queries, database = rng.normal(size=(3, 5, 5, 4)), rng.normal(size=(20, 5, 5, 4))
+    search = figures.Nearest(queries, k=4)
+    for start in range(0, 20, 6):
+        search.add(database[start:start + 6])
+    distances = np.sqrt(((queries[:, None] - database[None]) ** 2).sum(axis=(2, 3, 4)))
+    expected = np.argsort(distances, axis=1)[:, :4]
+    np.testing.assert_array_equal(search.indices, expected)
+    np.testing.assert_allclose(search.distances, np.take_along_axis(distances, expected, 1), rtol=1e-9)
+
+
 def test_fc7_model_and_neighbor_grid():
     from keras_alexnet.registry import build_model
 
