@@ -187,6 +187,8 @@ CASES = [
     ("predict", ["--model={p}/saved", "--crops=center", "--test_scale=300", "{p}/photo.jpg"],
      "--crops, --test_scale: --model={p}/saved is a SavedModel"),
     ("predict", ["--model={p}/saved", "--mean=rgb", "{p}/photo.jpg"], "--mean: --model={p}/saved is a SavedModel"),
+    ("predict", ["--server=http://localhost:8501", "--model_name=alexnet", "--crops=ten_crop", "{p}/photo.jpg"],
+     "--crops: --server=http://localhost:8501 serves a SavedModel, whose export fixed"),
     ("predict", [M, "--batch_size=0", "{p}/photo.jpg"], "--batch_size=0"),
     ("predict", [M, "--batch_size=abc", "{p}/photo.jpg"], "--batch_size=abc"),
     ("predict", [M, "--crops=five", "{p}/photo.jpg"], "--crops=five"),

@@ -45,24 +45,29 @@ def validate(argv):
         raise FlagError("--model_name is required with --server")
     if FLAGS.model:
         flagdefs.check_model_paths()
-        _check_saved_model_flags()
+    _check_fixed_preprocessing()
     flagdefs.single_test_scale()
     if FLAGS.output_csv:
         outputs.check_writable_file(FLAGS.output_csv, "output_csv")
     image_files(argv)  # none named, a missing file, a folder without images: refused before TensorFlow
 
 
-def _check_saved_model_flags():
-    """FlagError for the preprocessing flags a SavedModel cannot take: its `serving_default` signature
-    fixes the crops, test scale and mean it was exported with (`main.py export --crops/--test_scale/--mean`)."""
+def _check_fixed_preprocessing():
+    """FlagError for the preprocessing flags a SavedModel, local or on --server, cannot take: its
+    `serving_default` signature fixes the crops, test scale and mean it was exported with
+    (`main.py export --crops/--test_scale/--mean`)."""
     from keras_alexnet.evaluation import models
 
-    if not models.saved_model_dir(FLAGS.model):
+    if FLAGS.server:
+        what = f"--server={FLAGS.server} serves a SavedModel"
+    elif models.saved_model_dir(FLAGS.model):
+        what = f"--model={FLAGS.model} is a SavedModel"
+    else:
         return
     given = [f"--{name}" for name in ("crops", "test_scale", "mean") if FLAGS[name].present]
     if given:
-        raise FlagError(f"{', '.join(given)}: --model={FLAGS.model} is a SavedModel, whose export fixed its crops, "
-                        "test scale and mean (export again with them, or predict from the run folder)")
+        raise FlagError(f"{', '.join(given)}: {what}, whose export fixed its crops, test scale and mean (export "
+                        "again with them, or predict from the run folder)")
 
 
 def _not_regular(path: str):
