@@ -11,8 +11,8 @@
 - `fc7_model`, `Nearest` and `neighbor_grid`: the training images whose last-hidden-layer (fc7,
   4096-d) feature vectors have the smallest Euclidean distance from a query's (AlexNet §6.1, Figure 4
   right), one row per query, query first, each image captioned (e.g. its class name).
-- `augmented_grid`: training inputs as the network sees them — random crop, flip, PCA colour jitter
-  (AlexNet §4.1) — before mean subtraction.
+- `augmented_grid`: training inputs as the network sees them (AlexNet §4.1), before mean subtraction,
+  titled with the augmentations the run applies.
 
 Text is rendered by Pillow's built-in scalable font (`ImageFont.load_default(size)`, Pillow >= 10.1),
 so no font file has to be found on the machine.
@@ -80,6 +80,18 @@ def fit_text(text: str, size: int, width: int) -> str:
     while text and face.getlength(text + "...") > width:
         text = text[:-1]
     return text + "..." if text else ""
+
+
+def wrap_text(text: str, size: int, width: int) -> list:
+    """`text` broken at spaces into lines at most `width` pixels wide at `size` (a word wider than that
+    is cut by `fit_text`)."""
+    face, lines = font(size), []
+    for word in text.split(" "):
+        if lines and face.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(fit_text(word, size, width))
+    return lines
 
 
 def draw_text(image, text, position, size, colour=BLACK, anchor="la") -> np.ndarray:
@@ -209,9 +221,11 @@ def fc7_model(model, layer_name: str = "fc7"):
 class Nearest:
     """The `k` database vectors nearest (Euclidean) to each query, fed database chunk by chunk.
 
-    Keeps only the best `k` per query, so a whole training set (1.2M x 4096) never has to be in memory.
-    `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is told the count searched
-    after each chunk; `close()` ends it.
+    Keeps only the best `k` per query, so a whole training set (1.2M x 4096) never has to be in memory;
+    with each chunk may come one item per vector (its picture and label, say), kept while the vector is
+    among the nearest (`item`), so the database is read once. `progress` (a
+    `keras_alexnet.progress.ProgressLine` counting images) is told the count searched after each chunk;
+    `close()` ends it.
     """
 
     def __init__(self, queries, k: int, progress=None):
@@ -221,8 +235,10 @@ class Nearest:
         self.distances = np.full((len(self.queries), 0), np.inf)
         self.indices = np.zeros((len(self.queries), 0), np.int64)
         self.seen = 0
+        self._items = {}
 
-    def add(self, vectors) -> None:
+    def add(self, vectors, items=None) -> None:
+        """Searches `vectors` (the next database rows); `items`: one per vector, or None."""
         vectors = np.asarray(vectors, np.float64)
         squared = ((self.queries ** 2).sum(1)[:, None] - 2.0 * self.queries @ vectors.T
                    + (vectors ** 2).sum(1)[None, :])
@@ -232,9 +248,17 @@ class Nearest:
         order = np.argsort(distances, axis=1, kind="stable")[:, :self.k]
         self.distances = np.take_along_axis(distances, order, axis=1)
         self.indices = np.take_along_axis(indices, order, axis=1)
+        if items is not None:
+            kept = {int(i) for i in self.indices.ravel()}
+            self._items = {i: item for i, item in self._items.items() if i in kept}
+            self._items.update({i: items[i - self.seen] for i in kept if i >= self.seen})
         self.seen += len(vectors)
         if self.progress is not None:
             self.progress.update(self.seen)
+
+    def item(self, index: int):
+        """The item given with database row `index`, one of the nearest found."""
+        return self._items[int(index)]
 
     def close(self) -> None:
         if self.progress is not None:
@@ -261,12 +285,15 @@ def neighbor_grid(queries, neighbors, size: int = 64, query_captions=None, neigh
     return compose(rows, gap=2)
 
 
-def augmented_grid(images, columns: int = 8, size: int = 96) -> np.ndarray:
-    """Training inputs as the network gets them (random crop, flip, PCA colour jitter; AlexNet §4.1),
-    on the 0..255 scale before mean subtraction (values outside it, which colour jitter can produce,
-    are clipped for display): uint8 grid of `size` tiles, `columns` a row, under a title line."""
+def augmented_grid(images, columns: int = 8, size: int = 96, applied=()) -> np.ndarray:
+    """Training inputs as the network gets them (AlexNet §4.1), on the 0..255 scale before mean
+    subtraction (values outside it, which colour jitter can produce, are clipped for display): uint8 grid
+    of `size` tiles, `columns` a row, under a title line naming the augmentations `applied` (words, e.g.
+    `pipelines.preview.augmentations`; none named when empty)."""
     images = [np.clip(np.asarray(image, np.float32), 0.0, 255.0) for image in images]
     cells = [tile(image, size) for image in images]
     grid = compose([cells[i:i + columns] for i in range(0, len(cells), columns)], gap=2)
-    title = f"{len(cells)} augmented training inputs (crop, flip, colour jitter), before mean subtraction"
-    return np.concatenate([caption([title], grid.shape[1], max(11, min(16, grid.shape[1] // 50))), grid], axis=0)
+    title = f"{len(cells)} training inputs" + (f" ({', '.join(applied)})" if applied else "") + \
+        ", before mean subtraction"
+    size = max(11, min(16, grid.shape[1] // 50))
+    return np.concatenate([caption(wrap_text(title, size, grid.shape[1] - 2), grid.shape[1], size), grid], axis=0)

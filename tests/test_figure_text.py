@@ -74,3 +74,24 @@ def test_augmented_grid_is_titled_and_clipped_to_the_display_range():
     body = grid[-32:]
     assert inked(grid[:grid.shape[0] - 32])
     np.testing.assert_array_equal(body[:, :32], figures.tile(np.clip(images[0], 0, 255), 32))
+
+
+def test_augmented_grid_title_names_the_augmentations_applied():
+    from pipelines.input_config import InputConfig
+    from pipelines.preview import augmentations
+
+    plain = augmentations(InputConfig(data_dir="d", image_size=64, pca_jitter_std=0.0))
+    assert plain == ["random 64px crop", "flip", "no colour jitter"]
+    vgg = augmentations(InputConfig(data_dir="d", image_size=224, pca_jitter_std=0.1, scale_jitter=(256, 512)))
+    assert vgg == ["scale jitter S in [256, 512]", "random 224px crop", "flip", "PCA colour jitter (std 0.1)"]
+    images = np.random.default_rng(3).uniform(0, 255, (4, 20, 20, 3))
+    titles = {}
+    for name, applied in (("plain", plain), ("vgg", vgg)):
+        grid = figures.augmented_grid(images, columns=4, size=96, applied=applied)
+        width = grid.shape[1]
+        expected = f"4 training inputs ({', '.join(applied)}), before mean subtraction"
+        lines = figures.wrap_text(expected, 11, width - 2)
+        assert " ".join(lines) == expected  # wrapped, nothing cut
+        titles[name] = grid[:grid.shape[0] - 96]
+        np.testing.assert_array_equal(titles[name], figures.caption(lines, width, 11))
+    assert titles["plain"].shape != titles["vgg"].shape or not np.array_equal(titles["plain"], titles["vgg"])

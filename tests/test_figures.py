@@ -80,13 +80,15 @@ def test_nearest_matches_brute_force_in_chunks():
     rng = np.random.default_rng(3)
     queries, database = rng.normal(size=(4, 16)), rng.normal(size=(50, 16))
     search = figures.Nearest(queries, k=6)
-    for start in range(0, 50, 7):  # chunks smaller than k and uneven
-        search.add(database[start:start + 7])
+    for start in range(0, 50, 7):  # chunks smaller than k and uneven, each row with its item (its index x 10)
+        search.add(database[start:start + 7], [10 * i for i in range(start, min(start + 7, 50))])
     distances = np.linalg.norm(queries[:, None] - database[None], axis=-1)
     expected = np.argsort(distances, axis=1)[:, :6]
     np.testing.assert_array_equal(search.indices, expected)
     np.testing.assert_allclose(search.distances, np.take_along_axis(distances, expected, 1), rtol=1e-9)
     assert search.seen == 50
+    assert [[search.item(i) for i in row] for row in search.indices] == (10 * expected).tolist()
+    assert len(search._items) == len(set(expected.ravel()))  # only the nearest rows' items are kept
 
 
 def test_fc7_model_and_neighbor_grid():
@@ -148,6 +150,12 @@ def test_neighbors_command_finds_the_same_image_first(tiny_run, tmp_path):
                    "--num_queries=2", "--k=3", "--test_scale=36", "--mean=rgb", "--batch_size=4", "--tile=16",
                    f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout.splitlines()
+    model = tiny_run / "model.keras"
+    assert printed[0] == f"Nearest train images to 2 validation images by fc7 distance, model {model}"
+    assert printed[1] == "Loading TensorFlow ..." and printed[2].startswith("Loading TensorFlow: done in ")
+    # One pass over the training split (the line counting it), then the figure is written.
+    assert printed[-2].startswith("fc7 features of train |  0/10 images") and printed[-1].startswith("wrote ")
     grid = tf.io.decode_png(tf.io.read_file(str(tmp_path / "neighbors.png"))).numpy()
     caption = figures.caption_size(16) + 3 + 2  # each image's class name under it
     assert grid.shape == (2 * (16 + caption) + 2, 16 + 2 + 4 + 3 * 18, 3)

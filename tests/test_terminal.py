@@ -151,6 +151,14 @@ def test_train_in_a_terminal_80_columns_wide_leaves_one_line_per_epoch(tmp_path)
     redrawn = redrawn_segments(text)
     assert redrawn and max(len(segment) for segment in redrawn) <= 79, [s for s in redrawn if len(s) > 79]
     screen = emulated_screen(text, 80)
+    # The first line says what runs, seconds before TensorFlow is loaded; the import shows as a phase.
+    loading = next(i for i, row in enumerate(screen) if row.startswith("Loading TensorFlow"))
+    assert screen[0].startswith("Training alexnet on ") and "run folder runs/narrow" in "".join(screen[:loading])
+    assert screen[loading].startswith("Loading TensorFlow: done in "), screen
+    said = next(when for when, chunk in chunks if "Training alexnet" in chunk)
+    loaded = next(when for when, chunk in chunks if "Loading TensorFlow: done" in chunk)
+    seconds = float(screen[loading].split("done in ")[1].split()[0])
+    assert loaded - said > 0.5 * seconds, (said, loaded, screen[loading])
     for title in ("Epoch 1/2 |", "Epoch 2/2 |", "  validation (centre crop) |"):
         rows = [row for row in screen if row.startswith(title)]
         assert len(rows) == (2 if "validation" in title else 1), (title, screen)

@@ -34,6 +34,12 @@ def validate():
     flagdefs.check_figure_inputs("the figures")
 
 
+def starting() -> str:
+    """The first line, printed before TensorFlow is imported."""
+    return (f"Figures of {FLAGS.model}: conv1 kernels and the top-5 labels of {FLAGS.num_images} {FLAGS.split} "
+            "images")
+
+
 def run(argv):
     import numpy as np
     import tensorflow as tf

@@ -75,7 +75,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     run_dir = config.run_dir
     trial = os.path.basename(run_dir)
     if chief:
-        from pipelines.preview import augmented_batch
+        from pipelines.preview import augmentations, augmented_batch
 
         ten_crop = TenCropEvaluation(ten_crop_dataset, every_n_epochs=config.ten_crop_every, printer=printer,
                                      examples=val_examples)
@@ -85,7 +85,8 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
                   MetricsCSV(os.path.join(run_dir, "metrics.csv")),
                   ScalarSummaries(log_dir, trial, update_freq=config.log_every_steps),
                   HParams(log_dir, hparams(config, replicas), trial),
-                  AugmentedInputs(lambda: augmented_batch(config.input_for("train", training=True)), log_dir, trial)]
+                  AugmentedInputs(lambda: augmented_batch(config.input_for("train", training=True)), log_dir, trial,
+                                  applied=augmentations(config.input_for("train", training=True)))]
         if config.spec.family == "alexnet":
             found.append(Conv1Images(log_dir, trial))
         if config.export_best:
