@@ -72,8 +72,19 @@ def test_top5_panels_and_markdown():
     np.testing.assert_array_equal(panel[:20, :20], figures.tile(images[0], 20))
     np.testing.assert_array_equal(panel[20:20 + caption.shape[0], :20], caption)
     md = figures.top5_markdown(classes, probs, [0, 1, 2, 3, 9], names).splitlines()
-    assert md[2] == "| 1, 1 | c0 | **c0** (0.600); c1 (0.200); c2 (0.100); c3 (0.050); c4 (0.050) |"
-    assert md[6].startswith("| 2, 1 | c9 | c0 (0.600)") and "**" not in md[6]
+    assert md[2] == "| 1, 1 | correct | c0 | **c0** (0.600); c1 (0.200); c2 (0.100); c3 (0.050); c4 (0.050) |"
+    assert [line.split(" | ")[1] for line in md[3:6]] == ["wrong, in top 5"] * 3
+    assert md[6].startswith("| 2, 1 | wrong, not in top 5 | c9 | c0 (0.600)") and "**" not in md[6]
+
+
+def test_panels_alternate_successes_and_failures():
+    assert figures.successes_and_failures([True, True, False, True, False, False], 4) == [0, 2, 1, 4]
+    assert figures.successes_and_failures([False, False, True], 3) == [2, 0, 1]  # a success first
+    assert figures.successes_and_failures([True, True, True, False], 4) == [0, 3, 1, 2]  # failures ran out
+    assert figures.successes_and_failures([True] * 3, 5) == [0, 1, 2]  # fewer images than panels
+    assert figures.top5_verdict([4, 2, 1, 0, 3], 4) == "correct"
+    assert figures.top5_verdict([4, 2, 1, 0, 3], 0) == "wrong, in top 5"
+    assert figures.top5_verdict([4, 2, 1, 0, 3], 7) == "wrong, not in top 5"
 
 
 def test_nearest_matches_brute_force_in_chunks():
@@ -104,9 +115,12 @@ def test_fc7_model_and_neighbor_grid():
     queries = [np.full((30, 30, 3), 10.0 * i) for i in range(2)]
     found = [[np.full((30, 40, 3), 100.0 + j) for j in range(3)] for _ in range(2)]
     grid = figures.neighbor_grid(queries, found, size=16)
-    assert grid.shape == (2 * 16 + 2, 16 + 2 + 4 + 3 * (16 + 2), 3)
-    assert (grid[18:34, :16] == 10).all()  # second row starts with its query
-    assert (grid[:16, 24:40] == 100).all() and (grid[:16, 42:58] == 101).all()  # neighbours in order
+    header = figures.caption_size(16) + 5  # "query" and the ranks over the columns
+    assert grid.shape == (header + 2 + 2 * 16 + 2, 16 + 2 + 4 + 3 * (16 + 2), 3)
+    top = header + 2
+    assert (grid[top + 18:top + 34, :16] == 10).all()  # second row starts with its query
+    assert (grid[top:top + 16, 24:40] == 100).all() and (grid[top:top + 16, 42:58] == 101).all()  # in order
+    assert (grid[top:top + 16, 19:21] == figures.BLUE).all()  # the rule after the query column
 
 
 def _write_split(folder, split, images, labels):
@@ -157,9 +171,13 @@ def test_neighbors_command_finds_the_same_image_first(tiny_run, tmp_path):
     # One pass over the training split (the line counting it), then the figure is written.
     assert printed[-2].startswith("fc7 features of train |  0/10 images") and printed[-1].startswith("wrote ")
     grid = tf.io.decode_png(tf.io.read_file(str(tmp_path / "neighbors.png"))).numpy()
-    caption = figures.caption_size(16) + 3 + 2  # each image's class name under it
-    assert grid.shape == (2 * (16 + caption) + 2, 16 + 2 + 4 + 3 * 18, 3)
-    np.testing.assert_array_equal(grid[:16 + caption, :16], grid[:16 + caption, 24:40])  # nearest: its own copy
+    row = 16 + 2 * (figures.caption_size(16) + 3) + 2  # each image, its class name and (neighbours) its distance
+    body = figures.caption_size(16) + 5 + 2 + 2 * row + 2  # the header, then two rows
+    assert grid.shape[1] == 16 + 2 + 4 + 3 * 18 and grid.shape[0] > body
+    title = grid[:grid.shape[0] - body]  # the layer and the splits, over the grid
+    assert (title.min(axis=-1) < 100).sum() > 50
+    first = grid.shape[0] - 2 * row - 2
+    np.testing.assert_array_equal(grid[first:first + 16, :16], grid[first:first + 16, 24:40])  # nearest: its copy
     rows = (tmp_path / "neighbors.md").read_text().splitlines()[-2:]
     assert rows[0].startswith("| 1 | thing 3 | thing 3 (0.00)")
     assert rows[1].startswith("| 2 | thing 2 | thing 2 (0.00)")
@@ -175,6 +193,19 @@ def test_figures_command_writes_pngs_markdown_and_tensorboard(tiny_run, tmp_path
     top5 = tf.io.decode_png(tf.io.read_file(str(tmp_path / "top5.png"))).numpy()
     assert top5.shape[1] == 2 * 24 + 8 and top5.shape[0] > 24 + 4 * 10  # two panels, captions under them
     md = (tmp_path / "top5.md").read_text()
-    assert "| 1, 1 | thing 3 |" in md and "| 1, 2 | thing 2 |" in md
+    assert md.startswith("# Top-5 labels of validation images") and "| thing 3 |" in md and "| thing 2 |" in md
+    # Successes and failures alternate, each named as such: a panel is "correct" when its first label is.
+    train = tmp_path / "train"
+    result = _main("figures", f"--model={tiny_run / 'model.keras'}", f"--data_dir={tiny_run}", "--split=train",
+                   "--num_images=4", "--test_scale=36", "--mean=rgb", "--tile=24", "--batch_size=3",
+                   f"--output_dir={train}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    md = (train / "top5.md").read_text()
+    assert md.startswith("# Top-5 labels of train images")
+    rows = [line.split(" | ") for line in md.splitlines()[4:]]
+    verdicts = [row[1] for row in rows]
+    assert verdicts[0] == "correct" and verdicts[1].startswith("wrong") and len(rows) == 4, md
+    for row in rows:
+        assert (row[1] == "correct") == row[3].startswith(f"**{row[2]}**"), row
     events = [f for f in os.listdir(tmp_path / "tb") if f.startswith("events.out")]
     assert events

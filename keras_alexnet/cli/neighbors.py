@@ -4,7 +4,8 @@
 the higher levels of the neural network consider them to be similar." For the first `--num_queries`
 images of `--query_split`, the `--k` training images with the smallest Euclidean distance between
 their last-hidden-layer (fc7) activations, as one PNG grid (query first in each row) and a Markdown
-list of labels and distances beside it.
+list of labels and distances beside it; the grid is titled (layer, splits), its query column marked, each
+neighbour's distance written under it.
 """
 
 import os
@@ -77,14 +78,17 @@ def run(argv):
             search.add(features(inputs, training=False).numpy(), list(zip(pixels.numpy(), batch_labels.numpy())))
         search.close()
     found = [[search.item(i) for i in row] for row in search.indices]
+    title = [f"Nearest neighbours by the Euclidean distance d of {FLAGS.layer} activations",
+             f"queries: {FLAGS.query_split} images (left); neighbours: the {FLAGS.k} nearest of {search.seen} "
+             f"{FLAGS.train_split} images"]
     grid = figures.neighbor_grid(shown, [[picture for picture, _ in row] for row in found], FLAGS.tile,
                                  [names[label] for label in labels],
-                                 [[names[label] for _, label in row] for row in found])
+                                 [[names[label] for _, label in row] for row in found], search.distances, title)
     output_dir = flagdefs.figures_dir()
     png, md = os.path.join(output_dir, "neighbors.png"), os.path.join(output_dir, "neighbors.md")
     lines = [f"# Nearest training images by Euclidean distance of {FLAGS.layer} activations [AlexNet §6.1, Figure 4]",
-             "", f"{search.seen} {FLAGS.train_split} images searched; row = query (first column), then "
-             f"its {FLAGS.k} nearest.", "", "| row | query label | neighbours: label (distance) |",
+             "", f"{search.seen} {FLAGS.train_split} images searched; row = query ({FLAGS.query_split} image, first "
+             f"column), then its {FLAGS.k} nearest.", "", "| row | query label | neighbours: label (distance) |",
              "| --- | --- | --- |"]
     for row, (label, neighbours, distances) in enumerate(zip(labels, found, search.distances), 1):
         listed = "; ".join(f"{names[label_found]} ({d:.2f})" for (_, label_found), d in zip(neighbours, distances))
