@@ -79,7 +79,7 @@ def run(argv):
         search.close()
     found = [[search.item(i) for i in row] for row in search.indices]
     title = [f"Nearest neighbours by the Euclidean distance d of {FLAGS.layer} activations",
-             f"queries: {FLAGS.query_split} images (left); neighbours: the {FLAGS.k} nearest of {search.seen} "
+             f"queries: {FLAGS.query_split} images (left); neighbours: the {FLAGS.k} nearest of {search.seen:,} "
              f"{FLAGS.train_split} images"]
     grid = figures.neighbor_grid(shown, [[picture for picture, _ in row] for row in found], FLAGS.tile,
                                  [names[label] for label in labels],
