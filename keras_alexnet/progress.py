@@ -8,9 +8,9 @@ title line at once and then one line every `interval` seconds. On a terminal a r
 wraps: it is fitted to the terminal's width (read again at each redraw, so a resized window is followed)
 by dropping its least important fields first (`fit_fields`), because a wrapped line cannot be redrawn in
 place and leaves a copy of itself on every row it wrapped onto. Rates and ETAs come from `Rate`: the
-steps after the first one seen by this process, because the first step carries tracing and input-pipeline start-up (the first AlexNet step of a fresh process
-takes tens of seconds, `shared/README.md`) and, after a resume, the steps run before the interruption
-were not timed here. Training times are what AlexNet §1/§7 and VGG §3.3 report.
+steps after the first one seen by this process, because the first step carries tracing and
+input-pipeline start-up (the first AlexNet step of a fresh process takes tens of seconds,
+`shared/README.md`) and, after a resume, the steps run before the interruption were not timed here. Training times are what AlexNet §1/§7 and VGG §3.3 report.
 """
 
 import contextlib
@@ -218,8 +218,8 @@ class ProgressLine:
         return fields
 
     def _line(self) -> str:
-        """The whole line; on a terminal fitted to one row less than its width (a character in the last
-        column leaves the cursor waiting to wrap)."""
+        """The whole line; on a terminal fitted to one column less than its width (a character in the
+        last column leaves the cursor waiting to wrap)."""
         if not self.interactive:
             return fit_fields(self._fields(), sys.maxsize)
         columns = self.columns if self.columns is not None else terminal_columns(self.stream)
