@@ -282,6 +282,9 @@ def test_evaluate_command_on_a_tiny_run(data_dir, tmp_path):
     result = _main("evaluate", f"--model={saved}", f"--data_dir={data_dir}", "--test_scale=32",
                    f"--output_dir={tmp_path / 'eval_sm'}")
     assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout.splitlines()  # what it does, before TensorFlow's seconds-long import
+    assert printed[0] == f"Evaluating {saved} on the validation split (center)"
+    assert printed[1] == "Loading TensorFlow ..." and printed[2].startswith("Loading TensorFlow: done in ")
     served = pd.read_csv(tmp_path / "eval_sm" / "errors.csv")
     assert served["model"].item() == "vgg_a"
     assert served["top-1 val. error (%)"].item() == center["top-1 val. error (%)"].item()

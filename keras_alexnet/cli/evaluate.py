@@ -76,6 +76,12 @@ def validate():
     outputs.check_writable_dir(FLAGS.output_dir or _default_output_dir(paths[0]), "output_dir")
 
 
+def starting() -> str:
+    """The first line, printed before TensorFlow is imported."""
+    models = " and ".join(FLAGS.model)
+    return f"Evaluating {models} on the {FLAGS.split} split ({', '.join(FLAGS.protocols)})"
+
+
 def _examples(data_dir):
     """How many images one pass evaluates (for the progress line's ETA), None if not recorded."""
     from keras_alexnet.evaluation import models
