@@ -25,12 +25,13 @@ class AugmentedInputs(keras.callbacks.Callback):
     `train` run (`callbacks.summaries.trial_dir`) at the start of training: at step 0 of a fresh run
     and at the optimizer's step after a resume. `images` may be a function of no arguments returning
     them: it is called after the first training step of the process (the image keeps the step training
-    started at), so building a preview pipeline does not delay the first step. `trial` defaults to
-    `callbacks.summaries.default_trial(log_dir)`."""
+    started at), so building a preview pipeline does not delay the first step. `applied` names the
+    augmentations in the image's title and description (`pipelines.preview.augmentations`; none named
+    when empty). `trial` defaults to `callbacks.summaries.default_trial(log_dir)`."""
 
     TAG = "training_inputs/augmented"
 
-    def __init__(self, images, log_dir, trial=None, columns=8, size=96):
+    def __init__(self, images, log_dir, trial=None, columns=8, size=96, applied=()):
         super().__init__()
         from callbacks.summaries import default_trial
 
@@ -39,6 +40,7 @@ class AugmentedInputs(keras.callbacks.Callback):
         self.trial = trial or default_trial(log_dir)
         self.columns = columns
         self.size = size
+        self.applied = list(applied)
         self._step = None  # the step training started at, until the image is written
 
     def on_train_begin(self, logs=None):
@@ -54,10 +56,10 @@ class AugmentedInputs(keras.callbacks.Callback):
         from keras_alexnet.figures import augmented_grid
 
         images = _checked(self.images()) if callable(self.images) else self.images
-        grid = augmented_grid(images, self.columns, self.size)
+        grid = augmented_grid(images, self.columns, self.size, self.applied)
         writer = tf.summary.create_file_writer(trial_dir(self.log_dir, self.trial, TRAIN))
         with writer.as_default():
+            applied = f" ({', '.join(self.applied)})" if self.applied else ""
             tf.summary.image(self.TAG, grid[None], step=step, max_outputs=1,
-                             description="training inputs after random crop, flip and colour jitter, before "
-                                         "mean subtraction [AlexNet §4.1]")
+                             description=f"training inputs{applied}, before mean subtraction [AlexNet §4.1]")
         writer.close()

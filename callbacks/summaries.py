@@ -20,7 +20,9 @@ and top-5 error, AlexNet §6's measures) and `training` (learning rate per step,
 images/s). The trial folder exists because TensorBoard's hparams plugin looks for a session's metrics
 only in the session's own folder and below it: a session written at the root of the logdir (a run
 named ".") finds none. Runs of a study side by side under one logdir are one hparams table, a row per
-trial.
+trial. The table's columns are the run's settings with their own types (a boolean is a boolean, a
+count a number); the settings that tell the trials apart come first (`hparam_infos`), then the
+errors (`hparam_metrics`: test and validation first).
 """
 
 import os
@@ -133,17 +135,22 @@ class ScalarSummaries(keras.callbacks.Callback):
         self._writers = {}
 
 
-def hparam_metrics(test_run="test_10crop"):
-    """The errors the hparams table shows for each trial: (run, tag, title)."""
-    found = [(TRAIN, "epoch/top1_error", "train top-1 error"),
-             (VALIDATION, "epoch/top1_error", "validation top-1 error (centre)"),
-             (VALIDATION, "epoch/top5_error", "validation top-5 error (centre)"),
-             (VALIDATION_10CROP, "epoch/top1_error", "validation top-1 error (10-crop)"),
-             (VALIDATION_10CROP, "epoch/top5_error", "validation top-5 error (10-crop)")]
+def hparam_metrics(test_run=None):
+    """The errors the hparams table shows for each trial, in the order of its columns: (run, tag, title).
+
+    TensorBoard ticks the first five: the test errors (AlexNet §4.1's ten crops, when `test_run`, e.g.
+    run_name("test", "ten_crop"), is given), the validation errors with ten crops and with the centre
+    crop, then the train error."""
+    found = []
     if test_run and test_run != VALIDATION_10CROP:
-        found += [(test_run, "epoch/top1_error", f"{test_run.replace('_10crop', '')} top-1 error (10-crop)"),
-                  (test_run, "epoch/top5_error", f"{test_run.replace('_10crop', '')} top-5 error (10-crop)")]
-    return found
+        split = test_run.replace("_10crop", "")
+        found += [(test_run, "epoch/top1_error", f"{split} top-1 error (10-crop)"),
+                  (test_run, "epoch/top5_error", f"{split} top-5 error (10-crop)")]
+    return found + [(VALIDATION_10CROP, "epoch/top1_error", "validation top-1 error (10-crop)"),
+                    (VALIDATION_10CROP, "epoch/top5_error", "validation top-5 error (10-crop)"),
+                    (VALIDATION, "epoch/top1_error", "validation top-1 error (centre)"),
+                    (VALIDATION, "epoch/top5_error", "validation top-5 error (centre)"),
+                    (TRAIN, "epoch/top1_error", "train top-1 error")]
 
 
 def hparam_value(value):
@@ -153,17 +160,33 @@ def hparam_value(value):
     return "none" if value is None else str(value)
 
 
+def hparam_infos(hparams: dict, shown_first=()):
+    """The columns of the hparams table: one `HParamInfo` per hyper-parameter, typed by its value (bool,
+    number, string). TensorBoard orders the columns by their `differs` flag, then by name, and ticks the
+    first five: the flag is set on `shown_first` (the settings that tell the trials apart)."""
+    from tensorboard.plugins.hparams import api_pb2
+
+    def data_type(value):
+        if isinstance(value, bool):
+            return api_pb2.DATA_TYPE_BOOL
+        return api_pb2.DATA_TYPE_FLOAT64 if isinstance(value, (int, float)) else api_pb2.DATA_TYPE_STRING
+
+    return [api_pb2.HParamInfo(name=name, type=data_type(value), differs=name in shown_first)
+            for name, value in hparams.items()]
+
+
 class HParams(keras.callbacks.Callback):
     """The run's settings as one hparams session named `trial` (the run name), with the errors of
-    `hparam_metrics(test_run)` as its metrics; the session is marked finished at the end of training.
-    `trial` defaults to `default_trial(log_dir)`."""
+    `hparam_metrics(test_run)` as its metrics, the columns of `hparam_infos(hparams, shown_first)`; the
+    session is marked finished at the end of training. `trial` defaults to `default_trial(log_dir)`."""
 
-    def __init__(self, log_dir, hparams: dict, trial=None, test_run="test_10crop"):
+    def __init__(self, log_dir, hparams: dict, trial=None, test_run=None, shown_first=()):
         super().__init__()
         self.log_dir = log_dir
         self.trial = trial or default_trial(log_dir)
         self.hparams = {str(k): hparam_value(v) for k, v in hparams.items()}
         self.test_run = test_run
+        self.shown_first = tuple(shown_first)
 
     def _write(self, write):
         writer = tf.summary.create_file_writer(trial_dir(self.log_dir, self.trial))
@@ -173,11 +196,13 @@ class HParams(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         from tensorboard.plugins.hparams import api as hp
+        from tensorboard.plugins.hparams import summary as hp_summary
 
         def write():
-            hp.hparams_config(
-                hparams=[hp.HParam(name) for name in sorted(self.hparams)],
-                metrics=[hp.Metric(tag, group=run, display_name=title) for run, tag, title in hparam_metrics(self.test_run)])
+            metrics = [hp.Metric(tag, group=run, display_name=title).as_proto()
+                       for run, tag, title in hparam_metrics(self.test_run)]
+            experiment = hp_summary.experiment_pb(hparam_infos(self.hparams, self.shown_first), metrics)
+            tf.summary.experimental.write_raw_pb(experiment.SerializeToString(), step=0)
             hp.hparams(self.hparams, trial_id=self.trial)
 
         self._write(write)

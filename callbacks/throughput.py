@@ -61,12 +61,14 @@ class Progress(keras.callbacks.Callback):
     `printer` prints the summary lines; `bar=False` shows no progress, only them; `stream` (stdout by
     default) and `interactive` (default: whether `stream` is a terminal) choose where and how progress
     goes; `validation_steps` is the number of validation steps (for the ETA of that pass; default: the
-    `validation_steps` the training loop puts in the callbacks' params). Until the first step of this
-    process completes, the line says the step is being traced (the first step's long wait).
+    `validation_steps` the training loop puts in the callbacks' params; a validation step is a batch of
+    `throughput.global_batch_size` images, as a training step). Until the first step of this process
+    completes, the line says the step is being traced (the first step's long wait). `clock` times the
+    lines (`keras_alexnet.progress.ProgressLine`).
     """
 
     def __init__(self, steps_per_epoch, epochs, throughput, printer=print, bar=True, stream=None, interactive=None,
-                 interval=15.0, validation_steps=None):
+                 interval=15.0, validation_steps=None, clock=time.perf_counter):
         super().__init__()
         self.bar = bar
         self.steps_per_epoch = steps_per_epoch
@@ -77,18 +79,20 @@ class Progress(keras.callbacks.Callback):
         self.interactive = interactive
         self.interval = interval
         self.validation_steps = validation_steps
+        self.clock = clock
         self._line = None
         self._epoch_start = None
         self._traced = set()  # the phases whose step this process has run (traced) already
 
-    def _open(self, title, total, count_unit, per_count=1.0, traced="training"):
+    def _open(self, title, total, traced):
         self._close()
         if not self.bar:
             return
         waiting = None if traced in self._traced else f"tracing the {traced} step"
         self._traced.add(traced)
-        self._line = ProgressLine(title, total, count_unit=count_unit, per_count=per_count, stream=self.stream,
-                                  interactive=self.interactive, interval=self.interval, waiting=waiting)
+        self._line = ProgressLine(title, total, count_unit="steps", images_per_count=self.throughput.global_batch_size,
+                                  stream=self.stream, interactive=self.interactive, interval=self.interval,
+                                  waiting=waiting, clock=self.clock)
 
     def _close(self):
         if self._line is not None:
@@ -96,9 +100,8 @@ class Progress(keras.callbacks.Callback):
             self._line = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
-        self._open(f"Epoch {epoch + 1}/{self.epochs}", self.steps_per_epoch, "steps",
-                   self.throughput.global_batch_size)
+        self._epoch_start = self.clock()
+        self._open(f"Epoch {epoch + 1}/{self.epochs}", self.steps_per_epoch, traced="training")
 
     def on_train_batch_end(self, batch, logs=None):
         if self._line is None:
@@ -110,7 +113,7 @@ class Progress(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         steps = self.validation_steps or (self.params or {}).get("validation_steps")
-        self._open("  validation (centre crop)", steps, "steps", traced="evaluation")
+        self._open("  validation (centre crop)", steps, traced="evaluation")
 
     def on_test_batch_end(self, batch, logs=None):
         if self._line is not None:
@@ -131,7 +134,7 @@ class Progress(keras.callbacks.Callback):
             parts.append(f"lr {float(logs['learning_rate']):.3g}")
         if "images_per_sec" in logs:
             parts.append(f"{format_rate(float(logs['images_per_sec']))} img/s")
-        parts.append(format_duration(time.perf_counter() - self._epoch_start))
+        parts.append(format_duration(self.clock() - self._epoch_start))
         self.printer(" | ".join(parts))
 
     def on_train_end(self, logs=None):

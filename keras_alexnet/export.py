@@ -38,6 +38,8 @@ import uuid
 
 import numpy as np
 
+from pipelines import image_codec
+
 SIGNATURE_BYTES = "serving_default"
 SIGNATURE_PREPROCESSED = "serving_preprocessed"
 BYTES_INPUT = "image_bytes"
@@ -52,7 +54,6 @@ CROPS = ("center", "ten_crop")
 DESCRIPTION_FILE = os.path.join("assets.extra", "keras_alexnet.json")
 _VERSION_RE = re.compile(r"^\d+$")
 _TMP_PREFIX = ".tmp-export-"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def list_versions(model_dir: str) -> list:
@@ -89,7 +90,7 @@ def _image_shape(data, max_pixels: int, max_side: int):
     import tensorflow as tf
 
     is_jpeg = tf.io.is_jpeg(data)
-    is_png = tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC)
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), image_codec.PNG_MAGIC)
     known = tf.debugging.Assert(
         tf.logical_or(is_jpeg, is_png), ["image bytes are neither JPEG nor PNG (could not decode)"]
     )

@@ -4,15 +4,17 @@
   "Tower 2" title (AlexNet §6.1, Figure 3: "the kernels on GPU 1 are largely color-agnostic, while the
   kernels on GPU 2 are largely color-specific"), enlarged to at least `min_width` pixels; the
   TensorBoard callback `callbacks.conv1_images` draws the same picture.
-- `top5_panels`: test images, each with its correct label and its five most probable labels with
-  their probabilities and bars written under it; the correct label's bar and name are red (AlexNet
-  §6.1, Figure 4 left: "the probability assigned to the correct label is also shown with a red bar (if
-  it happens to be in the top 5)"). `top5_markdown` lists the same as text.
+- `top5_panels`: test images, each with its verdict (correct / wrong), its correct label and its five
+  most probable labels with their probabilities and bars written under it; the correct label's bar and
+  name are red (AlexNet §6.1, Figure 4 left: "the probability assigned to the correct label is also
+  shown with a red bar (if it happens to be in the top 5)"). Like the paper's figure it shows successes
+  and failures (`successes_and_failures`). `top5_markdown` lists the same as text.
 - `fc7_model`, `Nearest` and `neighbor_grid`: the training images whose last-hidden-layer (fc7,
   4096-d) feature vectors have the smallest Euclidean distance from a query's (AlexNet §6.1, Figure 4
-  right), one row per query, query first, each image captioned (e.g. its class name).
-- `augmented_grid`: training inputs as the network sees them — random crop, flip, PCA colour jitter
-  (AlexNet §4.1) — before mean subtraction.
+  right), one row per query under a header marking the query column, each image captioned (e.g. its
+  class name, and each neighbour's distance), under a title.
+- `augmented_grid`: training inputs as the network sees them (AlexNet §4.1), before mean subtraction,
+  titled with the augmentations the run applies.
 
 Text is rendered by Pillow's built-in scalable font (`ImageFont.load_default(size)`, Pillow >= 10.1),
 so no font file has to be found on the machine.
@@ -27,6 +29,8 @@ RED = (220, 40, 40)
 BLUE = (70, 100, 200)
 BLACK = (0, 0, 0)
 GREY = (90, 90, 90)
+GREEN = (20, 130, 50)  # a top-5 panel whose most probable label is the correct one
+ORANGE = (200, 100, 0)  # one whose most probable label is wrong
 
 
 def to_uint8(image) -> np.ndarray:
@@ -82,6 +86,18 @@ def fit_text(text: str, size: int, width: int) -> str:
     return text + "..." if text else ""
 
 
+def wrap_text(text: str, size: int, width: int) -> list:
+    """`text` broken at spaces into lines at most `width` pixels wide at `size` (a word wider than that
+    is cut by `fit_text`)."""
+    face, lines = font(size), []
+    for word in text.split(" "):
+        if lines and face.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(fit_text(word, size, width))
+    return lines
+
+
 def draw_text(image, text, position, size, colour=BLACK, anchor="la") -> np.ndarray:
     """`image` (uint8 [H, W, 3]) with `text` drawn at `position` (x, y) by Pillow; `anchor` as Pillow's
     ("la": left-ascender, "ma": middle, "ra": right)."""
@@ -92,12 +108,12 @@ def draw_text(image, text, position, size, colour=BLACK, anchor="la") -> np.ndar
     return np.asarray(canvas)
 
 
-def caption(lines, width: int, size: int = 11) -> np.ndarray:
-    """Lines of black text under a picture: uint8 [len(lines) * (size + 3) + 2, width, 3], each line
-    fitted to `width`."""
+def caption(lines, width: int, size: int = 11, colour=BLACK) -> np.ndarray:
+    """Lines of text (black unless `colour`) under a picture: uint8 [len(lines) * (size + 3) + 2, width, 3],
+    each line fitted to `width`."""
     strip = np.full((len(lines) * (size + 3) + 2, width, 3), WHITE, np.uint8)
     for i, line in enumerate(lines):
-        strip = draw_text(strip, fit_text(line, size, width - 2), (1, 1 + i * (size + 3)), size)
+        strip = draw_text(strip, fit_text(line, size, width - 2), (1, 1 + i * (size + 3)), size, colour)
     return strip
 
 
@@ -154,12 +170,23 @@ def bars(probabilities, classes, true_label, width: int, bar_height: int = 8, ga
     return out
 
 
+def top5_verdict(classes, true_label) -> str:
+    """Whether a top-5 panel is a success or a failure: "correct" (the most probable label is the
+    correct one), "wrong, in top 5" or "wrong, not in top 5"."""
+    ranked = [int(c) for c in classes]
+    if ranked[0] == int(true_label):
+        return "correct"
+    return "wrong, in top 5" if int(true_label) in ranked else "wrong, not in top 5"
+
+
 def top5_caption(probabilities, classes, true_label, class_names, width: int) -> np.ndarray:
-    """Under one image of Figure 4 (left): the correct label, then for each of the five most probable
-    labels its name and probability above a bar as long as the probability; the correct label's name
-    and bar are red (the bar of `bars`)."""
+    """Under one image of Figure 4 (left): the panel's `top5_verdict` (green when correct, orange when
+    wrong), the correct label, then for each of the five most probable labels its name and probability
+    above a bar as long as the probability; the correct label's name and bar are red (the bar of `bars`)."""
     size = caption_size(width)
-    parts = [caption([class_names[int(true_label)]], width, size + 1)]
+    verdict = top5_verdict(classes, true_label)
+    parts = [caption([verdict], width, size, GREEN if verdict == "correct" else ORANGE),
+             caption([class_names[int(true_label)]], width, size + 1)]
     for p, c in zip(probabilities, classes):
         correct = int(c) == int(true_label)
         value = f"{float(p):.2f}"
@@ -170,6 +197,19 @@ def top5_caption(probabilities, classes, true_label, class_names, width: int) ->
         line = draw_text(line, value, (width - 2, 1), size, RED if correct else GREY, anchor="ra")
         parts += [line, bars([p], [c], true_label, width, bar_height=4, gap=1)]
     return np.concatenate(parts, axis=0)
+
+
+def successes_and_failures(top1_correct, count: int) -> list:
+    """Indices of `count` panels, successes and failures alternating (a success first, in the order
+    given), as AlexNet Figure 4 (left) shows both; when one kind runs out the other fills the rest."""
+    correct = [i for i, ok in enumerate(top1_correct) if ok]
+    wrong = [i for i, ok in enumerate(top1_correct) if not ok]
+    chosen = []
+    while len(chosen) < count and (correct or wrong):
+        for kind in (correct, wrong):
+            if kind and len(chosen) < count:
+                chosen.append(kind.pop(0))
+    return chosen
 
 
 def top5_panels(images, top_classes, top_probabilities, true_labels, size: int = 96,
@@ -188,14 +228,16 @@ def top5_panels(images, top_classes, top_probabilities, true_labels, size: int =
 
 
 def top5_markdown(top_classes, top_probabilities, true_labels, class_names, columns: int = 4) -> str:
-    """The labels of `top5_panels`, panel by panel (row, column), the correct label in bold."""
-    lines = ["| panel (row, column) | correct label | top-5 labels (probability) |", "| --- | --- | --- |"]
+    """The labels of `top5_panels`, panel by panel (row, column), with its verdict; the correct label in bold."""
+    lines = ["| panel (row, column) | top-1 | correct label | top-5 labels (probability) |",
+             "| --- | --- | --- | --- |"]
     for i, (classes, probs, label) in enumerate(zip(top_classes, top_probabilities, true_labels)):
         ranked = [
             (f"**{class_names[c]}**" if int(c) == int(label) else class_names[c]) + f" ({p:.3f})"
             for c, p in zip(classes, probs)
         ]
-        lines.append(f"| {i // columns + 1}, {i % columns + 1} | {class_names[label]} | {'; '.join(ranked)} |")
+        lines.append(f"| {i // columns + 1}, {i % columns + 1} | {top5_verdict(classes, label)} | "
+                     f"{class_names[label]} | {'; '.join(ranked)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -206,24 +248,36 @@ def fc7_model(model, layer_name: str = "fc7"):
     return keras.Model(model.inputs, model.get_layer(layer_name).output, name=f"{model.name}_{layer_name}")
 
 
-class Nearest:
-    """The `k` database vectors nearest (Euclidean) to each query, fed database chunk by chunk.
+def _vectors(features) -> np.ndarray:
+    """[N, ...] features as [N, D] float64 vectors: a conv layer's feature maps flattened, so the distance
+    is the Euclidean distance of the whole activation tensors."""
+    features = np.asarray(features, np.float64)
+    return features.reshape(len(features), -1)
 
-    Keeps only the best `k` per query, so a whole training set (1.2M x 4096) never has to be in memory.
-    `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is told the count searched
-    after each chunk; `close()` ends it.
+
+class Nearest:
+    """The `k` database vectors nearest (Euclidean) to each query, fed database chunk by chunk; feature
+    maps ([N, h, w, c], a conv layer's) are compared as flattened vectors.
+
+    Keeps only the best `k` per query, so a whole training set (1.2M x 4096) never has to be in memory;
+    with each chunk may come one item per vector (its picture and label, say), kept while the vector is
+    among the nearest (`item`), so the database is read once. `progress` (a
+    `keras_alexnet.progress.ProgressLine` counting images) is told the count searched after each chunk;
+    `close()` ends it.
     """
 
     def __init__(self, queries, k: int, progress=None):
-        self.queries = np.asarray(queries, np.float64)
+        self.queries = _vectors(queries)
         self.k = k
         self.progress = progress
         self.distances = np.full((len(self.queries), 0), np.inf)
         self.indices = np.zeros((len(self.queries), 0), np.int64)
         self.seen = 0
+        self._items = {}
 
-    def add(self, vectors) -> None:
-        vectors = np.asarray(vectors, np.float64)
+    def add(self, vectors, items=None) -> None:
+        """Searches `vectors` (the next database rows); `items`: one per vector, or None."""
+        vectors = _vectors(vectors)
         squared = ((self.queries ** 2).sum(1)[:, None] - 2.0 * self.queries @ vectors.T
                    + (vectors ** 2).sum(1)[None, :])
         distances = np.concatenate([self.distances, np.sqrt(np.maximum(squared, 0.0))], axis=1)
@@ -232,41 +286,70 @@ class Nearest:
         order = np.argsort(distances, axis=1, kind="stable")[:, :self.k]
         self.distances = np.take_along_axis(distances, order, axis=1)
         self.indices = np.take_along_axis(indices, order, axis=1)
+        if items is not None:
+            kept = {int(i) for i in self.indices.ravel()}
+            self._items = {i: item for i, item in self._items.items() if i in kept}
+            self._items.update({i: items[i - self.seen] for i in kept if i >= self.seen})
         self.seen += len(vectors)
         if self.progress is not None:
             self.progress.update(self.seen)
+
+    def item(self, index: int):
+        """The item given with database row `index`, one of the nearest found."""
+        return self._items[int(index)]
 
     def close(self) -> None:
         if self.progress is not None:
             self.progress.close()
 
 
-def neighbor_grid(queries, neighbors, size: int = 64, query_captions=None, neighbor_captions=None) -> np.ndarray:
+def neighbor_grid(queries, neighbors, size: int = 64, query_captions=None, neighbor_captions=None,
+                  distances=None, title=()) -> np.ndarray:
     """Figure 4 (right): one row per query, the query first, then its neighbours, nearest first.
 
-    With captions (a string per query; a list of strings per row of neighbours, e.g. class names), each
-    image has its caption written under it."""
+    The query column is marked: "query" (blue) over it and a blue rule after it; the rank (1 = nearest)
+    heads each neighbour column. With captions (a string per query, shown in blue; a list of strings
+    per row of neighbours, e.g. class names) each image has its caption under it; with `distances` (a
+    list per row) each neighbour also its distance from the query. `title`: lines on top (each wrapped
+    to the width)."""
     text = caption_size(size)
 
-    def cell(image, words):
+    def cell(image, lines, colour=BLACK):
         picture = tile(image, size)
-        return picture if words is None else np.concatenate([picture, caption([words], size, text)], axis=0)
+        return picture if not lines else np.concatenate([picture, caption(lines, size, text, colour)], axis=0)
 
-    rows = []
+    def rule(height):
+        out = np.full((height, 4, 3), WHITE, np.uint8)
+        out[:, 1:3] = BLUE
+        return out
+
+    count = max(len(found) for found in neighbors)
+    header = caption(["query"], size, text, BLUE)
+    rows = [[header, rule(header.shape[0])] + [caption([f"{rank}"], size, text, GREY) for rank in range(1, count + 1)]]
     for i, (query, found) in enumerate(zip(queries, neighbors)):
-        first = cell(query, None if query_captions is None else query_captions[i])
-        cells = [first, np.full((first.shape[0], 4, 3), WHITE, np.uint8)]
-        cells += [cell(n, None if neighbor_captions is None else neighbor_captions[i][j]) for j, n in enumerate(found)]
-        rows.append(cells)
-    return compose(rows, gap=2)
+        lines = [cell(neighbour, ([neighbor_captions[i][j]] if neighbor_captions is not None else [])
+                      + ([f"d = {float(distances[i][j]):.2f}"] if distances is not None else []))
+                 for j, neighbour in enumerate(found)]
+        first = cell(query, [query_captions[i]] if query_captions is not None else [], BLUE)
+        height = max([first.shape[0]] + [c.shape[0] for c in lines])
+        rows.append([first, rule(height)] + lines)
+    grid = compose(rows, gap=2)
+    if not title:
+        return grid
+    size_title = max(12, min(16, grid.shape[1] // 32))
+    wrapped = [part for line in title for part in wrap_text(line, size_title, grid.shape[1] - 2)]
+    return np.concatenate([caption(wrapped, grid.shape[1], size_title), grid], axis=0)
 
 
-def augmented_grid(images, columns: int = 8, size: int = 96) -> np.ndarray:
-    """Training inputs as the network gets them (random crop, flip, PCA colour jitter; AlexNet §4.1),
-    on the 0..255 scale before mean subtraction (values outside it, which colour jitter can produce,
-    are clipped for display): uint8 grid of `size` tiles, `columns` a row, under a title line."""
+def augmented_grid(images, columns: int = 8, size: int = 96, applied=()) -> np.ndarray:
+    """Training inputs as the network gets them (AlexNet §4.1), on the 0..255 scale before mean
+    subtraction (values outside it, which colour jitter can produce, are clipped for display): uint8 grid
+    of `size` tiles, `columns` a row, under a title line naming the augmentations `applied` (words, e.g.
+    `pipelines.preview.augmentations`; none named when empty)."""
     images = [np.clip(np.asarray(image, np.float32), 0.0, 255.0) for image in images]
     cells = [tile(image, size) for image in images]
     grid = compose([cells[i:i + columns] for i in range(0, len(cells), columns)], gap=2)
-    title = f"{len(cells)} augmented training inputs (crop, flip, colour jitter), before mean subtraction"
-    return np.concatenate([caption([title], grid.shape[1], max(11, min(16, grid.shape[1] // 50))), grid], axis=0)
+    title = f"{len(cells)} training inputs" + (f" ({', '.join(applied)})" if applied else "") + \
+        ", before mean subtraction"
+    size = max(11, min(16, grid.shape[1] // 50))
+    return np.concatenate([caption(wrap_text(title, size, grid.shape[1] - 2), grid.shape[1], size), grid], axis=0)

@@ -2,7 +2,8 @@
 
 Every command that writes (prepare, stats, evaluate, export, predict --output_csv, neighbors, figures,
 train, import_weights) checks its output location in `validate()`, before TensorFlow is imported:
-`check_writable_dir` (a folder that exists or can be created, writable) or `check_writable_file`. An OS
+`check_writable_dir` (a folder that exists or can be created, writable) or `check_writable_file`, and a
+name that makes a folder under another (`train --run_name`, `export --name`) with `check_folder_name`. An OS
 error during the writing itself (no space left, a file system turned read-only) is turned by `writing`
 into one `UserError` line naming the path, after removing the files the block left partly written.
 Nothing here imports TensorFlow; TensorFlow's own file errors (`tf.io`, `TFRecordWriter`, summary
@@ -58,6 +59,14 @@ def check_writable_dir(path: str, flag: str, shown: str = "") -> None:
     if not path:
         raise FlagError(f"--{flag}: empty path")
     _check_folder(path, shown or f"--{flag}={path}")
+
+
+def check_folder_name(name: str, flag: str, parent_flag: str) -> None:
+    """FlagError unless `name` (the value of `--flag`) is one path component: a folder directly under
+    `--parent_flag`, never elsewhere (no separator, not `.` or `..`)."""
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    if name in ("", ".", "..") or any(sep in name for sep in separators):
+        raise FlagError(f"--{flag}={name}: a folder name under --{parent_flag}, without '{os.sep}'")
 
 
 def check_writable_file(path: str, flag: str) -> None:

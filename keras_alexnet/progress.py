@@ -4,13 +4,18 @@ export) on the terminal, so the output never goes silent.
 On a terminal a `ProgressLine` is one line redrawn in place (count, bar, rate, ETA) and, while it is
 open, at least every second even when no unit completes (a first step that traces the graph, a slow
 batch): the elapsed time keeps moving. Elsewhere (a log file, a pipe, a batch scheduler) it prints a
-title line at once and then one line every `interval` seconds. Rates and ETAs come from `Rate`: the steps after the first one seen by this process, because
-the first step carries tracing and input-pipeline start-up (the first AlexNet step of a fresh process
-takes tens of seconds, `shared/README.md`) and, after a resume, the steps run before the interruption
-were not timed here. Training times are what AlexNet §1/§7 and VGG §3.3 report.
+title line at once and then one line every `interval` seconds. On a terminal a redrawn line never
+wraps: it is fitted to the terminal's width (read again at each redraw, so a resized window is followed)
+by dropping its least important fields first (`fit_fields`), because a wrapped line cannot be redrawn in
+place and leaves a copy of itself on every row it wrapped onto. Rates and ETAs come from `Rate`: the
+steps after the first one seen by this process, because the first step carries tracing and
+input-pipeline start-up (the first AlexNet step of a fresh process takes tens of seconds,
+`shared/README.md`) and, after a resume, the steps run before the interruption were not timed here. Training times are what AlexNet §1/§7 and VGG §3.3 report.
 """
 
 import contextlib
+import os
+import shutil
 import sys
 import threading
 import time
@@ -30,6 +35,34 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def terminal_columns(stream) -> int:
+    """The width of the terminal `stream` writes to, read now: the terminal's own size (what a resized
+    window has), else `shutil.get_terminal_size()` (the COLUMNS variable, else 80)."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns or shutil.get_terminal_size().columns
+
+
+def fit_fields(fields, width: int) -> str:
+    """The fields `(separator, text, rank)` joined into a line of at most `width` characters.
+
+    While the line is too long, the field of the highest rank (the last of them) is dropped; rank 0 is
+    never dropped. A line of rank-0 fields still too long is cut at `width`."""
+    kept = list(fields)
+
+    def joined():
+        return "".join((separator if i else "") + text for i, (separator, text, _) in enumerate(kept))
+
+    line = joined()
+    while len(line) > width and any(rank for _, _, rank in kept):
+        top = max(rank for _, _, rank in kept)
+        del kept[max(i for i, (_, _, rank) in enumerate(kept) if rank == top)]
+        line = joined()
+    return line[:max(width, 0)]
 
 
 class Rate:
@@ -70,8 +103,10 @@ class Rate:
 class ProgressLine:
     """Counts `done` of `total` (None: unknown) with a rate and an ETA.
 
-    `per_count` converts the counted unit into the rate's (steps -> images with the batch size);
-    `rate_unit` names it. `interactive` defaults to `stream.isatty()`. `values` given to `update`
+    The rate is in the counted unit per second ("img/s" for images, "steps/s" for steps) unless
+    `images_per_count` (the batch size of counted steps) converts the count into images: then in img/s.
+    `interactive` defaults to `stream.isatty()`; `columns` (None: the terminal's width at each redraw)
+    is the width a line on a terminal is fitted to. `values` given to `update`
     (name -> number or text) are shown after the counts, e.g. the running loss. `waiting` is shown
     until the first unit completes (e.g. "tracing the training step"). `redraw` (seconds, None: never)
     is how often a background thread redraws an open line on a terminal (or prints it every `interval`
@@ -82,14 +117,17 @@ class ProgressLine:
 
     BAR = 20
 
-    def __init__(self, title, total=None, count_unit="images", rate_unit="img/s", per_count=1.0, stream=None,
-                 interactive=None, interval=15.0, clock=time.perf_counter, waiting=None, redraw=0.5):
+    def __init__(self, title, total=None, count_unit="images", images_per_count=None, stream=None,
+                 interactive=None, interval=15.0, clock=time.perf_counter, waiting=None, redraw=0.5, columns=None):
         self.title = title
         self.waiting = waiting
         self.total = total
         self.count_unit = count_unit
-        self.rate_unit = rate_unit
-        self.per_count = per_count
+        if count_unit == "images" or images_per_count:
+            self.rate_unit, self.per_count = "img/s", images_per_count or 1.0
+        else:
+            self.rate_unit, self.per_count = f"{count_unit}/s", 1.0
+        self.columns = columns
         self.stream = stream if stream is not None else sys.stdout
         self.interactive = _isatty(self.stream) if interactive is None else interactive
         self.interval = interval
@@ -146,31 +184,46 @@ class ProgressLine:
             elif self.interactive:
                 self._write(self._line(), final=True)
 
-    def _line(self) -> str:
-        parts = [self.title]
+    # Ranks of the fields (`fit_fields`): the highest is dropped first when the terminal is too narrow.
+    BAR_RANK, ELAPSED_RANK, RATE_RANK, VALUE_RANK, ETA_RANK, WAITING_RANK = 7, 6, 5, 4, 3, 2
+
+    def _fields(self):
+        """The line as `fit_fields` fields: title | count [bar] percent | waiting | values | rate | ETA |
+        elapsed."""
+        fields = [("", self.title, 0)]
         if self.total:
             width = len(str(self.total))
             fraction = min(self.done / self.total, 1.0)
             filled = int(fraction * self.BAR)
-            parts.append(f"{self.done:>{width}}/{self.total} {self.count_unit} "
-                         f"[{'=' * filled}{'>' if filled < self.BAR else ''}{'.' * (self.BAR - filled - 1)}] "
-                         f"{fraction:4.0%}")
+            fields += [(" | ", f"{self.done:>{width}}/{self.total} {self.count_unit}", 0),
+                       (" ", f"[{'=' * filled}{'>' if filled < self.BAR else ''}{'.' * (self.BAR - filled - 1)}]",
+                        self.BAR_RANK),
+                       (" ", f"{fraction:4.0%}", 0)]
         elif self.done:
-            parts.append(f"{self.done} {self.count_unit}")
+            fields.append((" | ", f"{self.done} {self.count_unit}", 0))
         else:
-            parts.append("starting")
+            fields.append((" | ", "starting", 0))
         if self.waiting and not self._counted:
-            parts.append(self.waiting)
+            fields.append((" | ", self.waiting, self.WAITING_RANK))
         for name, value in self.values.items():
-            parts.append(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}")
+            text = f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+            fields.append((" | ", text, self.VALUE_RANK))
         rate = self.rate.per_second
         if rate is not None:
-            parts.append(f"{format_rate(rate * self.per_count)} {self.rate_unit}")
+            fields.append((" | ", f"{format_rate(rate * self.per_count)} {self.rate_unit}", self.RATE_RANK))
         if self.total:
             eta = self.rate.eta(self.total)
-            parts.append(f"ETA {format_duration(eta)}" if eta is not None else "ETA --")
-        parts.append(f"{format_duration(self.clock() - self._start)} elapsed")
-        return " | ".join(parts)
+            fields.append((" | ", f"ETA {format_duration(eta)}" if eta is not None else "ETA --", self.ETA_RANK))
+        fields.append((" | ", f"{format_duration(self.clock() - self._start)} elapsed", self.ELAPSED_RANK))
+        return fields
+
+    def _line(self) -> str:
+        """The whole line; on a terminal fitted to one column less than its width (a character in the
+        last column leaves the cursor waiting to wrap)."""
+        if not self.interactive:
+            return fit_fields(self._fields(), sys.maxsize)
+        columns = self.columns if self.columns is not None else terminal_columns(self.stream)
+        return fit_fields(self._fields(), columns - 1)
 
     def _write(self, text, final):
         if self.interactive:
@@ -226,10 +279,12 @@ def phase(title, stream=None, interactive=None, interval=15.0):
 
     def tick():
         while not stop.wait(1.0 if interactive else interval):
-            write(f"{title} ... {format_duration(time.perf_counter() - start)} elapsed", final=False)
+            fields = [("", f"{title} ...", 0), (" ", f"{format_duration(time.perf_counter() - start)} elapsed", 1)]
+            write(fit_fields(fields, terminal_columns(stream) - 1 if interactive else sys.maxsize), final=False)
 
     _take_the_screen(None)
-    write(f"{title} ...", final=not interactive)
+    write(fit_fields([("", f"{title} ...", 0)], terminal_columns(stream) - 1) if interactive else f"{title} ...",
+          final=not interactive)
     ticker = threading.Thread(target=tick, daemon=True)
     ticker.start()
     try:

@@ -127,6 +127,60 @@ def write_stats(run_dir: str, stats: dict) -> str:
     return path
 
 
+# The settings of a recorded `TrainConfig` that are paths (data.cache: a file prefix when a string).
+PATH_SETTINGS = ("data.data_dir", "data.stats_path", "data.tfds_data_dir", "data.tfds_manual_dir", "data.cache",
+                 "warm_start", "init_from", "runs_dir", "export_dir")
+
+
+def absolute_paths(config_dict: dict) -> dict:
+    """A copy of `TrainConfig.to_dict()` with its `PATH_SETTINGS` absolute, as `run.json` records them:
+    a relative path would mean something else to a command run from another folder."""
+    copied = {key: dict(value) if isinstance(value, dict) else value for key, value in config_dict.items()}
+    for setting in PATH_SETTINGS:
+        *parents, leaf = setting.split(".")
+        target = copied
+        for parent in parents:
+            target = target.get(parent) or {}
+        if isinstance(target.get(leaf), str) and target[leaf]:
+            target[leaf] = os.path.abspath(target[leaf])
+    return copied
+
+
+def recorded_source(source: str) -> str:
+    """The data source as `run.json` records it: a data folder made absolute, a `tfds:NAME` kept."""
+    return source if not source or source.startswith("tfds:") else os.path.abspath(source)
+
+
+def resolve_recorded_path(run_dir: str, record: RunRecord, path: str) -> Optional[str]:
+    """A path `record` (the run.json of `run_dir`) holds, as it names an existing file or folder from here;
+    None when it names nothing that exists.
+
+    Absolute paths are taken as they are. A relative one (recorded by an older version, relative to the
+    folder `train` ran in) is tried relative to that folder, found by taking the recorded --runs_dir and
+    run name off the end of the run folder's absolute path, then relative to the current folder."""
+    if not path:
+        return None
+    candidates = [path]
+    if not os.path.isabs(path):
+        config = record.config or {}
+        ran_in = _folder_train_ran_in(run_dir, config.get("runs_dir"), config.get("run_name"))
+        candidates = ([os.path.join(ran_in, path)] if ran_in else []) + [path]
+    return next((candidate for candidate in candidates if os.path.exists(candidate)), None)
+
+
+def _folder_train_ran_in(run_dir: str, runs_dir: Optional[str], run_name: Optional[str]) -> Optional[str]:
+    """The working folder of the `train` that made `run_dir` from a relative --runs_dir, None if unknown."""
+    if not runs_dir or not run_name or os.path.isabs(runs_dir):
+        return None
+    tail = os.path.normpath(os.path.join(runs_dir, run_name)).split(os.sep)
+    if ".." in tail:
+        return None
+    parts = os.path.abspath(run_dir).split(os.sep)
+    if parts[-len(tail):] != tail:
+        return None
+    return os.sep.join(parts[:-len(tail)]) or os.sep
+
+
 def run_dir_of(path: str) -> Optional[str]:
     """The run folder a model path belongs to: the folder itself, or the folder of `<run>/model.keras`
     (or of a checkpoint prefix in `<run>/checkpoints/`); None when there is no `run.json`."""

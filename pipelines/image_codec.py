@@ -19,6 +19,7 @@ import numpy as np
 POLICIES = ("alexnet", "vgg", "none")
 DEFAULT_SIZE = {"alexnet": 256, "vgg": 512, "none": 0}
 JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class DecodeError(Exception):
@@ -129,6 +130,16 @@ def convert(data: bytes, policy: str, size: int, quality: int = 95):
     if stored is image and raw.shape[-1] == 3 and data[:3] == JPEG_MAGIC and not _is_cmyk_jpeg(data):
         return data, image.shape[0], image.shape[1]
     return encode_jpeg(stored, quality), stored.shape[0], stored.shape[1]
+
+
+def as_jpeg_or_png(data: bytes) -> bytes:
+    """`data` itself when it is JPEG or PNG, else (GIF, BMP, WebP) the image as lossless RGB PNG bytes, for
+    readers that take only JPEG and PNG (the serving signature). DecodeError when it cannot be decoded."""
+    if data[:3] == JPEG_MAGIC or data[:8] == PNG_MAGIC:
+        return data
+    import tensorflow as tf
+
+    return tf.io.encode_png(decode_rgb(data)).numpy()
 
 
 def _is_cmyk_jpeg(data: bytes) -> bool:

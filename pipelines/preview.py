@@ -4,7 +4,8 @@ The training pipeline (`pipelines.input_pipeline.build_train_dataset`) with the 
 random crops (at a jittered scale for VGG §3.1), horizontal reflections, PCA colour jitter — and the
 mean left in (`mean="none"`), so the images are on the 0..255 scale and can be looked at
 (`callbacks.augmented_inputs.AugmentedInputs`). A small shuffle buffer and no cache: one batch comes
-quickly whatever the run's settings.
+quickly whatever the run's settings. `augmentations` says in words what that pipeline applies, for the
+picture's caption.
 """
 
 import dataclasses
@@ -24,3 +25,21 @@ def augmented_batch(config: InputConfig, count: int = 32, shuffle_buffer: int = 
     for images, _ in input_pipeline.build_train_dataset(preview).take(1):
         return images.numpy()
     raise ValueError(f"{config.data_dir or config.tfds_name}: the {config.split} split is empty")
+
+
+def augmentations(config: InputConfig) -> list:
+    """What the training pipeline (`pipelines.input_pipeline.build_train_dataset`) does to `config`'s
+    images, in words, e.g. ["random 224px crop", "flip", "PCA colour jitter (std 0.1)"]: the training
+    scale (VGG §3.1), the crop and flip (AlexNet §4.1), and the colour jitter or its absence (AlexNet §4.1)."""
+    applied = []
+    jitter = config.scale_jitter
+    if isinstance(jitter, (tuple, list)):
+        applied.append(f"scale jitter S in [{jitter[0]}, {jitter[1]}]")
+    elif jitter is not None:
+        applied.append(f"rescaled to S={jitter}")
+    applied.append(f"{'random' if config.random_crop else 'central'} {config.image_size}px crop")
+    if config.flip:
+        applied.append("flip")
+    applied.append(f"PCA colour jitter (std {config.pca_jitter_std:g})" if config.pca_jitter_std > 0
+                   else "no colour jitter")
+    return applied

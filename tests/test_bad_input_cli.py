@@ -263,3 +263,16 @@ def test_prepare_source_refusals_are_one_line_before_work(place, tmp_path):
     _assert_one_line(linked, "prepare", f"{root / 'everything'}: a symlink to {root}", code=1)
     _assert_one_line(twice, "prepare", f"{other / 'kitten'}: the same folder as class 'cat'", code=1)
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_train_sizes_beyond_the_machines_memory_are_refused_before_anything_is_built(tmp_path):
+    """`--width=1e6` or a 100000-pixel crop: one line with the estimate (`keras_alexnet.memory_fit`), exit 2,
+    before the default run's data is prepared or a model built (was a ResourceExhaustedError)."""
+    common = [f"--runs_dir={tmp_path}/runs", f"--default_data_root={tmp_path}/default"]
+    wide, large = _run(_driver_command("train", [common + ["--width=1e6"],
+                                                 common + ["--image_size=100000", "--resize_size=100000"]]))
+    _assert_one_line(wide, "train", "--width=1e+06 --image_size=64 --batch_size=64: training alexnet needs at least",
+                     code=2)
+    _assert_one_line(large, "train", "--image_size=100000 --batch_size=64: training alexnet needs at least", code=2)
+    assert "more than this machine's" in large["stderr"] and "parameters x 12 bytes" in large["stderr"]
+    assert not os.path.exists(tmp_path / "default") and not os.path.exists(tmp_path / "runs" / "alexnet")

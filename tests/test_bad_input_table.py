@@ -8,6 +8,7 @@ imported, so the cases of one command run in one process (`test_bad_input_cli.DR
 """
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -21,7 +22,8 @@ from tests.test_bad_input_cli import _assert_one_line, _driver_command, _run
 # Inputs in `place`: a_file (text), empty/ (an empty folder), images/ (class folders), photo.jpg,
 # notes.txt (text, not a model), model.keras (stands in for a model: validate() does not load it),
 # saved/ (a SavedModel folder), data/ (dataset.json and stats.npz, no shards), run/ (a run folder),
-# vgg16.h5 (stands in for a weight file), vgg16_run/ (the run.json of imported VGG16 weights, a stand-in model).
+# vgg16.h5 (stands in for a weight file), pipes/ (a FIFO named b_pipe.jpg), vgg16_run/ (the run.json of
+# imported VGG16 weights, a stand-in model).
 M = "--model={p}/model.keras"
 DATA = "--data_dir={p}/data"
 TRAIN = [DATA, "--runs_dir={p}/runs"]
@@ -138,6 +140,12 @@ CASES = [
     ("train", TRAIN + ["--num_classes=-3"], "--num_classes=-3"),
     ("train", TRAIN + ["--mixed_precision=maybe"], "--mixed_precision=maybe"),
     ("train", TRAIN + ["--stats_path={p}/missing.npz"], "--stats_path={p}/missing.npz: no such file"),
+    ("train", TRAIN + ["--shuffle_buffer=-1"], "--shuffle_buffer=-1: must be >= 1"),
+    ("train", TRAIN + ["--shuffle_buffer=0"], "--shuffle_buffer=0: must be >= 1"),
+    ("train", TRAIN + ["--log_every_steps=-1"], "--log_every_steps=-1: must be >= 0"),
+    ("train", TRAIN + ["--seed=-1"], "--seed=-1: must be in [0, 2**32)"),
+    ("train", TRAIN + ["--seed=4294967296"], "--seed=4294967296: must be in [0, 2**32)"),
+    ("train", TRAIN + ["--run_name=.."], "--run_name=..: a folder name under --runs_dir"),
     # evaluate: models, data, protocols and scales
     ("evaluate", [], "--model is required"),
     ("evaluate", ["--model={p}/missing", DATA], "--model={p}/missing: no such file or folder"),
@@ -168,6 +176,11 @@ CASES = [
     ("export", [M, "--max_pixels=0"], "--max_pixels=0"),
     ("export", [M, "--version=0"], "--version=0"),
     ("export", [M, "--crops=twenty"], "--crops=twenty"),
+    ("export", [M, "--base_dir={p}/exports", "--name=../../escaped_model"],
+     "--name=../../escaped_model: a folder name under --base_dir, without '/'"),
+    ("export", [M, "--base_dir={p}/exports", "--name=a/b"], "--name=a/b: a folder name under --base_dir"),
+    ("export", [M, "--base_dir={p}/exports", "--name=.."], "--name=..: a folder name under --base_dir"),
+    ("export", [M, "--base_dir={p}/exports", "--name="], "--name=: a folder name under --base_dir"),
     # predict
     ("predict", ["{p}/photo.jpg"], "--model (SavedModel or checkpoint) or --server (TF Serving) is required"),
     ("predict", [M, "--server=http://localhost:8501", "{p}/photo.jpg"], "--server and --model are exclusive"),
@@ -176,7 +189,18 @@ CASES = [
     ("predict", ["--model={p}/notes.txt", "{p}/photo.jpg"], "--model={p}/notes.txt: not a .keras model file"),
     ("predict", [M], "name at least one image file or folder"),
     ("predict", [M, "{p}/missing.jpg"], "{p}/missing.jpg: no such image file or folder"),
-    ("predict", [M, "{p}/empty"], "{p}/empty: holds no .jpg/.jpeg/.png image"),
+    ("predict", [M, "{p}/empty"], "{p}/empty: holds no image (.jpg/.jpeg/.jpe/.png/.gif/.bmp/.webp)"),
+    ("predict", [M, "{p}/pipes"], "{p}/pipes/b_pipe.jpg: skipped, a FIFO (named pipe) (only regular files"),
+    ("predict", [M, "{p}/pipes/b_pipe.jpg"], "{p}/pipes/b_pipe.jpg: skipped, a FIFO (named pipe)"),
+    ("predict", [M, "{p}/pipes/b_pipe.jpg", "{p}/pipes/b_pipe.jpg"],
+     "no regular image file among the 2 named (FIFOs, sockets, devices, ...)"),
+    ("predict", ["--model={p}/saved", "--crops=ten_crop", "{p}/photo.jpg"],
+     "--crops: --model={p}/saved is a SavedModel, whose export fixed its crops, test scale and mean"),
+    ("predict", ["--model={p}/saved", "--crops=center", "--test_scale=300", "{p}/photo.jpg"],
+     "--crops, --test_scale: --model={p}/saved is a SavedModel"),
+    ("predict", ["--model={p}/saved", "--mean=rgb", "{p}/photo.jpg"], "--mean: --model={p}/saved is a SavedModel"),
+    ("predict", ["--server=http://localhost:8501", "--model_name=alexnet", "--crops=ten_crop", "{p}/photo.jpg"],
+     "--crops: --server=http://localhost:8501 serves a SavedModel, whose export fixed"),
     ("predict", [M, "--batch_size=0", "{p}/photo.jpg"], "--batch_size=0"),
     ("predict", [M, "--batch_size=abc", "{p}/photo.jpg"], "--batch_size=abc"),
     ("predict", [M, "--crops=five", "{p}/photo.jpg"], "--crops=five"),
@@ -264,6 +288,8 @@ def make_inputs(base):
         test_scale=256, mean="rgb", origin="import",
         model_config=dataclasses.asdict(ModelConfig("vgg_d", lrn=False))))
     (base / "vgg16_run" / "model.keras").write_bytes(b"")
+    (base / "pipes").mkdir()
+    os.mkfifo(base / "pipes" / "b_pipe.jpg")  # a FIFO named like an image: never opened (it would block)
 
 
 @pytest.fixture(scope="module")

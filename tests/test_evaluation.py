@@ -210,6 +210,24 @@ def test_dense_plus_multi_crop_row_and_mismatched_runs():
         protocols.average([runs[0], _run("E", "dense", 256, [[1, 0, 0], [1, 0, 0]], [0, 0])])
 
 
+def test_models_at_their_own_test_scales_fuse_by_position():
+    """An AlexNet evaluated at Q=256 and a VGG net at Q=384 (each run's own scale): the fusion averages
+    the two and its row names both scales; different numbers of scales or classes are refused by name."""
+    labels = [0, 1]
+    a = [[0.6, 0.4, 0.0], [0.6, 0.4, 0.0]]
+    b = [[0.45, 0.55, 0.0], [0.1, 0.9, 0.0]]
+    runs = [_run("alexnet", "center", 256, a, labels), _run("vgg_a", "center", 384, b, labels)]
+    rows = {(r["model"], r["test scale Q"]): r for r in ensemble.table_rows(runs)}
+    assert set(rows) == {("alexnet", "256"), ("vgg_a", "384"), ("alexnet + vgg_a", "256 / 384")}
+    assert rows[("alexnet", "256")]["top-1 val. error (%)"] == 50.0
+    assert rows[("alexnet + vgg_a", "256 / 384")]["top-1 val. error (%)"] == 0.0  # (a + b) / 2
+    assert set(r["model"] for r in ensemble.table_rows(runs, fuse=False)) == {"alexnet", "vgg_a"}
+    with pytest.raises(ValueError, match=r"different numbers of test scales: alexnet at Q=256; vgg_a at Q=384,512"):
+        ensemble.table_rows(runs + [_run("vgg_a", "center", 512, b, labels)])
+    with pytest.raises(ValueError, match="vgg_a has 2 classes and alexnet 3; cannot average"):
+        ensemble.table_rows([runs[0], _run("vgg_a", "center", 384, [[0.5, 0.5], [0.1, 0.9]], labels)])
+
+
 def test_markdown_and_csv(tmp_path):
     runs = [_run("A", "center", 224, [[0.9, 0.1], [0.2, 0.8]], [0, 0])]
     table = tables.error_table(ensemble.table_rows(runs))
@@ -264,6 +282,9 @@ def test_evaluate_command_on_a_tiny_run(data_dir, tmp_path):
     result = _main("evaluate", f"--model={saved}", f"--data_dir={data_dir}", "--test_scale=32",
                    f"--output_dir={tmp_path / 'eval_sm'}")
     assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout.splitlines()  # what it does, before TensorFlow's seconds-long import
+    assert printed[0] == f"Evaluating {saved} on the validation split (center)"
+    assert printed[1] == "Loading TensorFlow ..." and printed[2].startswith("Loading TensorFlow: done in ")
     served = pd.read_csv(tmp_path / "eval_sm" / "errors.csv")
     assert served["model"].item() == "vgg_a"
     assert served["top-1 val. error (%)"].item() == center["top-1 val. error (%)"].item()

@@ -347,7 +347,8 @@ def test_export_and_predict_commands_from_a_run_folder(tmp_path):
     refused = _main("predict", f"--model={base / 'vgg_a'}", str(bad), str(photo))  # the bad file first
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
-        f"main.py predict: error: {bad}: assertion failed: [image bytes are neither JPEG nor PNG (could not decode)]",
+        f"main.py predict: error: {bad}: not an image (Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, "
+        "BMP, WebP required.)",  # read as predict reads any format prepare takes (image_codec.as_jpeg_or_png)
         "main.py predict: error: 1 of 2 images could not be predicted (each named above)"]
     assert refused.stdout == served.stdout  # the good file is still predicted
 

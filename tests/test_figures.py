@@ -72,21 +72,48 @@ def test_top5_panels_and_markdown():
     np.testing.assert_array_equal(panel[:20, :20], figures.tile(images[0], 20))
     np.testing.assert_array_equal(panel[20:20 + caption.shape[0], :20], caption)
     md = figures.top5_markdown(classes, probs, [0, 1, 2, 3, 9], names).splitlines()
-    assert md[2] == "| 1, 1 | c0 | **c0** (0.600); c1 (0.200); c2 (0.100); c3 (0.050); c4 (0.050) |"
-    assert md[6].startswith("| 2, 1 | c9 | c0 (0.600)") and "**" not in md[6]
+    assert md[2] == "| 1, 1 | correct | c0 | **c0** (0.600); c1 (0.200); c2 (0.100); c3 (0.050); c4 (0.050) |"
+    assert [line.split(" | ")[1] for line in md[3:6]] == ["wrong, in top 5"] * 3
+    assert md[6].startswith("| 2, 1 | wrong, not in top 5 | c9 | c0 (0.600)") and "**" not in md[6]
+
+
+def test_panels_alternate_successes_and_failures():
+    assert figures.successes_and_failures([True, True, False, True, False, False], 4) == [0, 2, 1, 4]
+    assert figures.successes_and_failures([False, False, True], 3) == [2, 0, 1]  # a success first
+    assert figures.successes_and_failures([True, True, True, False], 4) == [0, 3, 1, 2]  # failures ran out
+    assert figures.successes_and_failures([True] * 3, 5) == [0, 1, 2]  # fewer images than panels
+    assert figures.top5_verdict([4, 2, 1, 0, 3], 4) == "correct"
+    assert figures.top5_verdict([4, 2, 1, 0, 3], 0) == "wrong, in top 5"
+    assert figures.top5_verdict([4, 2, 1, 0, 3], 7) == "wrong, not in top 5"
 
 
 def test_nearest_matches_brute_force_in_chunks():
     rng = np.random.default_rng(3)
     queries, database = rng.normal(size=(4, 16)), rng.normal(size=(50, 16))
     search = figures.Nearest(queries, k=6)
-    for start in range(0, 50, 7):  # chunks smaller than k and uneven
-        search.add(database[start:start + 7])
+    for start in range(0, 50, 7):  # chunks smaller than k and uneven, each row with its item (its index x 10)
+        search.add(database[start:start + 7], [10 * i for i in range(start, min(start + 7, 50))])
     distances = np.linalg.norm(queries[:, None] - database[None], axis=-1)
     expected = np.argsort(distances, axis=1)[:, :6]
     np.testing.assert_array_equal(search.indices, expected)
     np.testing.assert_allclose(search.distances, np.take_along_axis(distances, expected, 1), rtol=1e-9)
     assert search.seen == 50
+    assert [[search.item(i) for i in row] for row in search.indices] == (10 * expected).tolist()
+    assert len(search._items) == len(set(expected.ravel()))  # only the nearest rows' items are kept
+
+
+def test_nearest_compares_feature_maps_as_flattened_vectors():
+    """A conv layer's maps ([N, h, w, c], `neighbors --layer=conv1`): the Euclidean distance of the whole
+    tensors, against NumPy over every element."""
+    rng = np.random.default_rng(6)
+    queries, database = rng.normal(size=(3, 5, 5, 4)), rng.normal(size=(20, 5, 5, 4))
+    search = figures.Nearest(queries, k=4)
+    for start in range(0, 20, 6):
+        search.add(database[start:start + 6])
+    distances = np.sqrt(((queries[:, None] - database[None]) ** 2).sum(axis=(2, 3, 4)))
+    expected = np.argsort(distances, axis=1)[:, :4]
+    np.testing.assert_array_equal(search.indices, expected)
+    np.testing.assert_allclose(search.distances, np.take_along_axis(distances, expected, 1), rtol=1e-9)
 
 
 def test_fc7_model_and_neighbor_grid():
@@ -102,9 +129,12 @@ def test_fc7_model_and_neighbor_grid():
     queries = [np.full((30, 30, 3), 10.0 * i) for i in range(2)]
     found = [[np.full((30, 40, 3), 100.0 + j) for j in range(3)] for _ in range(2)]
     grid = figures.neighbor_grid(queries, found, size=16)
-    assert grid.shape == (2 * 16 + 2, 16 + 2 + 4 + 3 * (16 + 2), 3)
-    assert (grid[18:34, :16] == 10).all()  # second row starts with its query
-    assert (grid[:16, 24:40] == 100).all() and (grid[:16, 42:58] == 101).all()  # neighbours in order
+    header = figures.caption_size(16) + 5  # "query" and the ranks over the columns
+    assert grid.shape == (header + 2 + 2 * 16 + 2, 16 + 2 + 4 + 3 * (16 + 2), 3)
+    top = header + 2
+    assert (grid[top + 18:top + 34, :16] == 10).all()  # second row starts with its query
+    assert (grid[top:top + 16, 24:40] == 100).all() and (grid[top:top + 16, 42:58] == 101).all()  # in order
+    assert (grid[top:top + 16, 19:21] == figures.BLUE).all()  # the rule after the query column
 
 
 def _write_split(folder, split, images, labels):
@@ -148,25 +178,42 @@ def test_neighbors_command_finds_the_same_image_first(tiny_run, tmp_path):
                    "--num_queries=2", "--k=3", "--test_scale=36", "--mean=rgb", "--batch_size=4", "--tile=16",
                    f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout.splitlines()
+    model = tiny_run / "model.keras"
+    assert printed[0] == f"Nearest train images to 2 validation images by fc7 distance, model {model}"
+    assert printed[1] == "Loading TensorFlow ..." and printed[2].startswith("Loading TensorFlow: done in ")
+    # One pass over the training split (the line counting it), then the figure is written.
+    assert printed[-2].startswith("fc7 features of train |  0/10 images") and printed[-1].startswith("wrote ")
     grid = tf.io.decode_png(tf.io.read_file(str(tmp_path / "neighbors.png"))).numpy()
-    caption = figures.caption_size(16) + 3 + 2  # each image's class name under it
-    assert grid.shape == (2 * (16 + caption) + 2, 16 + 2 + 4 + 3 * 18, 3)
-    np.testing.assert_array_equal(grid[:16 + caption, :16], grid[:16 + caption, 24:40])  # nearest: its own copy
+    row = 16 + 2 * (figures.caption_size(16) + 3) + 2  # each image, its class name and (neighbours) its distance
+    body = figures.caption_size(16) + 5 + 2 + 2 * row + 2  # the header, then two rows
+    assert grid.shape[1] == 16 + 2 + 4 + 3 * 18 and grid.shape[0] > body
+    title = grid[:grid.shape[0] - body]  # the layer and the splits, over the grid
+    assert (title.min(axis=-1) < 100).sum() > 50
+    first = grid.shape[0] - 2 * row - 2
+    np.testing.assert_array_equal(grid[first:first + 16, :16], grid[first:first + 16, 24:40])  # nearest: its copy
     rows = (tmp_path / "neighbors.md").read_text().splitlines()[-2:]
     assert rows[0].startswith("| 1 | thing 3 | thing 3 (0.00)")
     assert rows[1].startswith("| 2 | thing 2 | thing 2 (0.00)")
 
 
 def test_figures_command_writes_pngs_markdown_and_tensorboard(tiny_run, tmp_path):
-    result = _main("figures", f"--model={tiny_run / 'model.keras'}", f"--data_dir={tiny_run}",
-                   "--num_images=2", "--test_scale=36", "--mean=rgb", "--tile=24", f"--output_dir={tmp_path}",
-                   f"--logdir={tmp_path / 'tb'}")
+    result = _main("figures", f"--model={tiny_run / 'model.keras'}", f"--data_dir={tiny_run}", "--split=train",
+                   "--num_images=4", "--test_scale=36", "--mean=rgb", "--tile=24", "--batch_size=3",
+                   f"--output_dir={tmp_path}", f"--logdir={tmp_path / 'tb'}")
     assert result.returncode == 0, result.stderr[-3000:]
     conv1 = tf.io.decode_png(tf.io.read_file(str(tmp_path / "conv1.png"))).numpy()
     assert conv1.shape[1] >= 600  # 8 kernels 3x3 (3x3 grid) enlarged for reading
     top5 = tf.io.decode_png(tf.io.read_file(str(tmp_path / "top5.png"))).numpy()
-    assert top5.shape[1] == 2 * 24 + 8 and top5.shape[0] > 24 + 4 * 10  # two panels, captions under them
+    assert top5.shape[1] == 4 * 24 + 3 * 8 and top5.shape[0] > 24 + 4 * 10  # four panels, captions under them
     md = (tmp_path / "top5.md").read_text()
-    assert "| 1, 1 | thing 3 |" in md and "| 1, 2 | thing 2 |" in md
+    assert md.startswith("# Top-5 labels of train images")  # the split used
+    # Successes and failures alternate, each named as such: a panel is "correct" when its first label is.
+    rows = [line.split(" | ") for line in md.splitlines()[4:]]
+    verdicts = [row[1] for row in rows]
+    assert verdicts[0] == "correct" and verdicts[1].startswith("wrong") and len(rows) == 4, md
+    for row in rows:
+        assert (row[1] == "correct") == row[3].startswith(f"**{row[2]}**"), row
+        assert row[2].startswith("thing ")
     events = [f for f in os.listdir(tmp_path / "tb") if f.startswith("events.out")]
     assert events

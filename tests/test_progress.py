@@ -61,7 +61,8 @@ def test_off_a_terminal_a_line_at_the_start_then_every_interval():
 
 def test_on_a_terminal_one_line_redrawn_in_place():
     clock, out = Clock(), io.StringIO()
-    line = ProgressLine("Epoch 1/2", 10, count_unit="steps", per_count=64, stream=out, interactive=True, clock=clock)
+    line = ProgressLine("Epoch 1/2", 10, count_unit="steps", images_per_count=64, stream=out, interactive=True,
+                        clock=clock, columns=200)
     for step in range(1, 11):
         clock.now += 1.0
         line.update(step, loss=0.5)
@@ -103,3 +104,85 @@ def test_one_line_at_a_time_a_new_phase_ends_the_open_line():
     assert first.split("\r")[-1].startswith("Epoch 1/2 | 10/10 steps") and "validation" in second
     epoch.update(10)  # a closed line draws nothing more
     assert out.getvalue().count("Epoch") == out.getvalue().split("\n", 1)[0].count("Epoch")
+
+
+def _shown(text):
+    """What a terminal keeps of text redrawn with \r: the last state of each line."""
+    return [line.split("\r")[-1].replace("\x1b[K", "") for line in text.split("\n")]
+
+
+def test_on_a_narrow_terminal_the_least_important_fields_go_first():
+    clock = Clock()
+    full = []
+    for columns in (200, 100, 80, 60, 50, 40, 20):
+        out = io.StringIO()
+        line = ProgressLine("Epoch 3/90", 5000, count_unit="steps", images_per_count=128, stream=out,
+                            interactive=True, clock=clock, redraw=None, columns=columns)
+        for step in (1, 1250):
+            clock.now += 50.0
+            line.update(step, loss=6.54321, **{"top-1 error": 0.98765})
+        line.close()
+        shown = [text for text in _shown(out.getvalue()) if text]
+        assert shown and all(len(text) <= columns - 1 for text in shown), (columns, shown)
+        full.append(shown[-1])
+    assert full[0] == ("Epoch 3/90 | 1250/5000 steps [=====>..............]  25% | loss 6.5432 | top-1 error "
+                       "0.9877 | 3,197 img/s | ETA 2:30 | 1:40 elapsed")
+    # The bar goes first, then the elapsed time, the rate, the values (the last first), the ETA; then a cut.
+    assert full[1] == "Epoch 3/90 | 1250/5000 steps  25% | loss 6.5432 | top-1 error 0.9877 | 3,197 img/s | ETA 2:30"
+    assert full[2] == "Epoch 3/90 | 1250/5000 steps  25% | loss 6.5432 | top-1 error 0.9877 | ETA 2:30"
+    assert full[3] == "Epoch 3/90 | 1250/5000 steps  25% | loss 6.5432 | ETA 2:30"
+    assert full[4] == "Epoch 3/90 | 1250/5000 steps  25% | ETA 2:30"
+    assert full[5] == "Epoch 3/90 | 1250/5000 steps  25%"
+    assert full[6] == "Epoch 3/90 | 1250/5"
+
+
+def test_the_width_is_read_again_at_each_redraw(monkeypatch):
+    from keras_alexnet import progress
+
+    columns = [160]
+    monkeypatch.setattr(progress, "terminal_columns", lambda stream: columns[0])
+    clock, out = Clock(), io.StringIO()
+    line = ProgressLine("10-crop test", 1000, stream=out, interactive=True, clock=clock, redraw=None)
+    clock.now += 1.0
+    line.update(100)
+    wide = out.getvalue().split("\r")[-1]
+    columns[0] = 40  # the window was made narrower
+    clock.now += 1.0
+    line.update(200)
+    narrow = out.getvalue().split("\r")[-1].replace("\x1b[K", "")
+    assert "[==" in wide and len(narrow) <= 39 and narrow.startswith("10-crop test |  200/1000 images  20%")
+
+
+def test_off_a_terminal_lines_are_whole_whatever_the_width():
+    out = io.StringIO()
+    ProgressLine("x" * 300, 10, stream=out, interactive=False, redraw=None, columns=20)
+    assert out.getvalue().startswith("x" * 300 + " |  0/10 images [>")
+
+
+def test_the_rate_is_in_the_unit_counted():
+    clock = Clock()
+    rates = {}
+    for images_per_count in (None, 32):
+        out = io.StringIO()
+        line = ProgressLine("validation", 100, count_unit="steps", images_per_count=images_per_count, stream=out,
+                            interactive=False, interval=0.0, clock=clock, redraw=None)
+        line.update(1)
+        clock.now += 10.0
+        line.update(51)  # 50 steps in 10 s
+        rates[images_per_count] = out.getvalue().splitlines()[-1].split(" | ")[2]
+    assert rates == {None: "5 steps/s", 32: "160 img/s"}
+
+
+def test_validation_line_counts_images_per_second_not_batches():
+    from callbacks.throughput import Progress, Throughput
+
+    clock, out = Clock(), io.StringIO()
+    progress = Progress(4, 1, Throughput(64), printer=lambda text: None, stream=out, interactive=False,
+                        interval=0.0, validation_steps=40, clock=clock)
+    progress.on_test_begin()
+    for step in range(40):  # a step every 0.025 s: 40 batches a second of 64 images
+        clock.now += 0.025
+        progress.on_test_batch_end(step)
+    progress.on_test_end()
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("  validation (centre crop) | 40/40 steps [====================] 100% | 2,560 img/s"), last

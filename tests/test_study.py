@@ -2,6 +2,7 @@
 report on constructed results, the study definitions resolving to valid configs, and a tiny study end to end
 through the real `train` on miniature Fashion-MNIST files."""
 
+import glob
 import json
 import os
 import types
@@ -217,6 +218,17 @@ def test_tiny_study_end_to_end_with_the_real_training_call(tiny_data, tmp_path):
         assert len(result["history"]["top1_error"]) == 1
     recorded = json.load(open(os.path.join(plan.run_dir("no_lrn", 1), "run.json")))["config"]
     assert recorded["model"]["lrn"] is False and recorded["seed"] == 1
+    # The hparams columns the last run declares: what tells the arms and seeds apart is flagged first.
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import metadata
+
+    trial = os.path.join(plan.run_dir("no_lrn", 1), "logs", "no_lrn_seed1")
+    experiments = [metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+                   for path in glob.glob(os.path.join(trial, "events.out.*"))
+                   for event in tf.compat.v1.train.summary_iterator(path) for value in event.summary.value
+                   if value.tag == metadata.EXPERIMENT_TAG]
+    assert len(experiments) == 1
+    assert sorted(info.name for info in experiments[0].hparam_infos if info.differs) == ["lrn", "seed"]
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished run was trained again")

@@ -148,24 +148,61 @@ def test_learning_rate_has_one_point_per_step(board):
 
 def test_hparams_have_metrics_and_the_run_name_as_trial(board):
     experiment = board.post("/data/plugin/hparams/experiment", {"experimentName": ""})
-    hparams = {info["name"] for info in experiment["hparamInfos"]}
-    assert {"architecture", "learning_rate", "batch_size", "width", "image_size"} <= hparams, hparams
-    metrics = {(m["name"]["group"], m["name"]["tag"]): m.get("displayName") for m in experiment["metricInfos"]}
-    for run in ("train", "validation", "validation_10crop", "test_10crop"):
-        assert (run, "epoch/top1_error") in metrics, metrics
-    assert metrics[("test_10crop", "epoch/top5_error")] == "test top-5 error (10-crop)"
+    infos = {info["name"]: info for info in experiment["hparamInfos"]}
+    assert {"architecture", "learning_rate", "batch_size", "width", "image_size", "lrn", "epochs"} <= set(infos)
+    # Typed columns: a boolean is a boolean, counts and rates are numbers, choices strings.
+    assert infos["lrn"]["type"] == "DATA_TYPE_BOOL" and infos["extra_conv"]["type"] == "DATA_TYPE_BOOL"
+    assert infos["batch_size"]["type"] == infos["learning_rate"]["type"] == "DATA_TYPE_FLOAT64"
+    assert infos["architecture"]["type"] == infos["scale_jitter"]["type"] == "DATA_TYPE_STRING"
+    # The dashboard ticks the first five columns, in this order (the flagged first): for a run alone, the
+    # model, its width and the recipe's learning rate, batch size and epochs.
+    first = [info["name"] for info in experiment["hparamInfos"][:5]]
+    assert first == ["architecture", "batch_size", "epochs", "learning_rate", "width"], first
+    assert all(infos[name].get("differs") for name in first) and not infos["activation"].get("differs")
+    # Metrics in column order, the first five ticked: test and validation errors first.
+    metrics = [(m["name"]["group"], m["name"]["tag"], m.get("displayName")) for m in experiment["metricInfos"]]
+    assert metrics[:5] == [("test_10crop", "epoch/top1_error", "test top-1 error (10-crop)"),
+                           ("test_10crop", "epoch/top5_error", "test top-5 error (10-crop)"),
+                           ("validation_10crop", "epoch/top1_error", "validation top-1 error (10-crop)"),
+                           ("validation_10crop", "epoch/top5_error", "validation top-5 error (10-crop)"),
+                           ("validation", "epoch/top1_error", "validation top-1 error (centre)")], metrics
+    assert {("validation", "epoch/top5_error"), ("train", "epoch/top1_error")} <= {m[:2] for m in metrics}
     groups = board.post("/data/plugin/hparams/session_groups", {
         "experimentName": "", "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN", "STATUS_RUNNING"],
         "colParams": [], "startIndex": 0, "sliceSize": 100})
     assert [group["name"] for group in groups["sessionGroups"]] == [TRIAL], groups
     group = groups["sessionGroups"][0]
     assert group["hparams"]["architecture"] == "alexnet" and group["hparams"]["learning_rate"] == pytest.approx(0.02)
+    assert group["hparams"]["lrn"] is True and group["hparams"]["batch_size"] == 32
+    assert group["hparams"]["scale_jitter"] == "none"
     session = group["sessions"][0]
     assert session["name"] == TRIAL and session["status"] == "STATUS_SUCCESS", session
     values = {(m["name"]["group"], m["name"]["tag"]): m for m in session["metricValues"]}
     for key in (("validation", "epoch/top1_error"), ("validation_10crop", "epoch/top5_error"),
                 ("test_10crop", "epoch/top1_error")):
         assert 0 <= values[key]["value"] <= 1 and values[key]["trainingStep"] == EPOCHS, (key, values)
+
+
+def test_hparams_shown_first_are_those_that_differ_between_the_runs_beside(tmp_path):
+    from keras_alexnet import runs
+    from keras_alexnet.training.callbacks import KEY_HPARAMS, hparams, hparams_shown_first
+    from keras_alexnet.training.presets import default_run_config
+
+    def run(name, **overrides):
+        config = default_run_config(str(tmp_path / "data"), dict(runs_dir=str(tmp_path / "study"),
+                                                                   run_name=name, **overrides)).resolve()
+        return config, hparams(config, 1)
+
+    alone, values = run("baseline_seed0")
+    assert hparams_shown_first(alone, values) == list(KEY_HPARAMS)  # nothing to tell it apart from
+    for name, overrides in (("baseline_seed0", {}), ("baseline_seed1", {"seed": 1}), ("no_lrn_seed0", {"lrn": False})):
+        config, _ = run(name, **overrides)
+        runs.write_record(config.run_dir, runs.RunRecord("alexnet", 10, [], 64, 72, "image", config=config.to_dict()))
+    os.makedirs(tmp_path / "study" / "not_a_run")  # passed over, as is a run.json that is not a training run's
+    runs.write_record(str(tmp_path / "study" / "imported"), runs.RunRecord("vgg16", 10, [], 224, 256, "rgb"))
+    config, values = run("dropout_seed0", dropout=0.0)
+    assert values["lrn"] is True and isinstance(values["batch_size"], int) and isinstance(values["width"], float)
+    assert hparams_shown_first(config, values) == ["dropout", "lrn", "seed"]
 
 
 def test_conv1_kernels_image_is_large_and_per_epoch(board):

@@ -7,7 +7,10 @@ Each subcommand lives in its own module of this package. Importing the module de
 - ``TAKES_ARGUMENTS = True`` (optional): the command accepts positional arguments (files, say);
   without it any positional argument is refused;
 - ``validate()`` (optional): checks flag combinations and paths, raising ``FlagError`` before any work;
-  a command with ``TAKES_ARGUMENTS`` has ``validate(argv)`` and checks its positional arguments too.
+  a command with ``TAKES_ARGUMENTS`` has ``validate(argv)`` and checks its positional arguments too;
+- ``starting()`` (optional): one line saying what the command is about to do, printed after
+  ``validate()`` and before TensorFlow is imported (seconds) so a slow command never starts on a blank
+  screen; the import is then shown as a phase of its own ("Loading TensorFlow").
 
 `dispatch.main()` picks the module from ``sys.argv[1]`` so only that command's flags exist in a run,
 which keeps ``main.py COMMAND --helpfull`` to the flags that matter.

@@ -69,19 +69,30 @@ def _stderr_silenced():
         os.close(devnull)
 
 
-def import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly(announce=None) -> None:
     """Imports TensorFlow with its start-up noise (CUDA probing, oneDNN notices) kept out of the terminal.
 
     TensorFlow's C++ logging ignores `TF_CPP_MIN_LOG_LEVEL` once absl's Python logging is loaded (as
     it is in an absl application), so the import runs with stderr silenced; `TF_CPP_MIN_LOG_LEVEL`
-    still quiets what it logs later. `--verbosity=1` or more shows everything.
+    still quiets what it logs later. `--verbosity=1` or more shows everything. With `announce` (the
+    command's `starting()` line), the line is printed first and the import shown as a phase (it takes
+    seconds).
     """
-    if FLAGS["verbosity"].value >= 1:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    with _stderr_silenced():
-        import tensorflow  # noqa: F401  (the import itself is the point)
+    if announce is not None:
+        from keras_alexnet.progress import phase
+
+        print(announce, flush=True)
+        loading = phase("Loading TensorFlow")
+    else:
+        loading = contextlib.nullcontext()
+    with loading:
+        if FLAGS["verbosity"].value >= 1:
+            import tensorflow  # noqa: F401
+            return
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        with _stderr_silenced():
+            import tensorflow  # noqa: F401  (the import itself is the point)
 
 
 def main(argv=None) -> None:
@@ -119,7 +130,7 @@ def main(argv=None) -> None:
         if not FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)  # no INFO lines from TensorFlow's Python code
         try:
-            import_tensorflow_quietly()
+            import_tensorflow_quietly(module.starting() if hasattr(module, "starting") else None)
             module.run(remaining[1:])
         except UserError as error:
             _fail(command, str(error), error.exit_code)

@@ -61,8 +61,7 @@ def test_scales(recorded_scale):
 
 def validate():
     paths = flagdefs.check_model_paths()
-    if not flagdefs.data_dir(paths[0]):
-        raise FlagError("--data_dir is required (the model records no data folder that exists)")
+    flagdefs.require_data_dir(paths[0])
     unknown = [p for p in FLAGS.protocols if p not in PROTOCOL_CHOICES]
     if unknown or not FLAGS.protocols:
         raise FlagError(f"--protocols: unknown '{unknown[0] if unknown else ''}' "
@@ -75,6 +74,12 @@ def validate():
     if FLAGS.train_scale:
         test_scales(None)
     outputs.check_writable_dir(FLAGS.output_dir or _default_output_dir(paths[0]), "output_dir")
+
+
+def starting() -> str:
+    """The first line, printed before TensorFlow is imported."""
+    models = " and ".join(FLAGS.model)
+    return f"Evaluating {models} on the {FLAGS.split} split ({', '.join(FLAGS.protocols)})"
 
 
 def _examples(data_dir):
@@ -136,15 +141,22 @@ def run(argv):
                 runs.append(result)
                 print(f"{name}: {protocol} at Q={scale}: {len(result.labels)} images, "
                       f"{result.images_per_second:.1f} images/s", flush=True)
-    rows = ensemble.table_rows(runs)
-    if not FLAGS.ensemble:
-        rows = [row for row in rows if row["model"] in names]
+    fusion_problem = None
+    try:
+        rows = ensemble.table_rows(runs, fuse=FLAGS.ensemble)
+    except ValueError as error:  # the models cannot be fused: their own rows are still written
+        fusion_problem = f"--ensemble: {error}"
+        rows = ensemble.table_rows(runs, fuse=False)
     table = tables.error_table(rows, FLAGS.split)
     print(table.to_string(index=False))
     output_dir = FLAGS.output_dir or _default_output_dir(FLAGS.model[0])
     with outputs.writing(output_dir, partial=[os.path.join(output_dir, f"errors.{kind}") for kind in ("csv", "md")]):
         csv_path, md_path = tables.write_table(table, output_dir)
     print(f"wrote {csv_path} and {md_path}")
+    if fusion_problem:
+        from keras_alexnet.errors import UserError
+
+        raise UserError(fusion_problem)
 
 
 def _default_output_dir(model_path):

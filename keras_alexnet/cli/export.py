@@ -37,6 +37,8 @@ def validate():
         raise FlagError(f"--model={FLAGS.model} is already a SavedModel; export a run folder or .keras file")
     flagdefs.single_test_scale()
     outputs.check_writable_dir(FLAGS.base_dir, "base_dir")
+    if FLAGS.name is not None:
+        outputs.check_folder_name(FLAGS.name, "name", "base_dir")
 
 
 def run(argv):

@@ -207,9 +207,28 @@ def data_dir(model_path: str):
         return FLAGS.data_dir
     run_dir = runs.run_dir_of(model_path)
     record = runs.read_record(run_dir) if run_dir else None
-    if record is not None and record.data_source and os.path.isdir(record.data_source):
-        return record.data_source
-    return None
+    found = runs.resolve_recorded_path(run_dir, record, record.data_source) if record is not None else None
+    return found if found and os.path.isdir(found) else None
+
+
+def require_data_dir(model_path: str) -> str:
+    """`data_dir(model_path)`; FlagError saying why there is none: no --data_dir, and the run records no data
+    folder, or one that does not exist from here."""
+    import os
+
+    from keras_alexnet import runs
+
+    found = data_dir(model_path)
+    if found:
+        return found
+    run_dir = runs.run_dir_of(model_path)
+    record = runs.read_record(run_dir) if run_dir else None
+    recorded = record.data_source if record is not None and not record.data_source.startswith("tfds:") else ""
+    if not recorded:
+        raise FlagError("--data_dir is required (the model records no data folder)")
+    where = "" if os.path.isabs(recorded) else " relative to the folder train ran in (an older run.json)"
+    raise FlagError(f"--data_dir is required: {runs.run_file(run_dir)} records the data folder {recorded}{where}, "
+                    "not found from here")
 
 
 def check_figure_inputs(purpose: str) -> None:
@@ -219,8 +238,7 @@ def check_figure_inputs(purpose: str) -> None:
 
     if models.saved_model_dir(FLAGS.model):
         raise FlagError(f"--model={FLAGS.model} is a SavedModel; {purpose} need the run folder or .keras file")
-    if data_dir(FLAGS.model) is None:
-        raise FlagError("--data_dir is required (the model records no data folder that exists)")
+    require_data_dir(FLAGS.model)
 
 
 def figure_inputs():

@@ -4,7 +4,8 @@
 the higher levels of the neural network consider them to be similar." For the first `--num_queries`
 images of `--query_split`, the `--k` training images with the smallest Euclidean distance between
 their last-hidden-layer (fc7) activations, as one PNG grid (query first in each row) and a Markdown
-list of labels and distances beside it.
+list of labels and distances beside it; the grid is titled (layer, splits), its query column marked, each
+neighbour's distance written under it.
 """
 
 import os
@@ -21,7 +22,8 @@ flags.DEFINE_string("train_split", "train", "Split searched for neighbours. [Ale
 flags.DEFINE_integer("num_queries", 5, "Query images (rows of the figure). [AlexNet §6.1]", lower_bound=1)
 flags.DEFINE_integer("k", 6, "Neighbours per query (columns after the query). [AlexNet §6.1]", lower_bound=1)
 flags.DEFINE_integer("max_train", None, "Search only the first N training images. [AlexNet §6.1]", lower_bound=1)
-flags.DEFINE_string("layer", "fc7", "The layer whose activations are compared (the last hidden layer). "
+flags.DEFINE_string("layer", "fc7", "The layer whose activations are compared: the last hidden layer, or "
+                    "any other (a conv or pooling layer's feature maps compared as one flattened vector). "
                     "[AlexNet §6.1]")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass. [AlexNet §5]", lower_bound=1)
 flags.DEFINE_integer("tile", 64, "Side of each image in the grid, in pixels. [AlexNet §6.1]", lower_bound=8)
@@ -36,8 +38,14 @@ def validate():
     flagdefs.check_figure_inputs("fc7 features")
 
 
+def starting() -> str:
+    """The first line, printed before TensorFlow is imported."""
+    searched = f"the first {FLAGS.max_train} " if FLAGS.max_train else ""
+    return (f"Nearest {searched}{FLAGS.train_split} images to {FLAGS.num_queries} {FLAGS.query_split} images by "
+            f"{FLAGS.layer} distance, model {FLAGS.model}")
+
+
 def run(argv):
-    import numpy as np
     from pipelines import record_parser
 
     from keras_alexnet import figures
@@ -67,32 +75,25 @@ def run(argv):
             total = min(total, FLAGS.max_train) if total else FLAGS.max_train
         progress = ProgressLine(f"{FLAGS.layer} features of {FLAGS.train_split}", total)
         search = figures.Nearest(features.predict(fed, verbose=0), FLAGS.k, progress)
-        train_labels = []
-        for _, inputs, batch_labels in train:
-            search.add(features(inputs, training=False).numpy())
-            train_labels.append(batch_labels.numpy())
+        for pixels, inputs, batch_labels in train:  # one pass: the neighbours' pictures are kept as found
+            search.add(features(inputs, training=False).numpy(), list(zip(pixels.numpy(), batch_labels.numpy())))
         search.close()
-        train_labels = np.concatenate(train_labels)
-        # Second pass: only the pictures of the neighbours found.
-        wanted = {int(i) for i in search.indices.ravel()}
-        pictures, index = {}, 0
-        for pixels, _, _ in train:
-            for picture in pixels.numpy():
-                if index in wanted:
-                    pictures[index] = picture
-                index += 1
-    grid = figures.neighbor_grid(shown, [[pictures[int(i)] for i in row] for row in search.indices], FLAGS.tile,
+    found = [[search.item(i) for i in row] for row in search.indices]
+    title = [f"Nearest neighbours by the Euclidean distance d of {FLAGS.layer} activations",
+             f"queries: {FLAGS.query_split} images (left); neighbours: the {FLAGS.k} nearest of {search.seen:,} "
+             f"{FLAGS.train_split} images"]
+    grid = figures.neighbor_grid(shown, [[picture for picture, _ in row] for row in found], FLAGS.tile,
                                  [names[label] for label in labels],
-                                 [[names[train_labels[i]] for i in row] for row in search.indices])
+                                 [[names[label] for _, label in row] for row in found], search.distances, title)
     output_dir = flagdefs.figures_dir()
     png, md = os.path.join(output_dir, "neighbors.png"), os.path.join(output_dir, "neighbors.md")
     lines = [f"# Nearest training images by Euclidean distance of {FLAGS.layer} activations [AlexNet §6.1, Figure 4]",
-             "", f"{search.seen} {FLAGS.train_split} images searched; row = query (first column), then "
-             f"its {FLAGS.k} nearest.", "", "| row | query label | neighbours: label (distance) |",
+             "", f"{search.seen} {FLAGS.train_split} images searched; row = query ({FLAGS.query_split} image, first "
+             f"column), then its {FLAGS.k} nearest.", "", "| row | query label | neighbours: label (distance) |",
              "| --- | --- | --- |"]
-    for row, (label, indices, distances) in enumerate(zip(labels, search.indices, search.distances), 1):
-        found = "; ".join(f"{names[train_labels[i]]} ({d:.2f})" for i, d in zip(indices, distances))
-        lines.append(f"| {row} | {names[label]} | {found} |")
+    for row, (label, neighbours, distances) in enumerate(zip(labels, found, search.distances), 1):
+        listed = "; ".join(f"{names[label_found]} ({d:.2f})" for (_, label_found), d in zip(neighbours, distances))
+        lines.append(f"| {row} | {names[label]} | {listed} |")
     with outputs.writing(output_dir, partial=[png, md]):
         os.makedirs(output_dir, exist_ok=True)
         figures.write_png(png, grid)

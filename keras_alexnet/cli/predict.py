@@ -9,6 +9,7 @@ own line and the others go on; the CSV holds the files predicted, and the exit c
 
 import csv
 import os
+import stat
 import sys
 
 from absl import flags
@@ -16,9 +17,9 @@ from absl import flags
 from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError, UserError
+from pipelines.sources import IMAGE_EXTENSIONS, is_image_name
 
 TAKES_ARGUMENTS = True
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPEG", ".JPG", ".PNG")
 
 flagdefs.define_trained_model_flags()
 flags.DEFINE_string("server", None, "Address of a running TF Serving REST API, e.g. http://localhost:8501; "
@@ -26,8 +27,9 @@ flags.DEFINE_string("server", None, "Address of a running TF Serving REST API, e
 flags.DEFINE_string("model_name", None, "The model's name on --server (the folder under TF Serving's "
                     "base path). [AlexNet §6.1]")
 flags.DEFINE_integer("model_version", None, "A version on --server instead of the newest. [AlexNet §6.1]")
-flags.DEFINE_enum("crops", "center", ["center", "ten_crop"], "Checkpoint only: the centre crop, or the "
-                  "ten crops whose softmax is averaged. [AlexNet §4.1]")
+flags.DEFINE_enum("crops", "center", ["center", "ten_crop"], "Run folder or .keras file only (a SavedModel's "
+                  "export fixed its crops): the centre crop, or the ten crops whose softmax is averaged. "
+                  "[AlexNet §4.1]")
 flags.DEFINE_integer("batch_size", 16, "Images per request or model call. [AlexNet §5]", lower_bound=1)
 flags.DEFINE_string("output_csv", None, "Also write the predictions to this CSV file "
                     "(file, rank, class, name, probability). [AlexNet §6.1]")
@@ -43,27 +45,69 @@ def validate(argv):
         raise FlagError("--model_name is required with --server")
     if FLAGS.model:
         flagdefs.check_model_paths()
+    _check_fixed_preprocessing()
     flagdefs.single_test_scale()
     if FLAGS.output_csv:
         outputs.check_writable_file(FLAGS.output_csv, "output_csv")
     image_files(argv)  # none named, a missing file, a folder without images: refused before TensorFlow
 
 
-def image_files(arguments) -> list:
-    """The image files named, folders expanded to their JPEG/PNG files (sorted, not recursive)."""
+def _check_fixed_preprocessing():
+    """FlagError for the preprocessing flags a SavedModel, local or on --server, cannot take: its
+    `serving_default` signature fixes the crops, test scale and mean it was exported with
+    (`main.py export --crops/--test_scale/--mean`)."""
+    from keras_alexnet.evaluation import models
+
+    if FLAGS.server:
+        what = f"--server={FLAGS.server} serves a SavedModel"
+    elif models.saved_model_dir(FLAGS.model):
+        what = f"--model={FLAGS.model} is a SavedModel"
+    else:
+        return
+    given = [f"--{name}" for name in ("crops", "test_scale", "mean") if FLAGS[name].present]
+    if given:
+        raise FlagError(f"{', '.join(given)}: {what}, whose export fixed its crops, test scale and mean (export "
+                        "again with them, or predict from the run folder)")
+
+
+def _not_regular(path: str):
+    """What `path` is when it is not a regular file (a FIFO would block the read forever), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a dangling link"
+    kinds = ((stat.S_ISREG, None), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
+def image_files(arguments, skipped=None) -> list:
+    """The image files named, folders expanded to their image files (`pipelines.sources.IMAGE_EXTENSIONS`,
+    any case; sorted, not recursive). Only regular files are read: a FIFO, socket, device or folder found
+    in a folder or named is left out, with "PATH: skipped, KIND ..." appended to `skipped`."""
     if not arguments:
         raise FlagError("name at least one image file or folder")
-    files = []
+    files, left_out = [], []
     for path in arguments:
         if os.path.isdir(path):
-            found = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(IMAGE_EXTENSIONS))
+            found = sorted(os.path.join(path, n) for n in os.listdir(path) if is_image_name(n))
             if not found:
-                raise UserError(f"{path}: holds no .jpg/.jpeg/.png image")
-            files += found
-        elif os.path.isfile(path):
-            files.append(path)
+                raise UserError(f"{path}: holds no image ({'/'.join(IMAGE_EXTENSIONS)})")
+        elif os.path.lexists(path):
+            found = [path]
         else:
             raise UserError(f"{path}: no such image file or folder")
+        for file in found:
+            kind = _not_regular(file)
+            if kind:
+                left_out.append(f"{file}: skipped, {kind} (only regular files are read)")
+            else:
+                files.append(file)
+    if not files:
+        raise UserError(left_out[0] if len(left_out) == 1 else
+                        f"no regular image file among the {len(left_out)} named (FIFOs, sockets, devices, ...)")
+    if skipped is not None:
+        skipped += left_out
     return files
 
 
@@ -127,17 +171,25 @@ def _predict_batch(predict, files, images, failed):
 
 
 def _read(file, failed):
-    """The bytes of `file`, or None with (file, reason) appended to `failed`."""
+    """The bytes of `file` as JPEG or PNG (what the serving signature decodes; GIF, BMP and WebP are
+    converted to PNG), or None with (file, reason) appended to `failed`."""
+    from pipelines.image_codec import DecodeError, as_jpeg_or_png
+
     try:
         with open(file, "rb") as f:
-            return f.read()
+            return as_jpeg_or_png(f.read())
     except OSError as error:
         failed.append((file, error.strerror or str(error)))
-        return None
+    except DecodeError as error:
+        failed.append((file, f"not an image ({error})"))
+    return None
 
 
 def run(argv):
-    files = image_files(argv)
+    skipped = []
+    files = image_files(argv, skipped)
+    for line in skipped:
+        print(f"main.py predict: {line}", file=sys.stderr, flush=True)
     predict = _remote_predictor() if FLAGS.server else _local_predictor()
     rows, failed = [], []
     for start in range(0, len(files), FLAGS.batch_size):

@@ -162,19 +162,29 @@ def validate():
         flagdefs.check_shards(FLAGS.data_dir, "train")
 
 
+def starting() -> str:
+    """The first line, printed before TensorFlow is imported: what will be trained on what, and where."""
+    if _default_run():
+        return ("Default run: AlexNet on the built-in Fashion-MNIST data, sized for a CPU "
+                "(keras_alexnet/training/presets.py). Settings: " + presets.describe(
+                    {k: v for k, v in presets.DEFAULT_PRESET.items() if not FLAGS[k].present}))
+    config = _config().resolve()
+    data = config.data.data_dir or f"TFDS {config.data.tfds_name}"
+    return f"Training {config.model.architecture} on {data}, run folder {config.run_dir}"
+
+
 def run(argv):
     import shlex
 
     from keras_alexnet.errors import Interrupted
+    from keras_alexnet.memory_fit import check_training_fits
     from keras_alexnet.training.run import TrainingInterrupted, tool, train
 
+    check_training_fits(_config().resolve())  # before any data, model or pipeline is built
     data_dir = None
     if _default_run():
         from pipelines.default_data import ensure_default_data
 
-        print("Default run: AlexNet on the built-in Fashion-MNIST data, sized for a CPU "
-              "(keras_alexnet/training/presets.py). Settings: " + presets.describe(
-                  {k: v for k, v in presets.DEFAULT_PRESET.items() if not FLAGS[k].present}), flush=True)
         data_dir = ensure_default_data(FLAGS.default_data_root, _config().data.resize_size)
     config = _config(data_dir)
     try:

@@ -31,36 +31,53 @@ def _combined(runs):
     return probabilities, labels, (len(labels) / seconds if seconds > 0 else float("inf"))
 
 
-def table_rows(runs) -> list:
-    """The error-table rows (dicts with `tables.COLUMNS`) for `runs`, in the order described above."""
+def _scales_shown(scale_lists) -> list:
+    """The test scale column of a row: the scales, or each model's own ("256 / 384") when they differ."""
+    if all(scales == scale_lists[0] for scales in scale_lists):
+        return scale_lists[0]
+    return [" / ".join(",".join(str(q) for q in scales) for scales in scale_lists)]
+
+
+def table_rows(runs, fuse: bool = True) -> list:
+    """The error-table rows (dicts with `tables.COLUMNS`) for `runs`, in the order described above; with
+    `fuse` and several models, the fusion's rows too.
+
+    Each model is fused at its own test scales (AlexNet §6 and VGG §4.4 average models evaluated each
+    under its own settings): the i-th scale of every model together, so an AlexNet at Q=256 and a VGG net
+    at Q=384 fuse. ValueError in one line naming the models when they were evaluated at different numbers
+    of scales, or, from `protocols.average`, on different images or classes."""
     runs = list(runs)
     by_key = {(run.model, run.protocol, run.scale): run for run in runs}
     models = _unique(run.model for run in runs)
     methods = _unique(run.protocol for run in runs)
-    scales = _unique(run.scale for run in runs)
+    scales_of = {model: _unique(run.scale for run in runs if run.model == model) for model in models}
     groups = [(model, [model]) for model in models]
-    if len(models) > 1:
+    if fuse and len(models) > 1:
+        counts = {len(scales) for scales in scales_of.values()}
+        if len(counts) > 1:
+            raise ValueError("cannot fuse models evaluated at different numbers of test scales: " + "; ".join(
+                f"{model} at Q={','.join(map(str, scales_of[model]))}" for model in models))
         groups.append((" + ".join(models), models))
 
     rows = []
 
-    def add(name, method, used_scales, selected):
-        missing = [key for key, run in selected if run is None]
+    def add(name, method, members, indices, methods_):
+        lists = [[scales_of[member][i] for i in indices] for member in members]
+        keys = [(member, protocol, scale) for member, scales in zip(members, lists) for protocol in methods_
+                for scale in scales]
+        missing = [key for key in keys if key not in by_key]
         if missing:
             raise ValueError(f"no run for {missing[0]}: every model needs every protocol and scale")
-        probabilities, labels, speed = _combined([run for _, run in selected])
-        rows.append(tables.row(name, method, used_scales, probabilities, labels, speed))
-
-    def pick(members, methods_, scales_):
-        keys = [(m, p, q) for m in members for p in methods_ for q in scales_]
-        return [(key, by_key.get(key)) for key in keys]
+        probabilities, labels, speed = _combined([by_key[key] for key in keys])
+        rows.append(tables.row(name, method, _scales_shown(lists), probabilities, labels, speed))
 
     for name, members in groups:
+        count = len(scales_of[members[0]])
         for method in methods:
-            for scale in scales:
-                add(name, METHOD_NAMES[method], [scale], pick(members, [method], [scale]))
-            if len(scales) > 1:
-                add(name, METHOD_NAMES[method], scales, pick(members, [method], scales))
+            for index in range(count):
+                add(name, METHOD_NAMES[method], members, [index], [method])
+            if count > 1:
+                add(name, METHOD_NAMES[method], members, range(count), [method])
         if "dense" in methods and "multi_crop" in methods:
-            add(name, DENSE_AND_MULTI_CROP, scales, pick(members, ["dense", "multi_crop"], scales))
+            add(name, DENSE_AND_MULTI_CROP, members, range(count), ["dense", "multi_crop"])
     return rows

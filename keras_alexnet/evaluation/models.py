@@ -13,6 +13,7 @@ import dataclasses
 import glob
 import os
 import zipfile
+import zlib
 
 from keras_alexnet.errors import UserError
 from keras_alexnet.export import latest_version_dir
@@ -60,7 +61,11 @@ def load_keras_model(path: str):
         raise UserError(f"{model_file}: cannot load the model (not a .keras archive: empty or damaged file)")
     try:
         return keras.saving.load_model(model_file, compile=False)
-    except (OSError, ValueError, TypeError) as error:
+    except KeyError as error:  # a zip archive that is not a Keras model: "There is no item named 'config.json'"
+        reason = error.args[0] if error.args else error
+        raise UserError(f"{model_file}: cannot load the model (not a Keras model archive: {reason})") from None
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        # zipfile.BadZipFile: damaged bytes ("Bad CRC-32 for file 'model.weights.h5'")
         raise UserError(f"{model_file}: cannot load the model ({str(error).splitlines()[0]})") from None
 
 

@@ -139,4 +139,9 @@ def average(runs) -> tuple:
                 f"{run.model}/{run.protocol}@{run.scale}: different examples than "
                 f"{runs[0].model}/{runs[0].protocol}@{runs[0].scale}; cannot average"
             )
+        if run.probabilities.shape != runs[0].probabilities.shape:
+            raise ValueError(
+                f"{run.model} has {run.probabilities.shape[-1]} classes and {runs[0].model} "
+                f"{runs[0].probabilities.shape[-1]}; cannot average"
+            )
     return np.mean([run.probabilities for run in runs], axis=0), labels

@@ -31,17 +31,51 @@ class CallbackSet:
                 write_final_errors(self.log_dir, self.trial, run_name(split, "ten_crop"), epoch, values)
 
 
-def hparams(config: TrainConfig, replicas: int) -> dict:
-    """The run's settings as flat hyper-parameters (numbers, strings, booleans) for TensorBoard."""
+# What the hparams table shows first for a run alone (nothing to tell apart): what the model is, how
+# wide, and the recipe's learning rate, batch and length (AlexNet §5).
+KEY_HPARAMS = ("architecture", "width", "learning_rate", "batch_size", "epochs")
+
+
+def hparams(config: TrainConfig, replicas) -> dict:
+    """The run's settings as flat hyper-parameters for TensorBoard, each with its own type (booleans as
+    booleans, counts as integers, rates as floats, choices as strings); `replicas` None leaves it out."""
     values = {"architecture": config.model.architecture}
     for part in (config.model, config.optimizer, config.schedule):
         values.update(dataclasses.asdict(part))
     data = config.data
+    jitter = data.scale_jitter
     values.update(image_size=data.image_size, resize_size=data.resize_size, pca_jitter_std=data.pca_jitter_std,
-                  mean=data.mean, batch_size=data.batch_size, scale_jitter=str(data.scale_jitter),
+                  mean=data.mean, batch_size=data.batch_size,
+                  scale_jitter="none" if jitter is None else ",".join(map(str, jitter)) if isinstance(
+                      jitter, (tuple, list)) else str(jitter),
                   input_scale=config.input_scale, strategy=config.strategy, mixed_precision=config.mixed_precision,
-                  seed=config.seed, replicas=replicas, lrn=str(config.model.lrn))
+                  seed=config.seed, replicas=replicas)
     return {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
+
+
+def hparams_shown_first(config: TrainConfig, values: dict) -> list:
+    """The hyper-parameters the hparams table shows first (`callbacks.summaries.hparam_infos`): those
+    whose value differs between this run and the runs beside it (the folder holding its run folder:
+    `runs/`, or a study's arms and seeds), else `KEY_HPARAMS`. Folders without a readable `run.json` of
+    a training run are passed over."""
+    from keras_alexnet import runs
+    from keras_alexnet.errors import UserError
+
+    here = os.path.abspath(config.run_dir)
+    parent = os.path.dirname(here)
+    differing = set()
+    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        folder = os.path.join(parent, name)
+        if folder == here or not os.path.isdir(folder):
+            continue
+        try:
+            record = runs.read_record(folder)
+            other = hparams(TrainConfig.from_dict(record.config), None) if record and record.config else None
+        except (UserError, ValueError):
+            continue
+        if other is not None:
+            differing |= {key for key, value in values.items() if key in other and other[key] != value}
+    return sorted(differing) or [key for key in KEY_HPARAMS if key in values]
 
 
 def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, replicas, dropped, printer,
@@ -56,7 +90,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     from callbacks.nan_guard import NanGuard
     from callbacks.plateau import PlateauDecay
     from callbacks.schedule import WarmupDecay
-    from callbacks.summaries import HParams, ScalarSummaries
+    from callbacks.summaries import HParams, ScalarSummaries, run_name
     from callbacks.ten_crop import TenCropEvaluation
     from callbacks.throughput import Progress, Throughput
 
@@ -75,7 +109,9 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     run_dir = config.run_dir
     trial = os.path.basename(run_dir)
     if chief:
-        from pipelines.preview import augmented_batch
+        from pipelines.preview import augmentations, augmented_batch
+
+        settings = hparams(config, replicas)
 
         ten_crop = TenCropEvaluation(ten_crop_dataset, every_n_epochs=config.ten_crop_every, printer=printer,
                                      examples=val_examples)
@@ -84,8 +120,10 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
                            bar=config.progress and sys.stdout.isatty()),
                   MetricsCSV(os.path.join(run_dir, "metrics.csv")),
                   ScalarSummaries(log_dir, trial, update_freq=config.log_every_steps),
-                  HParams(log_dir, hparams(config, replicas), trial),
-                  AugmentedInputs(lambda: augmented_batch(config.input_for("train", training=True)), log_dir, trial)]
+                  HParams(log_dir, settings, trial, test_run=run_name(config.test_split, "ten_crop")
+                          if config.test_split else None, shown_first=hparams_shown_first(config, settings)),
+                  AugmentedInputs(lambda: augmented_batch(config.input_for("train", training=True)), log_dir, trial,
+                                  applied=augmentations(config.input_for("train", training=True)))]
         if config.spec.family == "alexnet":
             found.append(Conv1Images(log_dir, trial))
         if config.export_best:

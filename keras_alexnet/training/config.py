@@ -27,6 +27,7 @@ from typing import Optional
 
 from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
+from keras_alexnet.outputs import check_folder_name
 from keras_alexnet.training import finetune
 from keras_alexnet.training.strategy import STRATEGIES
 from pipelines.input_config import InputConfig
@@ -212,6 +213,9 @@ class TrainConfig:
             (sched.warmup_epochs >= 0 and self.ten_crop_every >= 0 and self.checkpoint_every_steps >= 0,
              "--warmup_epochs, --ten_crop_every and --checkpoint_every_steps must be >= 0"),
             (self.steps_per_call >= 1, f"--steps_per_call={self.steps_per_call}: must be >= 1"),
+            (data.shuffle_buffer >= 1, f"--shuffle_buffer={data.shuffle_buffer}: must be >= 1"),
+            (self.log_every_steps >= 0, f"--log_every_steps={self.log_every_steps}: must be >= 0 (0: never)"),
+            (0 <= self.seed < 2**32, f"--seed={self.seed}: must be in [0, 2**32)"),
             (self.input_scale > 0, f"--input_scale={self.input_scale}: must be positive"),
             (self.logical_cpus >= 0, f"--logical_cpus={self.logical_cpus}: must be >= 0"),
             (self.strategy != "towers" or spec.towers == 2,
@@ -219,12 +223,12 @@ class TrainConfig:
             (not (self.warm_start and self.init_from), "give --warm_start or --init_from, not both"),
             (not self.warm_start or (spec.family == "vgg" and spec.vgg_config != "A"),
              f"--warm_start initialises a deeper VGG net (vgg_b..vgg_e) from net A, not --architecture={spec.name}"),
-            (self.run_name is None or (self.run_name and os.sep not in self.run_name and self.run_name not in (".", "..")),
-             f"--run_name={self.run_name}: a folder name under --runs_dir, without '{os.sep}'"),
         )
         for holds, message in checks:
             if not holds:
                 raise FlagError(message)
+        if self.run_name is not None:
+            check_folder_name(self.run_name, "run_name", "runs_dir")
         if data.scale_jitter is not None and data.mean == "image":
             raise FlagError("--mean=image needs the fixed AlexNet framing: use --mean=rgb with --scale_jitter (VGG §2.1)")
         if data.data_dir is not None:

@@ -86,7 +86,7 @@ def check_resume(config: TrainConfig, record: runs.RunRecord) -> dict:
                         f"weights, not a training run; train from them with --init_from={config.run_dir} and "
                         "another --run_name")
     old = _flat(record.config)
-    new = _flat(config.to_dict())
+    new = _flat(runs.absolute_paths(config.to_dict()))
     if new.get("mixed_precision") is None:  # unset: the run keeps the precision it recorded (precision.py)
         new["mixed_precision"] = old.get("mixed_precision")
     changes = {}
@@ -265,16 +265,17 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     if not num_classes:
         raise UserError(f"{info.source}: the number of classes is unknown (no dataset.json): pass --num_classes")
     stats, mean_note = _run_stats(config, info, say)
-    recorded_config = config.to_dict()  # the user's settings; the pipelines read the run's copy of the stats
+    # The user's settings, paths absolute; the pipelines read the run's copy of the stats.
+    recorded_config = runs.absolute_paths(config.to_dict())
     if stats is not None:
         stats_path = runs.write_stats(run_dir, stats)
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, stats_path=stats_path))
     train_examples = input_pipeline.count_examples(config.input_for("train", training=True))
     val_config = config.input_for(config.validation_split)
     val_examples = input_pipeline.count_examples(val_config)
-    steps_per_epoch = config.schedule.steps_per_epoch or train_examples // batch
-    if steps_per_epoch < 1:
+    if batch > train_examples:  # the epoch's pass would hold no full batch, with or without --steps_per_epoch
         raise FlagError(f"--batch_size={batch} is larger than the {train_examples} training examples")
+    steps_per_epoch = config.schedule.steps_per_epoch or train_examples // batch
     epochs = config.schedule.epochs
 
     if chief:
@@ -283,7 +284,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                 architecture=config.model.architecture, num_classes=num_classes,
                 class_names=_class_names(config, num_classes), image_size=config.data.image_size,
                 test_scale=input_pipeline.test_scale(config.data), mean=config.data.mean,
-                label_offset=info.label_offset, data_source=info.source, mean_note=mean_note,
+                label_offset=info.label_offset, data_source=runs.recorded_source(info.source), mean_note=mean_note,
                 config=recorded_config, origin="train")
         elif changes:
             record.resumes.append({"time": runs.now(), "changed": {k: list(v) for k, v in changes.items()}})
