@@ -106,8 +106,9 @@ def _weights(path):
 
 def test_fine_tuning_beats_training_from_scratch_on_new_classes(source_run, target_data):
     """Same data, steps and seed: from the 6-class source (every layer but fc8 copied, fc8 new for the 4
-    classes) the 10-crop validation error is far below training from scratch. Measured 6 times (seeds
-    0-5): from scratch 0.48-0.69, fine-tuned 0.26-0.40."""
+    classes) the 10-crop validation error is far below training from scratch (chance: 0.75). Measured with
+    sources of seeds 0 and 1 and targets of seeds 0-2: from scratch 0.58-0.665, fine-tuned 0.17-0.435, the
+    gap at least 0.175."""
     folder, source_dir = source_run
     scratch = train(config_from_values(dict(_target_values(folder, target_data, run_name="scratch"),
                                             architecture="alexnet", width=0.125)), printer=lambda line: None)
@@ -116,7 +117,7 @@ def test_fine_tuning_beats_training_from_scratch_on_new_classes(source_run, targ
                                                     learning_rate=0.01)), printer=lines.append)
     scratch_error = scratch.validation["ten_crop"]["top1_error"]
     tuned_error = tuned.validation["ten_crop"]["top1_error"]
-    assert tuned_error < 0.45 and tuned_error < scratch_error - 0.1, (tuned_error, scratch_error)
+    assert tuned_error < 0.5 and tuned_error < scratch_error - 0.1, (tuned_error, scratch_error)
 
     initialised = [line for line in lines if line.startswith("Initialised from")]
     assert len(initialised) == 1, lines
