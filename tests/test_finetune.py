@@ -123,7 +123,8 @@ def test_fine_tuning_beats_training_from_scratch_on_new_classes(source_run, targ
     assert len(initialised) == 1, lines
     assert ("copied conv1, conv2, conv3, conv4, conv5, fc6, fc7; fc8 new for 4 classes (the architecture's "
             "initialisation)") in initialised[0]
-    assert f"Mean: the mean image from {os.path.join(source_dir, 'stats.npz')}, the one --init_from's" in "\n".join(lines)
+    mean = f"Mean: the mean image from {os.path.join(source_dir, 'stats.npz')}, the one --init_from's weights"
+    assert any(line.startswith(mean) for line in lines), lines
     assert any(line.startswith("Hint: --learning_rate is at its default 0.01; fine-tuning usually starts at "
                                "about 1/10 of the source's rate (0.04 -> --learning_rate=0.004)") for line in lines)
     record = json.loads(open(os.path.join(tuned.run_dir, "run.json")).read())
@@ -178,7 +179,8 @@ def test_a_layer_that_does_not_fit_is_named_with_both_shapes(source_run, target_
 def test_a_given_network_option_that_differs_from_the_source_is_refused(source_run, target_data):
     folder, source_dir = source_run
     for change, expected in ((dict(architecture="alexnet_1tower"),
-                              f"--architecture=alexnet_1tower: --init_from={source_dir} is a alexnet net"),
+                              f"--architecture=alexnet_1tower: --init_from={source_dir} was built with "
+                              "--architecture=alexnet; leave --architecture out"),
                              (dict(width=0.25), f"--width=0.25: --init_from={source_dir} was built with --width=0.125"),
                              (dict(freeze_through="conv7"), "--freeze_through=conv7: alexnet has no such layer")):
         with pytest.raises(FlagError, match=expected.replace("(", r"\(").replace(".", r"\.")):

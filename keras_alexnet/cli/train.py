@@ -90,7 +90,8 @@ flags.DEFINE_string("freeze_through", None, "With --init_from: keep the copied l
 flags.DEFINE_float("input_scale", _D.input_scale, "Inputs (mean-subtracted, 0..255 scale) are multiplied by "
                    "this while training; the first conv kernel is multiplied by it when the model is saved, so "
                    "the saved model takes the usual inputs. A reparametrisation that slows conv1's learning "
-                   "relative to the other layers; 1 = the paper; with --init_from: the source run's unless given. [AlexNet §2, §5]")
+                   "relative to the other layers; 1 = the paper; with --init_from: the source run's unless given. "
+                   "[AlexNet §2, §5]")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialisation, data order and augmentation. [AlexNet §5]")
 flags.DEFINE_boolean("progress", _D.progress, "A progress bar per epoch (images/s, ETA) when the output is a "
                      "terminal. [AlexNet §5]")

@@ -112,9 +112,6 @@ def check(config) -> None:
     for name, value in source.model_values().items():
         if name not in given or name in TRAINING_ONLY_MODEL_FIELDS or given[name] == value:
             continue
-        if name == "architecture":
-            raise FlagError(f"--architecture={given[name]}: --init_from={config.init_from} is a {value} net; "
-                            "leave --architecture out to train the source's")
         raise FlagError(f"--{name}={given[name]}: --init_from={config.init_from} was built with --{name}={value}; "
                         f"leave --{name} out to use the source's")
 
