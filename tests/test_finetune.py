@@ -281,3 +281,26 @@ def test_from_an_imported_run_the_network_and_mean_rgb_are_the_sources(source_ru
     for name in record["weights_from"]["copied"]:
         for before, after in zip(source[name], tuned[name]):
             assert before.tobytes() == after.tobytes(), name
+
+
+@pytest.mark.parametrize("where", ["model.keras", "checkpoint"])
+def test_from_the_source_runs_model_file_or_one_checkpoint(source_run, target_data, where):
+    """--init_from names the run's model.keras (conv1 with the 1/64 input scale folded in: multiplied by 64
+    for this run, which trains at the source's 1/64) or one checkpoint prefix (conv1 as trained): either way
+    the copied, frozen layers end bitwise as the source's saved model has them."""
+    import tensorflow as tf
+
+    folder, source_dir = source_run
+    path = (os.path.join(source_dir, "model.keras") if where == "model.keras"
+            else tf.train.latest_checkpoint(os.path.join(source_dir, "checkpoints")))
+    lines = []
+    result = train(config_from_values(_target_values(
+        folder, target_data, run_name=f"from_{where}", init_from=path, freeze_through="fc7", epochs=1,
+        steps_per_epoch=1)), printer=lines.append)
+    initialised = [line for line in lines if line.startswith("Initialised from")]
+    assert len(initialised) == 1 and f"(train, alexnet, 6 classes; {os.path.abspath(path)}" in initialised[0], lines
+    assert ("; conv1 x64 for --input_scale" in initialised[0]) == (where == "model.keras"), initialised
+    source, tuned = _weights(os.path.join(source_dir, "model.keras")), _weights(result.model_path)
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"):
+        for before, after in zip(source[name], tuned[name]):
+            assert before.tobytes() == after.tobytes(), name

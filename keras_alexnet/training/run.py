@@ -159,11 +159,12 @@ def _run_stats(config: TrainConfig, info, printer):
                     "weights were trained with (--stats_path or --mean=none override)")
     mean_image = stats.get("mean_image")
     frame = data.resize_size
-    if data.mean == "image" and mean_image is not None and mean_image.shape[:2] != (frame, frame):
+    resized = data.mean == "image" and mean_image is not None and mean_image.shape[:2] != (frame, frame)
+    if resized:
         old = "x".join(map(str, mean_image.shape[:2]))
         stats = dict(stats, mean_image=resize_mean_image(mean_image, frame))
         note = f"{note}, mean image resized from {old} to {frame}x{frame} (--resize_size)"
-    if config.init_from or "resized" in note:
+    if config.init_from or resized:
         printer(f"Mean: {note}")
     return stats, note
 
