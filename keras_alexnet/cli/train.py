@@ -170,24 +170,34 @@ def run(argv):
     from keras_alexnet.errors import Interrupted
     from keras_alexnet.training.run import TrainingInterrupted, tool, train
 
-    data_dir = None
-    if _default_run():
-        from pipelines.default_data import ensure_default_data
-
-        print("Default run: AlexNet on the built-in Fashion-MNIST data, sized for a CPU "
-              "(keras_alexnet/training/presets.py). Settings: " + presets.describe(
-                  {k: v for k, v in presets.DEFAULT_PRESET.items() if not FLAGS[k].present}), flush=True)
-        data_dir = ensure_default_data(FLAGS.default_data_root, _config().data.resize_size)
-    config, notes = _config_and_notes(data_dir)
-    for note in notes:
-        _print(note)
+    resume = shlex.join([tool("python"), _main_py(), "train"] + sys.argv[2:])
     try:
+        data_dir = None
+        if _default_run():
+            from pipelines.default_data import ensure_default_data
+
+            print("Default run: AlexNet on the built-in Fashion-MNIST data, sized for a CPU "
+                  "(keras_alexnet/training/presets.py). Settings: " + presets.describe(
+                      {k: v for k, v in presets.DEFAULT_PRESET.items() if not FLAGS[k].present}), flush=True)
+            data_dir = ensure_default_data(FLAGS.default_data_root, _config().data.resize_size)
+        config, notes = _config_and_notes(data_dir)
+        for note in notes:
+            _print(note)
         result = train(config, printer=_print)
     except TrainingInterrupted as stopped:
-        resume = shlex.join([tool("python"), _main_py(), "train"] + sys.argv[2:])
         raise Interrupted(f"{stopped}; resume with: {resume}") from None
-    if result.model_path:
+    except KeyboardInterrupt:  # a second signal, or one before training set up its handler
+        raise Interrupted(f"stopped at once, {_last_checkpoint(_config().run_dir)}; resume with: {resume}") from None
+    if result.model_path and not result.finished_before:
         _final_report(result)
+
+
+def _last_checkpoint(run_dir) -> str:
+    import tensorflow as tf
+
+    directory = os.path.join(run_dir, "checkpoints")
+    path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    return f"the last checkpoint is {path}" if path else "no checkpoint yet"
 
 
 def _main_py():
