@@ -334,7 +334,7 @@ def test_saved_model_cli_shows_signatures(exported):
                              "serving_default"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "image_bytes" in result.stdout and "DT_STRING" in result.stdout
-    for output in ("classes", "probabilities", "class_names"):
+    for output in ("classes", "probabilities", "class_names", "status"):
         assert f"outputs['{output}']" in result.stdout
 
 
