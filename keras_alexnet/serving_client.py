@@ -5,7 +5,8 @@ Request (TF Serving "row" format): ``POST {server}/v1/models/{name}[/versions/{v
 strings travel as ``{"b64": ...}`` objects. Response: ``{"predictions": [{"classes": [...],
 "probabilities": [...], "class_names": [...], "status": "ok"}, ...]}``, one object per instance (an
 image the model refused has its reason as `status`; models exported before `status` existed have
-none), or ``{"error": "..."}`` with an HTTP error status for a request refused whole. Standard library only (urllib), so the client needs no TensorFlow.
+none), or ``{"error": "..."}`` with an HTTP error status for a request refused whole. Standard
+library only (urllib), so the client needs no TensorFlow.
 """
 
 import base64

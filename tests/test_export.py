@@ -273,7 +273,8 @@ def test_least_bytes_bound_passes_complete_images(exported):
 @pytest.mark.parametrize("which", ["exported", "exported_alexnet"])
 def test_empty_request_gets_empty_outputs(which, request):
     """AlexNet's grouped convolutions cannot run on an empty batch: the model is not called on one."""
-    out = tf.saved_model.load(request.getfixturevalue(which)[1]).signatures["serving_default"](image_bytes=tf.constant([], tf.string))
+    serve = tf.saved_model.load(request.getfixturevalue(which)[1]).signatures["serving_default"]
+    out = serve(image_bytes=tf.constant([], tf.string))
     assert {name: (tuple(v.shape), v.dtype) for name, v in out.items()} == {
         "classes": ((0, 5), tf.int32), "probabilities": ((0, 5), tf.float32), "class_names": ((0, 5), tf.string),
         "status": ((0,), tf.string)}

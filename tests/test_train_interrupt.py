@@ -56,11 +56,12 @@ def test_ctrl_c_in_an_epochs_ten_crop_validation_saves_and_resumes(tmp_path):
     """The 10-crop pass of epoch 1 (of 2) is stopped: a checkpoint is saved, and the printed command
     resumes with epoch 1's end (its 10-crop again), then epoch 2: both epochs' rows are complete."""
     data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 64, "validation": 160, "test": 8})
-    args = _common(tmp_path, data_dir, "periodic") + ["--epochs=2", "--ten_crop_every=1"]
+    args = _common(tmp_path, data_dir, "periodic") + ["--epochs=2", "--ten_crop_every=1", "--noexport"]
     code, out = _train(args, tmp_path, interrupt_on=TEN_CROP_LINE)
     assert code == 130, out[-3000:]
     last = out.strip().splitlines()[-1]
-    assert last.startswith("main.py train: error: SIGINT: stopped during training at step 2, checkpoint saved: "), last
+    assert last.startswith("main.py train: error: SIGINT: stopped during the 10-crop validation at step 2, "
+                           "checkpoint saved: "), last
     assert "Traceback" not in out and "epoch 1/2 |" not in out  # stopped inside epoch 1's end
     code, out = _run(_resume_command(out), tmp_path)  # the printed command, as it is
     assert code == 0, out[-3000:]

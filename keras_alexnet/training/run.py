@@ -368,9 +368,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     step = int(trainer.optimizer.iterations.numpy())
     epochs_run = int(trainer.state.epoch.numpy())
     if stop.event.is_set():
-        current = epochs_run >= epochs or bool(trainer.state.finished.numpy())  # stopped after the last epoch
         raise TrainingInterrupted(trainer.interrupted_at or trainer.checkpointer.latest(), stop.signal_name, step,
-                                  "the final 10-crop validation" if current else "training", current=current)
+                                  trainer.stopped_in or "the end of training", current=not trainer.saved_on_stop)
 
     def stop_if_asked(phase):  # between the phases after training; the last checkpoint holds every epoch
         if stop.event.is_set():

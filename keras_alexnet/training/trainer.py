@@ -62,7 +62,8 @@ def _logs(sums, prefix=""):
 
 
 class _Interrupted(Exception):
-    """Raised inside `fit` when the stop event is set; caught there after saving a checkpoint."""
+    """Raised inside `fit` when the stop event is set, with the phase it stops; caught there after saving a
+    checkpoint."""
 
 
 class Trainer:
@@ -122,6 +123,8 @@ class Trainer:
         self.printer = printer
         self.stop_event = stop_event
         self.interrupted_at = None
+        self.stopped_in = None  # the phase the stop event stopped: "set-up", "training", ...
+        self.saved_on_stop = False  # whether `interrupted_at` was saved then (else the last one is current)
         with strategy.scope():
             self.model = build_model()
             optimizer = build_optimizer()
@@ -310,7 +313,7 @@ class Trainer:
         logs = {}
         try:
             if self._stop_requested():  # a signal while the run was being set up
-                raise _Interrupted
+                raise _Interrupted("set-up")
             for epoch in range(start_epoch, self.epochs):
                 skip = start_step if epoch == start_epoch else 0
                 if not skip:
@@ -334,18 +337,18 @@ class Trainer:
                     if model.stop_training:
                         break
                     if self._stop_requested():
-                        raise _Interrupted
+                        raise _Interrupted("training")
                 del iterator  # its pipeline's shutdown is part of the epoch (whose progress line is open)
                 logs = _logs(sums)
                 if self.val_dataset_fn is not None:
                     val_logs = self.evaluate(callback_list)
                     if val_logs is None:
-                        raise _Interrupted
+                        raise _Interrupted("the centre-crop validation")
                     logs.update(val_logs)
                 try:
                     callback_list.on_epoch_end(epoch, logs)
                 except EvaluationStopped:  # the 10-crop callback comes first: no other epoch end ran
-                    raise _Interrupted from None
+                    raise _Interrupted("the 10-crop validation") from None
                 self.state.epoch.assign(epoch + 1)
                 self.state.step_in_epoch.assign(0)
                 if model.stop_training:  # the schedule's end (AlexNet §5); an epoch cap may be raised
@@ -355,7 +358,8 @@ class Trainer:
                     break
         except NonFiniteLoss as error:
             raise NonFiniteLoss(self._nan_message(error)) from None
-        except _Interrupted:
+        except _Interrupted as stopped:
+            self.stopped_in, self.saved_on_stop = str(stopped), True
             self.interrupted_at = self._save(callbacks)
             if self.checkpointer is not None:
                 self.checkpointer.close()
@@ -363,6 +367,7 @@ class Trainer:
         try:
             callback_list.on_train_end(logs)
         except EvaluationStopped:  # the final 10-crop evaluation: every epoch is saved already
+            self.stopped_in = "the final 10-crop validation"
             self.interrupted_at = self.checkpointer.latest() if self.checkpointer is not None else None
         if self.checkpointer is not None:
             self.checkpointer.close()
