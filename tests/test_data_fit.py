@@ -1,7 +1,6 @@
 """`train` on a prepared folder: the sizes and batch not given follow the data (dataset.json), and say so."""
 
 import json
-import os
 
 import pytest
 

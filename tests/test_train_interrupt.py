@@ -93,7 +93,7 @@ def test_ctrl_c_in_the_final_ten_crop_validation_then_a_finished_run_does_nothin
     with open(tmp_path / "runs" / "final" / "run.json") as f:
         finished = json.load(f)["finished"]
     said = [line for line in again.splitlines() if line.startswith("This run finished on")]
-    assert len(said) == 1 and f"after 1 epochs." in said[0], again[-3000:]
+    assert len(said) == 1 and "after 1 epoch." in said[0], again[-3000:]
     assert f"10-crop test: top-1 error {finished['test']['ten_crop']['top1_error']:.4f}" in said[0]
     assert f"SavedModel: {os.path.join(model_dir, '1')}." in said[0] and "--epochs above 1 trains on" in said[0]
     assert "Epoch" not in again and "Done in" not in again

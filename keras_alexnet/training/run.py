@@ -439,7 +439,8 @@ def _finished(config: TrainConfig) -> Optional[dict]:
 
 def _finished_message(finished: dict, config: TrainConfig) -> str:
     """What a finished run says when asked to train again: its final numbers and products."""
-    parts = [f"This run finished on {finished['time']} after {finished['epochs']} epochs"
+    epochs = finished["epochs"]
+    parts = [f"This run finished on {finished['time']} after {epochs} epoch{'' if epochs == 1 else 's'}"
              + (" (its learning-rate schedule stopped it)" if finished["schedule_stopped"] else "") + "."]
     for split, errors in (("validation", finished["validation"]), ("test", finished["test"])):
         if errors:
