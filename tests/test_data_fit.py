@@ -50,8 +50,10 @@ def test_given_settings_win(tmp_path):
     assert (values["resize_size"], values["image_size"]) == (100, 100)  # the crop asked for, not refused
     values, _ = _fit(tmp_path, data_dir, given={"resize_size"}, resize_size=96)
     assert (values["resize_size"], values["image_size"]) == (96, 84)
-    values, notes = _fit(tmp_path, data_dir, given={"batch_size"}, batch_size=128)
-    assert values["batch_size"] == 128 and len(notes) == 1  # refused by train itself, as before
+    with pytest.raises(FlagError, match=f"^--batch_size=128 is larger than the 34 training examples of {data_dir}$"):
+        _fit(tmp_path, data_dir, given={"batch_size"}, batch_size=128)
+    values, _ = _fit(tmp_path, data_dir, given={"batch_size", "steps_per_epoch"}, batch_size=128, steps_per_epoch=3)
+    assert values["batch_size"] == 128  # a set number of steps reads the split more than once
 
 
 def test_other_stores_and_scale_jitter_keep_the_paper_sizes(tmp_path):
@@ -84,13 +86,17 @@ def test_a_resumed_run_keeps_its_recorded_settings(tmp_path):
     assert (values["resize_size"], values["image_size"], values["batch_size"]) == (256, 224, 128) and notes == []
 
 
-def test_cli_refuses_a_too_small_store_before_tensorflow(tmp_path):
+def test_cli_refuses_a_too_small_store_or_batch_before_tensorflow(tmp_path):
     data_dir = _data(tmp_path, stored=40)
     result = main_py([f"--data_dir={data_dir}"], cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == (f"main.py train: error: --data_dir={data_dir}: its images are stored at 40 px, "
                                      "below the 63 px that --architecture=alexnet takes: prepare them with "
                                      "--stored_size=63 or more")
+    data_dir = _data(tmp_path, stored=72, train=34)
+    result = main_py([f"--data_dir={data_dir}", "--batch_size=128"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"main.py train: error: --batch_size=128 is larger than the 34 training examples of {data_dir}")
 
 
 def test_bare_command_on_a_small_folder_trains_and_says_what_it_chose(tmp_path):

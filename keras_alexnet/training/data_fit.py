@@ -37,7 +37,8 @@ def fit_to_data(values: dict, given: set, data_dir: str, run_dir: str):
 
     `values`: flat settings (`config.config_from_values` names) holding at least architecture,
     image_size, resize_size, batch_size (0: the paper's) and scale_jitter; `given`: the names the
-    user set. Raises FlagError when the stored images are smaller than the architecture's input.
+    user set. Raises FlagError when the stored images are smaller than the architecture's input, or
+    a given batch is larger than the training split (an epoch would hold no step).
     """
     values = dict(values)
     recorded = _recorded(run_dir)
@@ -75,6 +76,10 @@ def fit_to_data(values: dict, given: set, data_dir: str, run_dir: str):
                      f"{PAPER_CROP}/{PAPER_FRAME} crop); give them to choose others [AlexNet §2, §4.1]")
     train = info.splits.get("train")
     batch = values.get("batch_size") or spec.batch_size
+    if train is not None and 0 < train.num_examples < batch and "batch_size" in given \
+            and not values.get("steps_per_epoch"):  # a set number of steps reads the split more than once
+        raise FlagError(f"--batch_size={batch} is larger than the {train.num_examples} training examples "
+                        f"of {data_dir}")
     if "batch_size" not in given and train is not None and 0 < train.num_examples < batch:
         values["batch_size"] = largest_power_of_two(train.num_examples)
         notes.append(f"Batch {values['batch_size']}: the paper's {batch} is more than the {train.num_examples} "
