@@ -15,11 +15,16 @@ import tensorflow as tf
 from keras_alexnet.evaluation.protocols import crop_probabilities
 
 
-def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None):
+class EvaluationStopped(Exception):
+    """A 10-crop evaluation stopped between two batches because its `should_stop()` became true."""
+
+
+def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None, should_stop=None):
     """Top-k errors of 10-crop prediction over `dataset`: {"top1_error": .., "top5_error": .., "count": n}.
 
     `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is updated after each batch
-    and closed at the end.
+    and closed at the end. `should_stop` (a function of no arguments, e.g. a stop event's `is_set`) is
+    asked after each batch; when true, EvaluationStopped is raised (Ctrl-C during a long evaluation).
     """
 
     @tf.function
@@ -40,6 +45,10 @@ def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None):
         count += int(n)
         if progress is not None:
             progress.update(count)
+        if should_stop is not None and should_stop():
+            if progress is not None:
+                progress.close()
+            raise EvaluationStopped(f"10-crop evaluation stopped after {count} images")
     if progress is not None:
         progress.close()
     if count == 0:
@@ -58,12 +67,14 @@ class TenCropEvaluation(keras.callbacks.Callback):
     Adds `ten_crop_top1_error` and `ten_crop_top5_error` to the epoch logs (so CSV and TensorBoard
     record them); the result at the end of training is kept in `self.final`. While it runs, a progress
     line titled `title` counts the images (`examples`: how many the dataset holds, for the ETA;
-    `stream`, `interactive`, `interval` as `keras_alexnet.progress.ProgressLine`).
+    `stream`, `interactive`, `interval` as `keras_alexnet.progress.ProgressLine`). `should_stop`: as
+    `evaluate_ten_crop`'s; an evaluation it stops raises EvaluationStopped out of the callback.
     """
 
     def __init__(self, dataset, every_n_epochs=1, prefix="ten_crop_", printer=print, examples=None,
-                 title="  validation (10 crops)", stream=None, interactive=None, interval=15.0):
+                 title="  validation (10 crops)", stream=None, interactive=None, interval=15.0, should_stop=None):
         super().__init__()
+        self.should_stop = should_stop
         self.dataset = dataset
         self.every_n_epochs = every_n_epochs
         self.prefix = prefix
@@ -83,7 +94,7 @@ class TenCropEvaluation(keras.callbacks.Callback):
                                 interval=self.interval)
         if callable(self.dataset):
             self.dataset = self.dataset()
-        result = evaluate_ten_crop(self.model, self.dataset, progress=progress)
+        result = evaluate_ten_crop(self.model, self.dataset, progress=progress, should_stop=self.should_stop)
         return {self.prefix + k: v for k, v in result.items() if k != "count"}
 
     def on_train_batch_end(self, batch, logs=None):

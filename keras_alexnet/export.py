@@ -7,19 +7,24 @@ TF Serving server (or `tf.saved_model.load` in a process without this project) n
   `resize_size` and keeps the central `resize_size` square (AlexNet §2), subtracts the training mean
   (per-pixel image, AlexNet §2, or mean RGB, VGG §2.1), takes the centre `image_size` crop or the ten
   crops of AlexNet §4.1 (four corners, centre, and their reflections, softmax averaged), and returns
-  ``classes`` (int32[N,5]), ``probabilities`` (float32[N,5]) and ``class_names`` (string[N,5]).
+  ``classes`` (int32[N,5]), ``probabilities`` (float32[N,5]), ``class_names`` (string[N,5]) and
+  ``status`` (string[N]): "ok", or why that image was not classified, its row then holding class -1,
+  probability 0 and name "". One bad image costs only its own row; an empty request gets empty outputs.
 - ``serving_preprocessed(images: float32[N,S,S,3])``: the model on already mean-subtracted crops;
   returns the same top-5 outputs plus ``all_probabilities`` (float32[N,C]).
 
-Memory is bounded before anything is allocated, from the images' headers alone (every refusal is an
-InvalidArgument naming the limit): bytes that are neither JPEG nor PNG, or truncated headers, are
-refused; so is an image whose header claims more than `max_pixels` pixels or a side above `max_side`,
-and a request of more than `max_batch_images` images or more than `max_batch_pixels` pixels in all
-(what decoding the whole request would need, 3 bytes a pixel). The rescaled image is never
-materialised: only its central square is computed (`central_square_resized`), so a thin image
-(16384x1) costs `resize_size` x `resize_size` floats, not `resize_size` x 4,194,304. Peak memory per
-request: at most 3 x `max_batch_pixels` bytes of decoded pixels, plus per image in flight
-12 x `resize_size` x (its longer side) bytes for the resampling pass and the request's crops.
+Memory is bounded before anything is allocated, from the images' headers alone. An image is not
+decoded (its `status` says why) when its bytes are neither JPEG nor PNG, its header is truncated or
+malformed, its header claims more than `max_pixels` pixels or a side above `max_side`, or the file
+holds fewer bytes than any complete JPEG or PNG of the size its header claims (a JPEG decoder fills
+missing data with grey, so a 600-byte JPEG claiming 40 Mpx would otherwise cost 120 MB); an image
+whose data fails to decode (corrupt) gets its status too. A request of more than `max_batch_images`
+images, or whose decodable images hold more than `max_batch_pixels` pixels in all (what decoding
+them would need, 3 bytes a pixel), is refused whole (InvalidArgument naming the limit). The
+rescaled image is never materialised: only its central square is computed (`central_square_resized`),
+so a thin image (16384x1) costs `resize_size` x `resize_size` floats, not `resize_size` x 4,194,304.
+Peak memory per request: at most 3 x `max_batch_pixels` bytes of decoded pixels, plus per image in
+flight 12 x `resize_size` x (its longer side) bytes for the resampling pass and the request's crops.
 
 `assets.extra/keras_alexnet.json` (a folder TF Serving leaves alone) records the model name, sizes,
 crops and mean kind, so `main.py evaluate` preprocesses its validation images the same way.
@@ -38,6 +43,7 @@ import uuid
 
 import numpy as np
 
+from keras_alexnet.serving_client import STATUS_OK
 from pipelines import image_codec
 
 SIGNATURE_BYTES = "serving_default"
@@ -45,6 +51,7 @@ SIGNATURE_PREPROCESSED = "serving_preprocessed"
 BYTES_INPUT = "image_bytes"
 PREPROCESSED_INPUT = "images"
 TOP_K = 5
+STATUS_OUTPUT = "status"
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 16_384
 DEFAULT_MAX_BATCH_IMAGES = 256
@@ -85,47 +92,126 @@ def _as_mean(mean, resize_size: int):
     return mean.astype(np.float32)
 
 
-def _image_shape(data, max_pixels: int, max_side: int):
-    """Height and width read from a JPEG or PNG header, refused when too large; no pixel is decoded."""
+def _read_bytes(data, start, count: int):
+    """`count` bytes of the scalar string `data` from byte `start`, as int64[count]; zeros past its end
+    (never an error, whatever `data` holds)."""
+    import tensorflow as tf
+
+    start = tf.minimum(tf.cast(start, tf.int32), tf.strings.length(data))
+    padded = tf.strings.join([tf.strings.substr(data, start, count), tf.constant(bytes(count))])
+    raw = tf.io.decode_raw(tf.strings.substr(padded, 0, count), tf.uint8)
+    return tf.reshape(tf.cast(raw, tf.int64), [count])
+
+
+def _big_endian(raw):
+    """The unsigned big-endian integer held in int64 bytes `raw` (a static length)."""
+    import tensorflow as tf
+
+    count = raw.shape[0]
+    return tf.reduce_sum(raw * tf.constant([256 ** (count - 1 - i) for i in range(count)], tf.int64))
+
+
+def _int64(value):
+    import tensorflow as tf
+
+    return tf.constant(value, tf.int64)
+
+
+def _png_frame(data):
+    """(height, width, least bytes, problem) from a PNG's IHDR chunk; `problem` is "" when it was read.
+
+    The least bytes a complete PNG of that size holds: its scanlines (a filter byte, then `width` x
+    channels x bit depth bits each) deflated at deflate's best ratio, 1032:1 (a 258-byte match in 2 bits).
+    """
+    import tensorflow as tf
+
+    # IHDR: 8-byte signature, chunk length and type (8 bytes), then width, height, bit depth, colour type.
+    ihdr = _read_bytes(data, 16, 10)
+    width, height = _big_endian(ihdr[0:4]), _big_endian(ihdr[4:8])
+    channels = tf.gather(tf.constant([1, 1, 3, 1, 2, 1, 4], tf.int64), tf.minimum(ihdr[9], 6))
+    row = 1 + (tf.minimum(width, 1 << 24) * channels * ihdr[8] + 7) // 8
+    least = tf.minimum(height, 1 << 24) * row // 1032
+    problem = tf.where(tf.strings.length(data) < 26, "PNG bytes are truncated before the end of the IHDR header", "")
+    return height, width, least, problem
+
+
+_JPEG_SOF_HUFFMAN = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7)
+_JPEG_SOF_ARITHMETIC = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+_JPEG_MAX_SEGMENTS = 1024  # marker segments before the frame header (a camera JPEG has about 10)
+
+
+def _jpeg_frame(data):
+    """(height, width, least bytes, problem) from a JPEG's frame header (SOFn), found by walking the
+    marker segments before it (ITU T.81 B.1); `problem` is "" when it was read. No pixel is decoded.
+
+    The least bytes a complete Huffman-coded JPEG of that size holds: every 8x8 block of a component at
+    full resolution codes its DC coefficient with a Huffman code of at least one bit (T.81 F.1.2.1,
+    G.1.2.1), baseline and progressive alike. libjpeg fills missing data with grey instead of refusing
+    it, so without this bound a 600-byte file claiming 40 Mpx decodes to 120 MB. Arithmetic-coded
+    frames have no such bound (least 0): only `max_pixels` limits them.
+    """
+    import tensorflow as tf
+
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    walking, found, malformed, truncated = 0, 1, 2, 3
+
+    def step(position, segments, state, height, width, _):
+        head = _read_bytes(data, position, 9)  # FF, marker, segment length (2); SOF: precision, height, width
+        marker = head[1]
+        is_frame = tf.reduce_any(tf.equal(marker, _JPEG_SOF_HUFFMAN + _JPEG_SOF_ARITHMETIC))
+        fill = tf.equal(marker, 0xFF)
+        standalone = tf.equal(marker, 0x01) | ((marker >= 0xD0) & (marker <= 0xD8))  # TEM, RSTn, SOI
+        segment = _big_endian(head[2:4])
+        needed = tf.where(is_frame, _int64(9), tf.where(fill | standalone, _int64(2), _int64(4)))
+        bad = (tf.not_equal(head[0], 0xFF) | tf.equal(marker, 0) | tf.equal(marker, 0xD9)  # EOI
+               | tf.equal(marker, 0xDA)  # scan data before any frame header
+               | (~is_frame & ~fill & ~standalone & (segment < 2)) | (segments >= _JPEG_MAX_SEGMENTS))
+        state = tf.where(position + needed > length, truncated,
+                         tf.where(bad, malformed, tf.where(is_frame, found, walking)))
+        position += tf.where(fill, _int64(1), tf.where(standalone, _int64(2), 2 + segment))
+        huffman = tf.reduce_any(tf.equal(marker, _JPEG_SOF_HUFFMAN))
+        return (position, segments + 1, state, tf.where(is_frame, _big_endian(head[5:7]), height),
+                tf.where(is_frame, _big_endian(head[7:9]), width), huffman)
+
+    zero = _int64(0)
+    _, _, state, height, width, huffman = tf.while_loop(
+        lambda position, segments, state, *_: tf.equal(state, walking), step,
+        (_int64(2), tf.constant(0), tf.constant(walking), zero, zero, tf.constant(False)))  # after SOI
+    blocks = ((height + 7) // 8) * ((width + 7) // 8)
+    least = tf.where(huffman, (blocks + 7) // 8, zero)
+    problem = tf.gather(tf.constant(["", "", "JPEG header is malformed: no frame header (SOF) where a marker should be",
+                                     "JPEG bytes are truncated before the end of the frame header (SOF)"]), state)
+    return height, width, least, problem
+
+
+def _header_problem(data, max_pixels: int, max_side: int):
+    """(height and width int64[2], problem) read from a JPEG or PNG header; `problem` is "" for an image
+    that may be decoded, else why it is refused: not JPEG nor PNG, a truncated or malformed header, a
+    size over the limits, or fewer bytes than any complete image of the size its header claims."""
     import tensorflow as tf
 
     is_jpeg = tf.io.is_jpeg(data)
     is_png = tf.equal(tf.strings.substr(data, 0, 8), image_codec.PNG_MAGIC)
-    known = tf.debugging.Assert(
-        tf.logical_or(is_jpeg, is_png), ["image bytes are neither JPEG nor PNG (could not decode)"]
-    )
-
-    def png_shape():
-        long_enough = tf.debugging.Assert(
-            tf.strings.length(data) >= 24, ["PNG bytes are truncated before the IHDR header"]
-        )
-        with tf.control_dependencies([long_enough]):
-            # IHDR: 8-byte signature, chunk length and type (8 bytes), then big-endian width, height.
-            header = tf.strings.substr(data, 16, 8)
-        raw = tf.cast(tf.io.decode_raw(header, tf.uint8), tf.int64)
-        big_endian = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
-        return tf.stack([tf.reduce_sum(raw[4:] * big_endian), tf.reduce_sum(raw[:4] * big_endian)])
-
-    def jpeg_shape():
-        return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
-
-    with tf.control_dependencies([known]):
-        shape = tf.cond(is_jpeg, jpeg_shape, png_shape)
-    height, width = shape[0], shape[1]
-    side_ok = tf.debugging.Assert(
-        tf.reduce_all([height > 0, width > 0, height <= max_side, width <= max_side]),
-        ["image header claims a size outside 1..max_side pixels a side (height, width, max_side):",
-         height, width, max_side],
-    )
-    with tf.control_dependencies([side_ok]):
-        # Both sides are at most max_side here, so the product cannot overflow int64.
-        pixels_ok = tf.debugging.Assert(
-            height * width <= max_pixels,
-            ["image header claims more pixels than max_pixels (height, width, max_pixels):",
-             height, width, max_pixels],
-        )
-    with tf.control_dependencies([side_ok, pixels_ok]):
-        return tf.identity(shape)
+    height, width, least, problem = tf.cond(is_jpeg, lambda: _jpeg_frame(data), lambda: _png_frame(data))
+    kind = tf.where(is_jpeg, "JPEG", "PNG")
+    size = tf.strings.join([tf.strings.as_string(height), "x", tf.strings.as_string(width)])
+    claims = tf.strings.join(["image header claims ", size, " pixels"])
+    side_ok = (height > 0) & (width > 0) & (height <= max_side) & (width <= max_side)
+    pixels = tf.where(side_ok, height * width, 0)  # both sides at most max_side: no int64 overflow
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    checks = [
+        (~(is_jpeg | is_png), tf.constant("image bytes are neither JPEG nor PNG")),
+        (tf.not_equal(problem, ""), problem),
+        (~side_ok, tf.strings.join([claims, f", a side outside 1..{max_side} (max_side)"])),
+        (pixels > max_pixels, tf.strings.join([claims, f", more than max_pixels={max_pixels}"])),
+        (length < least, tf.strings.join([
+            claims, " but the file holds ", tf.strings.as_string(length), " bytes, fewer than any complete ",
+            kind, " of that size (", tf.strings.as_string(least), ")"])),
+    ]
+    reason = tf.constant("")
+    for failed, message in reversed(checks):  # the first failed check names the problem
+        reason = tf.where(failed, message, reason)
+    return tf.stack([height, width]), reason
 
 
 def central_square_resized(image, size):
@@ -150,9 +236,9 @@ def central_square_resized(image, size):
     return square[0]
 
 
-def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "center",
-                    max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE):
-    """A function string -> float32[K, image_size, image_size, 3] (K = 1 or 10) for one encoded image."""
+def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "center"):
+    """A function string -> float32[K, image_size, image_size, 3] (K = 1 or 10) for one encoded image
+    whose header passed `_header_problem`."""
     import tensorflow as tf
 
     from pipelines import eval_crops
@@ -164,9 +250,7 @@ def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "ce
     mean_value = tf.constant(_as_mean(mean, resize_size))
 
     def preprocess(data):
-        shape = _image_shape(data, max_pixels, max_side)
-        with tf.control_dependencies([shape]):
-            image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
         # 0..255 until mean subtraction; AlexNet §2: shorter side to resize_size, central square.
         image = central_square_resized(image, resize_size)
         image = eval_crops.subtract_mean(tf.reshape(image, [resize_size, resize_size, 3]), mean_value)
@@ -177,8 +261,10 @@ def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "ce
     return preprocess
 
 
-def _check_batch(image_bytes, max_pixels, max_side, max_batch_images, max_batch_pixels):
-    """Asserts the request's limits from its images' headers (nothing decoded); an op to depend on."""
+def _checked_headers(image_bytes, max_pixels, max_side, max_batch_images, max_batch_pixels):
+    """Each image's problem ("" when it may be decoded), from the headers alone (nothing decoded); the
+    request's own limits are asserted (InvalidArgument): its image count, and its decodable images'
+    pixels in all."""
     import tensorflow as tf
 
     count = tf.size(image_bytes, out_type=tf.int64)
@@ -187,15 +273,33 @@ def _check_batch(image_bytes, max_pixels, max_side, max_batch_images, max_batch_
         ["request holds more images than max_batch_images (images, max_batch_images):", count, max_batch_images],
     )
     with tf.control_dependencies([count_ok]):
-        shapes = tf.map_fn(lambda data: _image_shape(data, max_pixels, max_side), image_bytes,
-                           fn_output_signature=tf.TensorSpec([2], tf.int64))
-    # Each image is at most max_pixels, and there are at most max_batch_images: no int64 overflow.
-    total = tf.reduce_sum(shapes[:, 0] * shapes[:, 1])
-    return tf.debugging.Assert(
+        shapes, problems = tf.map_fn(
+            lambda data: _header_problem(data, max_pixels, max_side), image_bytes,
+            fn_output_signature=(tf.TensorSpec([2], tf.int64), tf.TensorSpec([], tf.string)))
+    # Each decodable image is at most max_pixels, and there are at most max_batch_images: no overflow.
+    total = tf.reduce_sum(tf.where(tf.equal(problems, ""), shapes[:, 0] * shapes[:, 1], 0))
+    pixels_ok = tf.debugging.Assert(
         total <= max_batch_pixels,
         ["request's images hold more pixels in all than max_batch_pixels (pixels, max_batch_pixels):",
          total, max_batch_pixels],
     )
+    with tf.control_dependencies([pixels_ok]):
+        return tf.identity(problems)
+
+
+def _decode_each(image_bytes, decodable, preprocess, crop_spec):
+    """(indices int32[G], crops float32[G, K, S, S, 3]) of the images that are `decodable` and decode:
+    one image at a time (one image's pixels in flight), an image whose data fails to decode (corrupt
+    PNG data, for instance) left out instead of failing the request."""
+    import tensorflow as tf
+
+    indices = tf.range(tf.size(image_bytes))
+    dataset = tf.data.Dataset.from_tensor_slices((indices, image_bytes))
+    dataset = dataset.filter(lambda index, data: tf.gather(decodable, index))
+    dataset = dataset.map(lambda index, data: (index, preprocess(data))).ignore_errors()
+    empty = (tf.zeros([0], tf.int32), tf.zeros([0] + crop_spec.shape.as_list(), tf.float32))
+    return dataset.batch(64).reduce(
+        empty, lambda got, batch: (tf.concat([got[0], batch[0]], 0), tf.concat([got[1], batch[1]], 0)))
 
 
 def _top_k_outputs(probabilities, class_names):
@@ -210,10 +314,24 @@ def _top_k_outputs(probabilities, class_names):
     }
 
 
+def _rows_of(count, indices, outputs):
+    """The top-k `outputs` of the images at `indices`, placed in rows of a request of `count` images;
+    the other rows hold class -1, probability 0 and name ""."""
+    import tensorflow as tf
+
+    placed = {}
+    for name, fill in (("classes", -1), ("probabilities", 0.0), ("class_names", "")):
+        values = outputs[name]
+        empty = tf.fill(tf.stack([count, tf.shape(values)[1]]), tf.constant(fill, values.dtype))
+        placed[name] = tf.tensor_scatter_nd_update(empty, indices[:, tf.newaxis], values)
+    return placed
+
+
 def make_bytes_function(model, *, class_names, mean, image_size, resize_size, crops="center",
                         max_pixels=DEFAULT_MAX_PIXELS, max_side=DEFAULT_MAX_SIDE,
                         max_batch_images=DEFAULT_MAX_BATCH_IMAGES, max_batch_pixels=DEFAULT_MAX_BATCH_PIXELS):
-    """The `serving_default` computation: string[N] of JPEG/PNG bytes -> top-5 dict (see module doc).
+    """The `serving_default` computation: string[N] of JPEG/PNG bytes -> top-5 dict and `status` (see
+    the module doc).
 
     `main.py predict` calls it on a checkpoint so local and served predictions are the same code.
     """
@@ -222,19 +340,24 @@ def make_bytes_function(model, *, class_names, mean, image_size, resize_size, cr
     from keras_alexnet.evaluation.protocols import crop_probabilities
 
     num_crops = 10 if crops == "ten_crop" else 1
-    preprocess = make_preprocess(
-        mean=mean, image_size=image_size, resize_size=resize_size, crops=crops,
-        max_pixels=max_pixels, max_side=max_side,
-    )
+    preprocess = make_preprocess(mean=mean, image_size=image_size, resize_size=resize_size, crops=crops)
     crop_spec = tf.TensorSpec([num_crops, image_size, image_size, 3], tf.float32)
     class_names = [str(c) for c in class_names]
 
     def from_bytes(image_bytes):
-        limits = _check_batch(image_bytes, max_pixels, max_side, max_batch_images, max_batch_pixels)
-        with tf.control_dependencies([limits]):
-            batch = tf.map_fn(preprocess, image_bytes, fn_output_signature=crop_spec)
-        probabilities = crop_probabilities(lambda crops: model(crops, training=False), batch)  # AlexNet §4.1
-        return _top_k_outputs(probabilities, class_names)
+        count = tf.size(image_bytes)
+        problems = _checked_headers(image_bytes, max_pixels, max_side, max_batch_images, max_batch_pixels)
+        indices, batch = _decode_each(image_bytes, tf.equal(problems, ""), preprocess, crop_spec)
+        decoded = tf.scatter_nd(indices[:, tf.newaxis], tf.ones_like(indices, tf.bool), [count])
+        status = tf.where(decoded, STATUS_OK,
+                          tf.where(tf.equal(problems, ""), "image data could not be decoded (corrupt)", problems))
+        probabilities = tf.cond(  # the model is not called on no image (a grouped conv fails on an empty batch)
+            tf.size(indices) > 0,
+            lambda: crop_probabilities(lambda crops: model(crops, training=False), batch),  # AlexNet §4.1
+            lambda: tf.zeros([0, len(class_names)], tf.float32))
+        outputs = _rows_of(count, indices, _top_k_outputs(probabilities, class_names))
+        outputs[STATUS_OUTPUT] = status
+        return outputs
 
     return from_bytes
 

@@ -52,6 +52,7 @@ class RunRecord:
     versions: dict = dataclasses.field(default_factory=dict)
     created: str = ""
     resumes: list = dataclasses.field(default_factory=list)
+    finished: Optional[dict] = None  # set by `train` at a run's end (keras_alexnet/training/run.py)
     format: int = FORMAT
 
     def to_json(self) -> str:

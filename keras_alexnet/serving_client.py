@@ -3,8 +3,10 @@
 Request (TF Serving "row" format): ``POST {server}/v1/models/{name}[/versions/{v}]:predict`` with
 ``{"signature_name": "serving_default", "instances": [{"b64": "<base64 JPEG/PNG>"}, ...]}``; binary
 strings travel as ``{"b64": ...}`` objects. Response: ``{"predictions": [{"classes": [...],
-"probabilities": [...], "class_names": [...]}, ...]}``, one object per instance, or ``{"error": "..."}``
-with an HTTP error status. Standard library only (urllib), so the client needs no TensorFlow.
+"probabilities": [...], "class_names": [...], "status": "ok"}, ...]}``, one object per instance (an
+image the model refused has its reason as `status`; models exported before `status` existed have
+none), or ``{"error": "..."}`` with an HTTP error status for a request refused whole. Standard
+library only (urllib), so the client needs no TensorFlow.
 """
 
 import base64
@@ -14,8 +16,11 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Optional
 
 from keras_alexnet.errors import UserError
+
+STATUS_OK = "ok"  # the `status` output of an image the served model classified (keras_alexnet/export.py)
 
 
 class ServingError(UserError):
@@ -28,11 +33,13 @@ class ServingUnreachable(ServingError):
 
 @dataclasses.dataclass
 class Prediction:
-    """Top-k of one image: class ids, their names and probabilities, most probable first."""
+    """Top-k of one image: class ids, their names and probabilities, most probable first; or `error`,
+    why the model did not classify that image (the lists are then empty)."""
 
     classes: list
     class_names: list
     probabilities: list
+    error: Optional[str] = None
 
     def rows(self):
         return list(zip(self.classes, self.class_names, self.probabilities))
@@ -79,16 +86,26 @@ def parse_response(body: dict, expected: int) -> list:
                 "the served model does not return classes/probabilities/class_names "
                 f"(was it written by `main.py export`?): {str(row)[:200]}"
             )
-        names = [n if isinstance(n, str) else base64.b64decode(n["b64"]).decode() for n in row["class_names"]]
-        out.append(Prediction([int(c) for c in row["classes"]], names,
+        status = _text(row.get("status", STATUS_OK))
+        if status != STATUS_OK:
+            out.append(Prediction([], [], [], error=status))
+            continue
+        out.append(Prediction([int(c) for c in row["classes"]], [_text(n) for n in row["class_names"]],
                               [float(p) for p in row["probabilities"]]))
     return out
 
 
+def _text(value) -> str:
+    """A string output as TF Serving's JSON carries it: plain text, or {"b64": ...} for binary strings."""
+    return value if isinstance(value, str) else base64.b64decode(value["b64"]).decode("utf-8", "replace")
+
+
 def predict(server: str, model_name: str, images, *, version=None,
             signature_name: str = "serving_default", timeout: float = 60.0) -> list:
-    """Top-5 `Prediction`s for each encoded image (bytes) from a running TF Serving."""
+    """Top-5 `Prediction`s for each encoded image (bytes) from a running TF Serving (no request for none)."""
     images = list(images)
+    if not images:
+        return []
     url = predict_url(server, model_name, version)
     data = json.dumps(request_body(images, signature_name)).encode("utf-8")
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -50,6 +51,11 @@ def exported(model, tmp_path_factory):
         crops="ten_crop",
     )
     return base, path
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(exported[1])
 
 
 def _png(height, width, seed=0):
@@ -198,20 +204,80 @@ def _huge_jpeg_header(height, width):
     return bytes(data)
 
 
+def _png_claiming(height, width, data=None):
+    """A valid-CRC PNG whose IHDR claims `height` x `width` over the pixel data of a small image."""
+    import struct
+    import zlib
+
+    data = data or _png(16, 16)
+    ihdr = struct.pack(">II", width, height) + data[24:29]
+    return data[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + data[33:]
+
+
+def _corrupt_png():
+    data = bytearray(_png(RESIZE, RESIZE, seed=5))
+    data[60] ^= 0xFF  # inside the IDAT chunk: the header reads, the data fails its CRC
+    return bytes(data)
+
+
 @pytest.mark.parametrize("data, message", [
-    (b"this is not an image", "neither JPEG nor PNG"),
+    (b"this is not an image", "^image bytes are neither JPEG nor PNG$"),
     (b"", "neither JPEG nor PNG"),
     (b"GIF89a" + bytes(40), "neither JPEG nor PNG"),
-    (_png(8, 8)[:20], "truncated"),
-    (b"\xff\xd8\xff" + bytes(30), "JPEG"),
-    (_huge_png_header(200_000, 200_000), "max_side"),
-    (_huge_png_header(16_000, 16_000), "max_pixels"),
+    (_png(8, 8)[:20], "PNG bytes are truncated"),
+    (b"\xff\xd8\xff" + bytes(30), "JPEG header is malformed"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG bytes are truncated"),
+    (_huge_png_header(200_000, 200_000), "claims 200000x200000 pixels, a side outside 1..16384 .max_side."),
+    (_huge_png_header(16_000, 16_000), "claims 16000x16000 pixels, more than max_pixels=40000000"),
     (_huge_jpeg_header(65_000, 65_000), "max_side"),
+    (_huge_jpeg_header(0, 8), "claims 0x8 pixels, a side outside"),
+    # Exactly max_pixels over 8x8 pixels of data: libjpeg would fill the rest with grey (120 MB). At least
+    # one bit per 8x8 block: 625 x 1000 blocks.
+    (_huge_jpeg_header(5_000, 8_000), r"claims 5000x8000 pixels but the file holds \d+ bytes, fewer than any "
+                                      rf"complete JPEG of that size \({625 * 1000 // 8}\)"),
+    # 5000 scanlines of a filter byte and 8000 RGB pixels, deflated at most 1032:1.
+    (_png_claiming(5_000, 8_000), r"claims 5000x8000 pixels but the file holds \d+ bytes, fewer than any "
+                                  rf"complete PNG of that size \({5_000 * (1 + 8_000 * 3) // 1032}\)"),
+    (_corrupt_png(), "^image data could not be decoded"),
 ])
-def test_bad_and_oversized_bytes_are_refused(exported, data, message):
-    loaded = tf.saved_model.load(exported[1])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        loaded.signatures["serving_default"](image_bytes=tf.constant([_png(RESIZE, RESIZE), data]))
+def test_bad_images_get_their_status_and_the_good_ones_their_answer(loaded, data, message):
+    """A bad image in a batch costs only its row: the good images get what they get alone."""
+    serve = loaded.signatures["serving_default"]
+    good = [_png(RESIZE, RESIZE), _png(25, 33, seed=1)]
+    alone = serve(image_bytes=tf.constant(good))
+    out = serve(image_bytes=tf.constant([good[0], data, good[1]]))
+    status = [s.decode() for s in out["status"].numpy()]
+    assert status[0] == status[2] == "ok" and re.search(message, status[1]), status
+    for name, bad_row in (("classes", [-1] * 5), ("probabilities", [0.0] * 5), ("class_names", [b""] * 5)):
+        assert out[name].dtype == alone[name].dtype and out[name].shape == (3, 5)
+        assert out[name].numpy()[1].tolist() == bad_row
+    np.testing.assert_array_equal(out["classes"].numpy()[[0, 2]], alone["classes"].numpy())
+    np.testing.assert_array_equal(out["class_names"].numpy()[[0, 2]], alone["class_names"].numpy())
+    np.testing.assert_allclose(out["probabilities"].numpy()[[0, 2]], alone["probabilities"].numpy(), rtol=1e-6)
+
+
+def test_least_bytes_bound_passes_complete_images(exported):
+    """The bytes bound refuses no complete image: a flat 5000x8000 JPEG (the smallest such file libjpeg
+    writes) and flat 1-bit and RGB PNGs pass their header check (here at max_pixels 40 Mpx, read and
+    refused only by the request's pixel budget)."""
+    headers = tf.function(lambda data: export._header_problem(data, export.DEFAULT_MAX_PIXELS,
+                                                              export.DEFAULT_MAX_SIDE))
+    flat_jpeg = tf.io.encode_jpeg(np.zeros((5_000, 8_000, 3), np.uint8), quality=1,
+                                  chroma_downsampling=True).numpy()
+    flat_png = tf.io.encode_png(np.zeros((5_000, 8_000, 1), np.uint8)).numpy()
+    for data in (flat_jpeg, flat_png):
+        shape, problem = headers(tf.constant(data))
+        assert problem.numpy() == b"" and shape.numpy().tolist() == [5_000, 8_000], (len(data), problem)
+
+
+@pytest.mark.parametrize("which", ["exported", "exported_alexnet"])
+def test_empty_request_gets_empty_outputs(which, request):
+    """AlexNet's grouped convolutions cannot run on an empty batch: the model is not called on one."""
+    serve = tf.saved_model.load(request.getfixturevalue(which)[1]).signatures["serving_default"]
+    out = serve(image_bytes=tf.constant([], tf.string))
+    assert {name: (tuple(v.shape), v.dtype) for name, v in out.items()} == {
+        "classes": ((0, 5), tf.int32), "probabilities": ((0, 5), tf.float32), "class_names": ((0, 5), tf.string),
+        "status": ((0,), tf.string)}
 
 
 FRESH_PROCESS = r"""
@@ -269,7 +335,7 @@ def test_saved_model_cli_shows_signatures(exported):
                              "serving_default"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "image_bytes" in result.stdout and "DT_STRING" in result.stdout
-    for output in ("classes", "probabilities", "class_names"):
+    for output in ("classes", "probabilities", "class_names", "status"):
         assert f"outputs['{output}']" in result.stdout
 
 

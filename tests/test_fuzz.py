@@ -2,7 +2,8 @@
 
 - `export.make_bytes_function` (the `serving_default` computation, AlexNet §2 / §4.1 preprocessing) on a
   tiny model: arbitrary bytes, and real PNG/JPEG files whose headers claim tiny, zero or huge sizes,
-  give a top-5 result or an `InvalidArgumentError`, never another error (no OOM, no crash).
+  give each image a top-5 result or its `status` (or the request an `InvalidArgumentError` naming a
+  request limit), never another error (no OOM, no crash).
 - `record_parser.decode_records` (evaluation's parse and decode) on `tf.train.Example`s with or without
   the image (any bytes), the label (any int64) and other keys, and on malformed records (not an
   Example, an image or label of another type or count): a checked (image, 0-based label), the record
@@ -80,9 +81,11 @@ def test_serving_signature_answers_or_refuses_with_invalid_argument(serve, batch
         out = serve(tf.constant(batch))
     except tf.errors.InvalidArgumentError:
         return
-    probabilities = out["probabilities"].numpy()
+    probabilities, classes = out["probabilities"].numpy(), out["classes"].numpy()
     assert probabilities.shape == (len(batch), 5) and np.all(np.isfinite(probabilities))
-    assert np.all((out["classes"].numpy() >= 0) & (out["classes"].numpy() < len(NAMES)))
+    ok = out["status"].numpy() == b"ok"
+    assert np.all((classes[ok] >= 0) & (classes[ok] < len(NAMES)))
+    assert np.all(classes[~ok] == -1) and np.all(probabilities[~ok] == 0)
 
 
 @pytest.fixture(scope="module")

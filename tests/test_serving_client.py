@@ -34,6 +34,15 @@ def _tiny_model():
     return keras.Model(inputs, keras.layers.Softmax(name="softmax")(x))
 
 
+def _json_value(value):
+    """A row of one output as TF Serving's JSON carries it: strings as text, numbers as numbers."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_json_value(v) for v in value]
+    return value.item()
+
+
 class _StandIn(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
@@ -58,15 +67,13 @@ def _handler(models, requests):
             if not match or match.group(1) not in models:
                 return self._reply(404, {"error": f"Servable not found for request: {self.path}"})
             signature = models[match.group(1)].signatures[body.get("signature_name", "serving_default")]
-            images = tf.constant([base64.b64decode(i["b64"]) for i in body["instances"]])
+            images = tf.constant([base64.b64decode(i["b64"]) for i in body["instances"]], tf.string)
             try:
                 out = signature(image_bytes=images)
             except tf.errors.InvalidArgumentError as error:
                 return self._reply(400, {"error": error.message})
-            rows = [{"classes": out["classes"][i].numpy().tolist(),
-                     "probabilities": out["probabilities"][i].numpy().tolist(),
-                     "class_names": [n.decode() for n in out["class_names"][i].numpy()]}
-                    for i in range(len(body["instances"]))]
+            rows = [{name: _json_value(value[i].numpy()) for name, value in out.items()}
+                    for i in range(len(body["instances"]))]  # every output, as TF Serving answers
             return self._reply(200, {"predictions": rows})
 
     return Handler
@@ -120,10 +127,27 @@ def test_url_without_version_or_scheme(served):
     assert requests[-1][0] == "/v1/models/tiny:predict"
 
 
+def test_bad_images_get_their_reason_and_the_good_ones_their_answer(served):
+    url, loaded, requests, _ = served
+    good = _images()
+    predictions = serving_client.predict(url, "tiny", [good[0], b"not an image", good[1], good[0][:20]], timeout=30)
+    assert requests[-1][0] == "/v1/models/tiny:predict"
+    direct = loaded.signatures["serving_default"](image_bytes=tf.constant(good))
+    assert [p.error for p in predictions] == [None, "image bytes are neither JPEG nor PNG", None,
+                                              "PNG bytes are truncated before the end of the IHDR header"]
+    assert predictions[1].rows() == predictions[3].rows() == []
+    for i, prediction in zip((0, 1), (predictions[0], predictions[2])):
+        assert prediction.classes == direct["classes"][i].numpy().tolist()
+        np.testing.assert_allclose(prediction.probabilities, direct["probabilities"][i].numpy(), rtol=1e-6)
+    count = len(requests)
+    assert serving_client.predict(url, "tiny", [], timeout=30) == [] and len(requests) == count  # no request
+
+
 def test_server_errors_become_one_line_user_errors(served):
     url, _, _, _ = served
-    with pytest.raises(serving_client.ServingError, match="HTTP 400: .*neither JPEG nor PNG") as error:
-        serving_client.predict(url, "tiny", [b"not an image"], timeout=30)
+    too_many = [_images()[0]] * (export.DEFAULT_MAX_BATCH_IMAGES + 1)  # a request limit refuses it whole
+    with pytest.raises(serving_client.ServingError, match="HTTP 400: .*max_batch_images") as error:
+        serving_client.predict(url, "tiny", too_many, timeout=30)
     assert "\n" not in str(error.value) and "[[" not in str(error.value)
     with pytest.raises(serving_client.ServingError, match="HTTP 404: Servable not found"):
         serving_client.predict(url, "missing", _images()[:1], timeout=30)
@@ -174,15 +198,22 @@ def _main(*args):
 
 
 def test_predict_command_from_server_and_from_saved_model(served, tmp_path):
-    url, loaded, _, path = served
+    url, loaded, requests, path = served
+    requests_before = len([r for r in requests if r[0] == "/v1/models/tiny:predict"])
     folder = tmp_path / "photos"
     folder.mkdir()
     for name, data in zip(("a.png", "b.jpg"), _images()):
         (folder / name).write_bytes(data)
+    (folder / "c.png").write_bytes(b"not an image either")  # in the same request as a.png and b.jpg
     (folder / "notes.txt").write_text("not an image")
     remote = _main("predict", f"--server={url}", "--model_name=tiny", f"--output_csv={tmp_path / 'p.csv'}",
                    str(folder))
-    assert remote.returncode == 0, remote.stderr
+    assert remote.returncode == 1, remote.stderr
+    assert remote.stderr.strip().splitlines()[-3:] == [
+        f"main.py predict: error: {folder / 'c.png'}: image bytes are neither JPEG nor PNG",
+        f"wrote {tmp_path / 'p.csv'}",
+        "main.py predict: error: 1 of 3 images could not be predicted (each named above)"]
+    assert len([r for r in requests if r[0] == "/v1/models/tiny:predict"]) == requests_before + 1  # one request
     direct = loaded.signatures["serving_default"](image_bytes=tf.constant(_images()))
     first = NAMES[direct["classes"].numpy()[0][0]]
     lines = remote.stdout.splitlines()
@@ -191,6 +222,6 @@ def test_predict_command_from_server_and_from_saved_model(served, tmp_path):
     assert csv_lines[0] == "file,rank,class,name,probability" and len(csv_lines) == 11
 
     local = _main("predict", f"--model={os.path.dirname(path)}", str(folder))
-    assert local.returncode == 0, local.stderr
+    assert local.returncode == 1 and local.stderr == remote.stderr.replace(f"wrote {tmp_path / 'p.csv'}\n", "")
     assert local.stdout == remote.stdout  # same model, same answers, locally and over REST
 

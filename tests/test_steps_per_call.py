@@ -160,10 +160,10 @@ def test_cli_flag_runs_mirrored_and_may_change_on_resume(tmp_path):
     first = main_py(common + ["--epochs=1", "--steps_per_call=4"], cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "epoch 1/1 |" in first.stdout
-    again = main_py(common + ["--epochs=1", "--steps_per_call=2"], cwd=tmp_path)
+    again = main_py(common + ["--epochs=2", "--steps_per_call=2"], cwd=tmp_path)  # a finished run trains on
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "Resuming from" in again.stdout
+    assert "Resuming from" in again.stdout and "epoch 2/2 |" in again.stdout
     with open(tmp_path / "runs" / "calls" / "run.json") as f:
         record = json.load(f)
     assert record["config"]["steps_per_call"] == 2
-    assert record["resumes"][-1]["changed"] == {"steps_per_call": [4, 2]}
+    assert record["resumes"][-1]["changed"] == {"schedule.epochs": [1, 2], "steps_per_call": [4, 2]}

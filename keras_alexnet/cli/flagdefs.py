@@ -74,9 +74,11 @@ def define_data_flags():
                          "[AlexNet §3.5]", lower_bound=0)
     flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels; absent: dataset.json's, "
                          "else 1 (tensorflow/models shards are 1-based). [AlexNet §2]", lower_bound=0)
-    flags.DEFINE_integer("image_size", data.image_size, "Side of the crop fed to the net. [AlexNet §4.1, VGG §2.1]")
+    flags.DEFINE_integer("image_size", data.image_size, "Side of the crop fed to the net; not given, on data "
+                         "stored by prepare's alexnet policy: 224/256 of --resize_size. [AlexNet §4.1, VGG §2.1]")
     flags.DEFINE_integer("resize_size", data.resize_size, "Images rescaled to this shorter side, central "
-                         "square (AlexNet framing); also the test scale Q the run records. [AlexNet §2]")
+                         "square (AlexNet framing); also the test scale Q the run records. Not given, on data "
+                         "stored by prepare's alexnet policy: the stored size. [AlexNet §2]")
     flags.DEFINE_list("scale_jitter", None, "VGG training scale S: one value (fixed S, e.g. 256 or 384) "
                       "or Smin,Smax for S ~ U[Smin, Smax] (e.g. 256,512). [VGG §3.1]")
     flags.DEFINE_float("pca_jitter_std", data.pca_jitter_std, "Std of the PCA colour-jitter alphas; 0 "

@@ -117,7 +117,7 @@ def _local_predictor():
 
     from keras_alexnet import export
     from keras_alexnet.evaluation import models
-    from keras_alexnet.serving_client import Prediction
+    from keras_alexnet.serving_client import STATUS_OK, Prediction
 
     if models.saved_model_dir(FLAGS.model):
         loaded = models.load_saved_model(FLAGS.model)  # kept alive by `run`, which uses its variables
@@ -137,9 +137,12 @@ def _local_predictor():
 
     def predict(images):
         out = run(tf.constant(images))
+        status = out.get(export.STATUS_OUTPUT)  # absent from SavedModels exported before it existed
         return [Prediction(out["classes"][i].numpy().tolist(),
                            [n.decode() for n in out["class_names"][i].numpy()],
-                           out["probabilities"][i].numpy().tolist()) for i in range(len(images))]
+                           out["probabilities"][i].numpy().tolist())
+                if status is None or status[i].numpy().decode() == STATUS_OK
+                else Prediction([], [], [], error=status[i].numpy().decode()) for i in range(len(images))]
 
     return predict
 
@@ -154,13 +157,16 @@ def _remote_predictor():
 
 
 def _predict_batch(predict, files, images, failed):
-    """[(file, Prediction)] for the files of a batch that could be predicted. When the batch is refused,
-    each file is tried alone, so one bad image costs only itself; a refused file goes to `failed`
-    as (file, reason)."""
+    """[(file, Prediction)] for the files of a batch that could be predicted; a file the model did not
+    classify goes to `failed` as (file, reason). When the whole batch is refused (a request limit, or a
+    model exported without per-image `status`), each file is tried alone, so one bad image costs only
+    itself."""
     from keras_alexnet.serving_client import ServingUnreachable, one_line
 
     try:
-        return list(zip(files, predict(images)))
+        predicted = list(zip(files, predict(images)))
+        failed += [(file, one_line(prediction.error)) for file, prediction in predicted if prediction.error]
+        return [(file, prediction) for file, prediction in predicted if not prediction.error]
     except ServingUnreachable:
         raise
     except Exception as error:  # noqa: BLE001 - a refused batch is narrowed to the files at fault

@@ -3,7 +3,9 @@
 Flags -> `TrainConfig` -> `keras_alexnet.training.run.train`. Every part of the recipe is a flag whose
 default is the paper's value. Without --data_dir and --tfds the command is the default run
 (`keras_alexnet.training.presets`): AlexNet on the built-in Fashion-MNIST data, sized for a 2-core CPU;
-the settings it changes are printed, and any flag given on the command line overrides them. A run lives
+the settings it changes are printed, and any flag given on the command line overrides them. With
+--data_dir, the sizes and batch not given are fitted to the data (`keras_alexnet.training.data_fit`),
+one printed line each. A run lives
 in `runs/<run_name>/` (`run.json` with its resolved settings, `checkpoints/`, `logs/` for TensorBoard,
 `metrics.csv`, `model.keras`); the same command after an interruption (Ctrl-C, kill -9) resumes from
 the last checkpoint.
@@ -18,8 +20,7 @@ from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 from keras_alexnet.training import config as train_config
-from keras_alexnet.training import finetune
-from keras_alexnet.training import presets
+from keras_alexnet.training import data_fit, finetune, presets
 
 FLAGS = flags.FLAGS
 _D = train_config.TrainConfig()
@@ -27,7 +28,8 @@ _D = train_config.TrainConfig()
 flagdefs.define_model_flags()
 flagdefs.define_data_flags()
 flags.DEFINE_integer("batch_size", 0, "Global batch size over all replicas; 0 = the paper's: 128 for "
-                     "AlexNet, 256 for VGG. [AlexNet §5, VGG §3.1]")
+                     "AlexNet, 256 for VGG, or the largest power of two within a smaller training split. "
+                     "[AlexNet §5, VGG §3.1]")
 flags.DEFINE_float("learning_rate", _D.optimizer.learning_rate, "Initial learning rate epsilon. [AlexNet §5, VGG §3.1]")
 flags.DEFINE_float("momentum", _D.optimizer.momentum, "Momentum of the SGD rule. [AlexNet §5]")
 flags.DEFINE_float("weight_decay", _D.optimizer.weight_decay, "Weight decay inside the momentum update "
@@ -131,13 +133,23 @@ def _given_values() -> dict:
 
 
 def _config(data_dir=None) -> train_config.TrainConfig:
+    return _config_and_notes(data_dir)[0]
+
+
+def _config_and_notes(data_dir=None):
+    """The run's configuration, and the lines saying which settings were fitted to the data."""
     values = _given_values()
     if _default_run():
         from pipelines.default_data import data_dir_for
 
         size = values.get("resize_size", presets.DEFAULT_PRESET["resize_size"])
-        return presets.default_run_config(data_dir or data_dir_for(FLAGS.default_data_root, size), values)
-    return train_config.config_from_values(values)
+        return presets.default_run_config(data_dir or data_dir_for(FLAGS.default_data_root, size), values), []
+    notes = []
+    if FLAGS.data_dir:
+        given = {name for name in ("image_size", "resize_size", "batch_size") if FLAGS[name].present}
+        run_dir = train_config.config_from_values(values).run_dir
+        values, notes = data_fit.fit_to_data(values, given, FLAGS.data_dir, run_dir)
+    return train_config.config_from_values(values), notes
 
 
 def validate():
@@ -181,20 +193,32 @@ def run(argv):
     from keras_alexnet.memory_fit import check_training_fits
     from keras_alexnet.training.run import TrainingInterrupted, tool, train
 
-    check_training_fits(_config().resolve())  # before any data, model or pipeline is built
-    data_dir = None
-    if _default_run():
-        from pipelines.default_data import ensure_default_data
-
-        data_dir = ensure_default_data(FLAGS.default_data_root, _config().data.resize_size)
-    config = _config(data_dir)
+    resume = shlex.join([tool("python"), _main_py(), "train"] + sys.argv[2:])
     try:
+        data_dir = None
+        if _default_run():
+            from pipelines.default_data import ensure_default_data
+
+            data_dir = ensure_default_data(FLAGS.default_data_root, _config().data.resize_size)
+        config, notes = _config_and_notes(data_dir)
+        check_training_fits(config.resolve())  # before any model or pipeline is built
+        for note in notes:
+            _print(note)
         result = train(config, printer=_print)
     except TrainingInterrupted as stopped:
-        resume = shlex.join([tool("python"), _main_py(), "train"] + sys.argv[2:])
         raise Interrupted(f"{stopped}; resume with: {resume}") from None
-    if result.model_path:
+    except KeyboardInterrupt:  # a second signal, or one before training set up its handler
+        raise Interrupted(f"stopped at once, {_last_checkpoint(_config().run_dir)}; resume with: {resume}") from None
+    if result.model_path and not result.finished_before:
         _final_report(result)
+
+
+def _last_checkpoint(run_dir) -> str:
+    import tensorflow as tf
+
+    directory = os.path.join(run_dir, "checkpoints")
+    path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    return f"the last checkpoint is {path}" if path else "no checkpoint yet"
 
 
 def _main_py():

@@ -79,9 +79,11 @@ def hparams_shown_first(config: TrainConfig, values: dict) -> list:
 
 
 def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, replicas, dropped, printer,
-                       ten_crop_dataset, export_settings, val_examples=None, lost=None) -> CallbackSet:
+                       ten_crop_dataset, export_settings, val_examples=None, lost=None,
+                       should_stop=None) -> CallbackSet:
     """The callbacks for `config` (see the module docstring); `val_examples`: the validation split's size
-    (the 10-crop progress line's total)."""
+    (the 10-crop progress line's total); `should_stop`: asked between the 10-crop evaluation's batches
+    (a stop event's `is_set`)."""
     from callbacks.augmented_inputs import AugmentedInputs
     from callbacks.conv1_images import Conv1Images
     from callbacks.csv_log import MetricsCSV
@@ -114,9 +116,11 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
         settings = hparams(config, replicas)
 
         ten_crop = TenCropEvaluation(ten_crop_dataset, every_n_epochs=config.ten_crop_every, printer=printer,
-                                     examples=val_examples)
-        found += [ten_crop,
-                  Progress(steps_per_epoch, schedule.epochs, throughput, printer,
+                                     examples=val_examples, should_stop=should_stop)
+        # First: a 10-crop evaluation stopped by Ctrl-C leaves every other callback's epoch end undone,
+        # so the epoch's end is run whole when the run resumes (the plateau count is not taken twice).
+        found.insert(0, ten_crop)
+        found += [Progress(steps_per_epoch, schedule.epochs, throughput, printer,
                            bar=config.progress and sys.stdout.isatty()),
                   MetricsCSV(os.path.join(run_dir, "metrics.csv")),
                   ScalarSummaries(log_dir, trial, update_freq=config.log_every_steps),

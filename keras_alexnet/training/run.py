@@ -10,8 +10,16 @@ Calling `train` again with the same run folder resumes from the last checkpoint;
 change the run (architecture, data, sizes, batch, seed) are refused in one line naming the flag,
 settings that may change (epoch cap, logging, export) are accepted and recorded in `run.json`.
 
-SIGINT (Ctrl-C) and SIGTERM (what a scheduler sends) during training save a checkpoint after the
-current step and raise `TrainingInterrupted` with its path; a second signal stops at once. [AlexNet §5]
+SIGINT (Ctrl-C) and SIGTERM (what a scheduler sends) in any phase of `train` stop it at the next safe
+point and raise `TrainingInterrupted` naming the checkpoint to resume from: during set-up, training or
+an epoch's validation (centre or 10-crop) a checkpoint is saved; during the phases after the last
+epoch (the final 10-crop validation, saving the model, the 10-crop test, the export) the last
+checkpoint is current, and resuming runs those phases again. A second signal stops at once.
+
+A run that finished (its model saved, evaluated and exported) is marked so in its `run.json`
+(`finished`: when, its epochs, final errors, model and SavedModel paths); calling `train` on it again
+trains and exports nothing and returns that record (`RunResult.finished_before`), unless a larger
+epoch cap resumes its training (not after its learning-rate schedule stopped it). [AlexNet §5]
 """
 
 import dataclasses
@@ -35,14 +43,20 @@ RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_ste
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on SIGINT/SIGTERM after saving `checkpoint` (None if nothing could be saved)."""
+    """`train` stopped on SIGINT/SIGTERM; `checkpoint`: the one saved then, or (`current`) the last one,
+    which holds every epoch trained; None if there is none."""
 
-    def __init__(self, checkpoint, signal_name, step):
+    def __init__(self, checkpoint, signal_name, step, phase="training", current=False):
         self.checkpoint = checkpoint
         self.signal_name = signal_name
         self.step = step
-        saved = f"checkpoint saved: {checkpoint}" if checkpoint else "no checkpoint could be saved"
-        super().__init__(f"{signal_name}: training stopped at step {step}, {saved}")
+        if not checkpoint:
+            saved = "no checkpoint could be saved"
+        elif current:
+            saved = f"the last checkpoint is current: {checkpoint}"
+        else:
+            saved = f"checkpoint saved: {checkpoint}"
+        super().__init__(f"{signal_name}: stopped during {phase} at step {step}, {saved}")
 
 
 @dataclasses.dataclass
@@ -65,6 +79,7 @@ class RunResult:
     log_dir: str
     epochs_run: int
     seconds: float
+    finished_before: Optional[str] = None  # when the run had finished, for a call that did nothing
 
 
 def _flat(config_dict, prefix=""):
@@ -185,8 +200,8 @@ class _SignalStop:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
         self.event.set()
-        self.printer(f"\n{self.signal_name}: saving a checkpoint after the current step "
-                     "(again to stop at once)")
+        self.printer(f"\n{self.signal_name}: stopping after the current step or batch, with a checkpoint to "
+                     "resume from (again to stop at once)")
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -209,6 +224,10 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
     """
     start = time.time()
     config = config.resolve()
+    finished = _finished(config)
+    if finished:  # before TensorFlow starts: a finished run answers at once
+        printer(_finished_message(finished, config))
+        return _finished_result(finished, config, start)
     from keras_alexnet.training.strategy import configure_logical_cpus
 
     configure_logical_cpus(config.logical_cpus)
@@ -228,15 +247,15 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
 
     policy = keras.mixed_precision.global_policy()
     try:
-        with record_parser.user_errors():
+        with record_parser.user_errors(), _SignalStop(say) as stop:
             return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
-                          input_pipeline, record_parser)
+                          input_pipeline, record_parser, stop)
     finally:
         keras.mixed_precision.set_global_policy(policy)  # a library call leaves the process as it found it
 
 
 def _train(config, strategy, strategy_options, chief, say, extra_callbacks, start, keras, tf, input_pipeline,
-           record_parser):
+           record_parser, stop):
     from keras_alexnet import registry
     from keras_alexnet.training.checkpointing import fold_input_scale
     from keras_alexnet.training.optimizer import PaperSGD
@@ -290,6 +309,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         elif changes:
             record.resumes.append({"time": runs.now(), "changed": {k: list(v) for k, v in changes.items()}})
             record.config = recorded_config if record.config is None else _updated(record.config, changes)
+        record.finished = None  # training on (a larger epoch cap): finished again at its end
         runs.write_record(run_dir, record)
 
     log_dir = os.path.join(run_dir, "logs")
@@ -346,7 +366,6 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
 
     from keras_alexnet.training.callbacks import training_callbacks
 
-    stop = _SignalStop(say)
     weights_from = {}
     initial_weights = _initial_weights(config, say, num_classes, weights_from)
     trainer = Trainer(strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch, epochs, batch,
@@ -360,7 +379,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                                       val_examples=val_examples,
                                       ten_crop_dataset=(lambda: eval_dataset(config.validation_split, "ten_crop"))
                                       if chief else None,
-                                      export_settings=_export_settings(config, record) if chief else None)
+                                      export_settings=_export_settings(config, record) if chief else None,
+                                      should_stop=stop.event.is_set)
     if chief and weights_from:  # a fresh start from another run's weights: recorded with the run
         record.weights_from = weights_from
         runs.write_record(run_dir, record)
@@ -371,13 +391,18 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         say(f"{config.model.architecture} on {info.source}: {num_classes} classes, {train_examples} training "
             f"images, {steps_per_epoch} steps of {batch} per epoch, up to {epochs} epochs, {replicas} "
             f"replica(s) ({config.strategy})")
-    with stop:
-        history = trainer.fit(callback_set.callbacks + extra_callbacks)
-    if stop.event.is_set() and trainer.interrupted_at is not None:
-        raise TrainingInterrupted(trainer.interrupted_at, stop.signal_name, int(trainer.optimizer.iterations.numpy()))
+    history = trainer.fit(callback_set.callbacks + extra_callbacks)
+    step = int(trainer.optimizer.iterations.numpy())
+    epochs_run = int(trainer.state.epoch.numpy())
+    if stop.event.is_set():
+        raise TrainingInterrupted(trainer.interrupted_at or trainer.checkpointer.latest(), stop.signal_name, step,
+                                  trainer.stopped_in or "the end of training", current=not trainer.saved_on_stop)
+
+    def stop_if_asked(phase):  # between the phases after training; the last checkpoint holds every epoch
+        if stop.event.is_set():
+            raise TrainingInterrupted(trainer.checkpointer.latest(), stop.signal_name, step, phase, current=True)
 
     model = trainer.model
-    epochs_run = int(trainer.state.epoch.numpy())
     if not chief:
         return RunResult(run_dir, config, history.history, None, None, None, None, checkpoint_dir, log_dir,
                          epochs_run, time.time() - start)
@@ -388,6 +413,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
 
     with phase(f"Saving {model_path}"):
         model.save(model_path)
+    stop_if_asked(f"saving {model_path}")
     final = callback_set.ten_crop.final  # keys as in the epoch logs: ten_crop_top1_error, ...
     validation = {"ten_crop": {k.removeprefix("ten_crop_"): v for k, v in final.items()}} if final else None
     test = None
@@ -397,12 +423,20 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
 
         progress = ProgressLine(f"10-crop {config.test_split}",
                                 input_pipeline.count_examples(config.input_for(config.test_split)))
-        result = evaluate_ten_crop(model, eval_dataset(config.test_split, "ten_crop", scale=1.0), progress=progress)
+        from callbacks.ten_crop import EvaluationStopped
+
+        try:
+            result = evaluate_ten_crop(model, eval_dataset(config.test_split, "ten_crop", scale=1.0),
+                                       progress=progress, should_stop=stop.event.is_set)
+        except EvaluationStopped:
+            stop_if_asked(f"the 10-crop {config.test_split} evaluation")
+            raise
         test = {"ten_crop": result}
         say(f"10-crop {config.test_split} [AlexNet §4.1]: accuracy {1 - result['top1_error']:.4f}, top-1 error "
             f"{result['top1_error']:.4f}, top-5 error {result['top5_error']:.4f} ({result['count']} images)")
         _write_json(os.path.join(run_dir, f"{config.test_split}_ten_crop.json"), result)
     callback_set.final_summaries(epochs_run, validation and validation["ten_crop"], test and test["ten_crop"])
+    stop_if_asked("the final summaries")
     export_path = None
     if config.export:
         from keras_alexnet.export import export_saved_model
@@ -410,8 +444,48 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         with phase(f"Exporting a SavedModel to {os.path.join(config.export_dir, config.run_name)}"):
             export_path = export_saved_model(model, config.export_dir, config.run_name,
                                              **_export_settings(config, record))
+    record.finished = {"time": runs.now(), "epochs": epochs_run,
+                       "schedule_stopped": bool(trainer.state.finished.numpy()),
+                       "validation": validation, "test": test, "model": model_path, "export": export_path}
+    runs.write_record(run_dir, record)
     return RunResult(run_dir, config, history.history, validation, test, model_path, export_path, checkpoint_dir,
                      log_dir, epochs_run, time.time() - start)
+
+
+def _finished(config: TrainConfig) -> Optional[dict]:
+    """The `finished` record of the run `config` names when there is nothing left for it to train (its
+    epoch cap not above the epochs it ran, or its schedule stopped it), else None. A setting that would
+    change the run is refused (FlagError) as for any resume."""
+    record = runs.read_record(config.run_dir)
+    if record is None or not record.finished:
+        return None
+    check_resume(config, record)
+    finished = record.finished
+    return finished if finished["schedule_stopped"] or config.schedule.epochs <= finished["epochs"] else None
+
+
+def _finished_message(finished: dict, config: TrainConfig) -> str:
+    """What a finished run says when asked to train again: its final numbers and products."""
+    epochs = finished["epochs"]
+    parts = [f"This run finished on {finished['time']} after {epochs} epoch{'' if epochs == 1 else 's'}"
+             + (" (its learning-rate schedule stopped it)" if finished["schedule_stopped"] else "") + "."]
+    for split, errors in (("validation", finished["validation"]), ("test", finished["test"])):
+        if errors:
+            ten = errors["ten_crop"]
+            parts.append(f"10-crop {split}: top-1 error {ten['top1_error']:.4f}, top-5 error {ten['top5_error']:.4f}.")
+    parts.append(f"Model: {finished['model']}.")
+    if finished["export"]:
+        parts.append(f"SavedModel: {finished['export']}.")
+    more = "" if finished["schedule_stopped"] else f"--epochs above {finished['epochs']} trains on; "
+    parts.append(f"Nothing trained or exported: {more}main.py export --model={config.run_dir} exports it again.")
+    return " ".join(parts)
+
+
+def _finished_result(finished: dict, config: TrainConfig, start: float) -> RunResult:
+    return RunResult(config.run_dir, config, {}, finished["validation"], finished["test"], finished["model"],
+                     finished["export"], os.path.join(config.run_dir, "checkpoints"),
+                     os.path.join(config.run_dir, "logs"), finished["epochs"], time.time() - start,
+                     finished_before=finished["time"])
 
 
 def _updated(recorded: dict, changes: dict) -> dict:

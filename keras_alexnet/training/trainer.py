@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from callbacks.nan_guard import NonFiniteLoss
+from callbacks.ten_crop import EvaluationStopped
 from keras_alexnet.training.checkpointing import Checkpointer, RunState
 from keras_alexnet.training.metrics import error_metrics, topk_wrong
 from keras_alexnet.training.strategy import num_workers
@@ -61,7 +62,8 @@ def _logs(sums, prefix=""):
 
 
 class _Interrupted(Exception):
-    """Raised inside `fit` when the stop event is set; caught there after saving a checkpoint."""
+    """Raised inside `fit` when the stop event is set, with the phase it stops; caught there after saving a
+    checkpoint."""
 
 
 class Trainer:
@@ -92,7 +94,10 @@ class Trainer:
             training batches' float work (`input_pipeline.train_batch_finisher`) when the dataset
             yields uint8 crops; None when it yields the model's inputs.
         stop_event: a `threading.Event`; once set (SIGINT/SIGTERM), `fit` saves a checkpoint after the
-            current step (or validation batch) and returns, with `interrupted_at` its path.
+            current step (or validation batch, or 10-crop batch of an epoch's end; before the first
+            step when it was set before `fit`) and returns, with `interrupted_at` its path. Set during
+            the 10-crop evaluation at the end of training, `fit` returns with `interrupted_at` the
+            last checkpoint, which is current (every epoch is saved).
     """
 
     def __init__(self, strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
@@ -118,6 +123,8 @@ class Trainer:
         self.printer = printer
         self.stop_event = stop_event
         self.interrupted_at = None
+        self.stopped_in = None  # the phase the stop event stopped: "set-up", "training", ...
+        self.saved_on_stop = False  # whether `interrupted_at` was saved then (else the last one is current)
         with strategy.scope():
             self.model = build_model()
             optimizer = build_optimizer()
@@ -305,13 +312,16 @@ class Trainer:
         callback_list.on_train_begin()
         logs = {}
         try:
+            if self._stop_requested():  # a signal while the run was being set up
+                raise _Interrupted("set-up")
             for epoch in range(start_epoch, self.epochs):
                 skip = start_step if epoch == start_epoch else 0
                 if not skip:
                     self.state.train_sums.assign(tf.zeros([4], tf.float64))
                 sums = self.state.train_sums.numpy()
                 callback_list.on_epoch_begin(epoch)
-                iterator = self._train_iterator(epoch, skip)
+                # None when the epoch's steps are all done (stopped in its validation or 10-crop pass).
+                iterator = self._train_iterator(epoch, skip) if skip < self.steps_per_epoch else None
                 step = skip
                 while step < self.steps_per_epoch:
                     count = self._call_length(step)
@@ -327,15 +337,18 @@ class Trainer:
                     if model.stop_training:
                         break
                     if self._stop_requested():
-                        raise _Interrupted
+                        raise _Interrupted("training")
                 del iterator  # its pipeline's shutdown is part of the epoch (whose progress line is open)
                 logs = _logs(sums)
                 if self.val_dataset_fn is not None:
                     val_logs = self.evaluate(callback_list)
                     if val_logs is None:
-                        raise _Interrupted
+                        raise _Interrupted("the centre-crop validation")
                     logs.update(val_logs)
-                callback_list.on_epoch_end(epoch, logs)
+                try:
+                    callback_list.on_epoch_end(epoch, logs)
+                except EvaluationStopped:  # the 10-crop callback comes first: no other epoch end ran
+                    raise _Interrupted("the 10-crop validation") from None
                 self.state.epoch.assign(epoch + 1)
                 self.state.step_in_epoch.assign(0)
                 if model.stop_training:  # the schedule's end (AlexNet §5); an epoch cap may be raised
@@ -345,12 +358,17 @@ class Trainer:
                     break
         except NonFiniteLoss as error:
             raise NonFiniteLoss(self._nan_message(error)) from None
-        except _Interrupted:
+        except _Interrupted as stopped:
+            self.stopped_in, self.saved_on_stop = str(stopped), True
             self.interrupted_at = self._save(callbacks)
             if self.checkpointer is not None:
                 self.checkpointer.close()
             return history
-        callback_list.on_train_end(logs)
+        try:
+            callback_list.on_train_end(logs)
+        except EvaluationStopped:  # the final 10-crop evaluation: every epoch is saved already
+            self.stopped_in = "the final 10-crop validation"
+            self.interrupted_at = self.checkpointer.latest() if self.checkpointer is not None else None
         if self.checkpointer is not None:
             self.checkpointer.close()
         return history
