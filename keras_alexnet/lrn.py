@@ -10,6 +10,9 @@ Two readings of α exist, and this layer offers both explicitly:
   This is also what TensorFlow's ``alpha`` means, so TF gets ``alpha=α``.
 - ``convention="cuda_convnet"``: α is divided by n before it multiplies the sum, as in cuda-convnet's
   ``rnorm`` layers, Caffe's ``LRN`` layer and PyTorch's ``LocalResponseNorm``; TF gets ``alpha=α/n``.
+- ``convention="caffe"``: α/n as in cuda-convnet, read from Caffe's ``LRN`` layer (``local_size`` n,
+  ``alpha``, ``beta``, ``k`` = 1 by default): the convention of Caffe's bvlc_alexnet, whose builder sets
+  k=1 (`keras_alexnet.alexnet`).
 
 Near the first and last maps the sum runs over the maps that exist (the paper's max/min bounds), which is
 what TF's op does. The sum runs over all N maps of the layer (the paper's N), also across the boundary
@@ -27,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-CONVENTIONS = ("paper", "cuda_convnet")
+from keras_alexnet.registry import LRN_CONVENTIONS as CONVENTIONS
 
 
 @keras.saving.register_keras_serializable(package="keras_alexnet")
@@ -39,7 +42,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         k: the additive constant (2 in the paper).
         alpha: α (1e-4 in the paper).
         beta: β (0.75 in the paper).
-        convention: "paper" (α multiplies the sum) or "cuda_convnet" (α/n multiplies the sum).
+        convention: "paper" (α multiplies the sum), "cuda_convnet" or "caffe" (α/n multiplies the sum).
     """
 
     def __init__(self, size=5, k=2.0, alpha=1e-4, beta=0.75, convention="paper", **kwargs):

@@ -47,6 +47,7 @@ class RunRecord:
     mean_note: str = ""  # how the mean was obtained (e.g. resized from another frame, imported weights)
     config: Optional[dict] = None  # TrainConfig.to_dict(); None for imported weights
     origin: str = "train"  # "train" or "import"
+    model_config: Optional[dict] = None  # ModelConfig as a dict (imported runs; trained runs keep it in config["model"])
     versions: dict = dataclasses.field(default_factory=dict)
     created: str = ""
     resumes: list = dataclasses.field(default_factory=list)
@@ -103,6 +104,13 @@ def read_record(run_dir: str) -> Optional[RunRecord]:
         return RunRecord(**values)
     except (OSError, ValueError, TypeError) as error:
         raise UserError(f"{path}: not a run record ({str(error).splitlines()[0]})") from None
+
+
+def model_config_of(record: "RunRecord") -> Optional[dict]:
+    """The ModelConfig (as a dict) the run's model was built with: imported runs' model_config, trained runs' config["model"]."""
+    if record.model_config is not None:
+        return record.model_config
+    return (record.config or {}).get("model")
 
 
 def write_stats(run_dir: str, stats: dict) -> str:
