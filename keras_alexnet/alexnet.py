@@ -54,7 +54,6 @@ _CONVS = (
 _ONE_TOWER_FILTERS = {"conv1": 48, "conv2": 128, "conv3": 192, "conv4": 192, "conv5": 256}
 _FC_UNITS = 4096
 CONV1_PADDING = 2  # this project's reading of the paper's 224 input (Caffe's 227 input: 0)
-CAFFE_LRN_K = 1.0  # Caffe's LRN default k (the paper: 2)
 
 
 def scaled(units: int, width: float, multiple: int = 1) -> int:
@@ -158,14 +157,13 @@ def build_alexnet(
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = keras.layers.ZeroPadding2D(conv1_padding, name="conv1_pad")(inputs) if conv1_padding else inputs
-    lrn_k = CAFFE_LRN_K if lrn_convention == "caffe" else 2.0
     for layer_name, filters, kernel, stride, padding, towered in _CONVS:
         if towers == 1:
             filters = _ONE_TOWER_FILTERS[layer_name]
         x = conv(x, layer_name, scaled(filters, width, multiple), kernel, stride, padding, towered)
         index = layer_name[-1]
         if layer_name in ("conv1", "conv2"):
-            normalize = LocalResponseNormalization(k=lrn_k, convention=lrn_convention, name=f"lrn{index}")
+            normalize = LocalResponseNormalization(convention=lrn_convention, name=f"lrn{index}")
             if lrn and lrn_position == "before_pool":
                 x = normalize(x)
             x = keras.layers.MaxPooling2D(window, strides=2, name=f"pool{index}")(x)
