@@ -215,3 +215,25 @@ def test_bad_files_one_line_each(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"mean.binaryproto: truncated"):
         caffe_import.mean_image(str(mean))
     assert not any(os.path.exists(tmp_path / name) for name in "bcd")
+
+
+def test_reader_skips_other_fields_and_reads_double_and_unpacked_data(tmp_path):
+    """Fields a real train_val caffemodel also holds (bottom/top strings, param messages, a phase
+    varint, fixed32/fixed64 values) are skipped; blobs in double_data (8) and in unpacked floats (5 as
+    one 32-bit field each) are read."""
+    w = caffe_writer
+    values = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    doubles = (w.length_field(7, w.length_field(1, w.varint(2) + w.varint(3)))
+               + w.length_field(8, values.astype("<f8").tobytes()))
+    unpacked = (w.varint_field(1, 1) + w.varint_field(2, 1) + w.varint_field(3, 2) + w.varint_field(4, 3)
+                + b"".join(w.key(5, 5) + v.tobytes() for v in values.reshape(-1).astype("<f4")))
+    layer = (w.length_field(1, b"fc") + w.length_field(2, b"InnerProduct") + w.length_field(3, b"pool5")
+             + w.length_field(4, b"fc") + w.length_field(6, w.length_field(1, b"lr")) + w.varint_field(10, 1)
+             + w.key(5, 5) + np.float32(1).tobytes() + w.key(11, 1) + np.float64(2).tobytes()
+             + w.length_field(7, doubles) + w.length_field(7, unpacked))
+    path = tmp_path / "fields.caffemodel"
+    path.write_bytes(w.length_field(1, b"net") + w.varint_field(5, 1) + w.length_field(100, layer))
+    (read,) = read_net(str(path))
+    assert (read.name, read.type) == ("fc", "InnerProduct")
+    np.testing.assert_array_equal(read.blobs[0], values)
+    np.testing.assert_array_equal(read.blobs[1], values.reshape(1, 1, 2, 3))
