@@ -14,11 +14,11 @@ Architectures: ``alexnet`` (AlexNet §3.5, two towers), ``alexnet_1tower`` (the 
 Options (all keyword, all optional):
 - both families: ``width`` (float multiplier of every conv/FC width, default 1.0), ``lrn`` (bool; default
   the spec's: True for AlexNet and vgg_a_lrn, False for the other VGG nets), ``lrn_convention`` ("paper",
-  "cuda_convnet" or "caffe", `LRN_CONVENTIONS`), ``init`` ("paper", "caffe", "glorot"), ``dropout`` (0.5), ``activation`` ("relu", the
-  papers'; "tanh" for AlexNet §3.1's saturating comparison), ``classifier_activation`` ("softmax" or None
-  for float32 logits), ``tower_devices`` ("auto", the default: GPU:0/GPU:1 when two GPUs are visible; None:
-  no placement; or two device strings; only a net with towers places anything, the others accept
-  None/"auto" and ignore it);
+  "cuda_convnet" or "caffe", `LRN_CONVENTIONS`), ``init`` ("paper", "caffe", "glorot"), ``dropout``
+  (0.5), ``activation`` ("relu", the papers'; "tanh" for AlexNet §3.1's saturating comparison),
+  ``classifier_activation`` ("softmax" or None for float32 logits), ``tower_devices`` ("auto", the
+  default: GPU:0/GPU:1 when two GPUs are visible; None: no placement; or two device strings; only a net
+  with towers places anything, the others accept None/"auto" and ignore it);
 - AlexNet only (``alexnet``, ``alexnet_1tower``): ``pooling`` ("overlapping" 3x3/2, "non_overlapping" 2x2/2),
   ``extra_conv`` (bool), ``conv1_padding`` (pixels on each side of conv1's input: 2, this project's reading
   of the paper's 224 input; 0, Caffe's bvlc_alexnet at 227) and ``lrn_position`` (`LRN_POSITIONS`:

@@ -34,9 +34,11 @@ KERAS_SUFFIXES = (".h5", ".hdf5")
 TORCH_SUFFIXES = (".pth", ".pt")
 CAFFE_SUFFIXES = (".caffemodel",)
 # The weight files each architecture takes, and how to say so.
+_VGG_FILES = (KERAS_SUFFIXES + TORCH_SUFFIXES,
+              "a keras.applications .h5/.weights.h5 file or a torchvision .pth state dict")
 ARCHITECTURES = {
-    "vgg_d": (KERAS_SUFFIXES + TORCH_SUFFIXES, "a keras.applications .h5/.weights.h5 file or a torchvision .pth state dict"),
-    "vgg_e": (KERAS_SUFFIXES + TORCH_SUFFIXES, "a keras.applications .h5/.weights.h5 file or a torchvision .pth state dict"),
+    "vgg_d": _VGG_FILES,
+    "vgg_e": _VGG_FILES,
     "alexnet": (CAFFE_SUFFIXES, "Caffe's bvlc_alexnet .caffemodel"),
     "alexnet_torchvision": (TORCH_SUFFIXES, "torchvision's alexnet .pth state dict"),
 }
@@ -49,7 +51,8 @@ flags.DEFINE_string("weights", None, "The weight file: Caffe's bvlc_alexnet.caff
                     "alexnet .pth (alexnet_torchvision), keras.applications VGG16/VGG19 .h5 or torchvision "
                     "vgg16/vgg19 .pth (vgg_d/vgg_e). [AlexNet §3.5, VGG §2]")
 flags.DEFINE_enum("architecture", None, list(ARCHITECTURES), "The net the weights are for: alexnet (Caffe's "
-                  "bvlc_alexnet/CaffeNet), alexnet_torchvision, vgg_d (VGG16) or vgg_e (VGG19). [AlexNet §3.5, VGG §2.1]")
+                  "bvlc_alexnet/CaffeNet), alexnet_torchvision, vgg_d (VGG16) or vgg_e (VGG19). "
+                  "[AlexNet §3.5, VGG §2.1]")
 flags.DEFINE_string("run_dir", None, "The run folder to create, e.g. runs/bvlc_alexnet. [VGG §2]")
 flags.DEFINE_string("mean_file", None, "alexnet only: Caffe's ilsvrc_2012_mean.binaryproto, the mean image "
                     "the weights were trained with; absent: Caffe's mean colour 104/117/123 (BGR). [AlexNet §2]")
@@ -80,7 +83,8 @@ def check_paths(weights: str, run_dir: str, architecture: str = "vgg_d", mean_fi
     if not weights.lower().endswith(suffixes):
         raise FlagError(f"--weights={weights}: expected {expected} for --architecture={architecture}")
     if mean_file and architecture != "alexnet":
-        raise FlagError(f"--mean_file is for Caffe's alexnet; --architecture={architecture}'s mean comes with its weights")
+        raise FlagError(f"--mean_file is for Caffe's alexnet; --architecture={architecture}'s mean comes with "
+                        "its weights")
     for name, path in (("mean_file", mean_file), ("class_names", class_names)):
         if path and not os.path.isfile(path):
             raise FlagError(f"--{name}={path}: no such file")
@@ -97,7 +101,8 @@ def check_signature(weights: str) -> None:
     except OSError as error:
         raise UserError(f"{weights}: cannot read it ({error.strerror or error})") from None
     if lower.endswith(KERAS_SUFFIXES) and head != HDF5_SIGNATURE:
-        raise UserError(f"{weights}: not an HDF5 file (a keras.applications weight file starts with the HDF5 signature)")
+        raise UserError(f"{weights}: not an HDF5 file (a keras.applications weight file starts with the HDF5 "
+                        "signature)")
     if lower.endswith(TORCH_SUFFIXES) and not head.startswith(TORCH_SIGNATURES):
         raise UserError(f"{weights}: not a PyTorch file (neither torch.save's zip archive nor a pickle)")
 
