@@ -87,3 +87,24 @@ def test_one_line_flag_errors(call, message):
         call()
     text = str(caught.value)
     assert message in text and "\n" not in text
+
+
+def test_a_run_recorded_before_the_caffe_options_resumes():
+    """A run.json written before ModelConfig had conv1_padding / lrn_position resumes with their defaults;
+    a changed value is still refused."""
+    import dataclasses
+
+    from keras_alexnet import runs
+    from keras_alexnet.training.config import TrainConfig
+    from keras_alexnet.training.run import check_resume
+    from pipelines.input_config import InputConfig
+
+    config = TrainConfig(data=InputConfig(data_dir="data", batch_size=0, mean="auto")).resolve()
+    recorded = config.to_dict()
+    for key in ("conv1_padding", "lrn_position"):
+        del recorded["model"][key]
+    record = runs.RunRecord("alexnet", 10, [], 224, 256, "image", config=recorded)
+    assert check_resume(config, record) == {}
+    caffe = dataclasses.replace(config, model=dataclasses.replace(config.model, conv1_padding=0))
+    with pytest.raises(FlagError, match="--conv1_padding=0"):
+        check_resume(caffe, record)
