@@ -21,7 +21,7 @@ of at least 63 pixels reaches fc6 as 6x6x256. Inputs are on the 0..255 scale wit
 import keras
 import numpy as np
 
-from keras_alexnet.alexnet import classifier_output, scaled
+from keras_alexnet.alexnet import classifier_output, feature_map_sizes, scaled
 from keras_alexnet.initializers import init_for
 
 # (name, filters, kernel, conv padding) of torchvision's features: conv1 stride 4, the others stride 1.
@@ -96,8 +96,6 @@ def build_alexnet_torchvision(
         raise ValueError(f"width must be positive, got {width}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    from keras_alexnet.alexnet import feature_map_sizes
-
     for side in input_shape[:2]:
         if side is not None:
             feature_map_sizes(side)  # the same strides and conv1 padding: the same smallest input
