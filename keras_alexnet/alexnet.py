@@ -26,12 +26,18 @@ Variants the paper measures, all options of `build_alexnet`:
   give its shape; here it is conv6 256@3x3, padding 1, ReLU, connected to all maps, so fc6 is unchanged.
 - ``width``: multiplies every conv and FC width (not the classes), for small runs; widths stay multiples
   of the tower count.
+
+Caffe's bvlc_alexnet (the paper's net as BVLC trained it) differs in three places, options too:
+``conv1_padding=0`` (227x227 inputs, no padding: the same 55x55 conv1 maps), ``lrn_convention="caffe"``
+(α/n with k=1, `keras_alexnet.lrn`) and, for CaffeNet only, ``lrn_position="after_pool"`` (pool1/pool2
+before lrn1/lrn2). `keras_alexnet.caffe_import` loads its weights.
 """
 
 import keras
 
 from keras_alexnet.initializers import init_for
 from keras_alexnet.lrn import LocalResponseNormalization
+from keras_alexnet.registry import LRN_POSITIONS
 from keras_alexnet.towers import TowerConv2D, check_tower_devices
 
 POOLINGS = ("overlapping", "non_overlapping")
@@ -47,7 +53,7 @@ _CONVS = (
 # The one-GPU net (AlexNet §3.2, footnote 2): half the kernels except in the last conv layer.
 _ONE_TOWER_FILTERS = {"conv1": 48, "conv2": 128, "conv3": 192, "conv4": 192, "conv5": 256}
 _FC_UNITS = 4096
-_CONV1_PAD = 2
+CONV1_PADDING = 2  # this project's reading of the paper's 224 input (Caffe's 227 input: 0)
 
 
 def scaled(units: int, width: float, multiple: int = 1) -> int:
@@ -55,25 +61,28 @@ def scaled(units: int, width: float, multiple: int = 1) -> int:
     return max(multiple, int(round(units * width / multiple)) * multiple)
 
 
-def feature_map_sizes(image_size: int, pooling: str = "overlapping") -> dict:
+def feature_map_sizes(image_size: int, pooling: str = "overlapping", conv1_padding: int = CONV1_PADDING) -> dict:
     """Spatial side of each AlexNet feature map for a square input of ``image_size``. [AlexNet §3.5]
 
-    224 gives conv1 55, pool1 27, conv2 27, pool2 13, conv3..conv5 13, pool5 6. Raises ValueError when the
-    input is too small for the last pooling layer to have an output.
+    224 gives conv1 55, pool1 27, conv2 27, pool2 13, conv3..conv5 13, pool5 6 (so does 227 with
+    ``conv1_padding=0``). Raises ValueError when the input is too small for the last pooling layer to
+    have an output.
     """
     window = 3 if pooling == "overlapping" else 2
 
     def pool(side):
         return (side - window) // 2 + 1 if side >= window else 0
 
-    conv1 = (image_size + 2 * _CONV1_PAD - 11) // 4 + 1 if image_size + 2 * _CONV1_PAD >= 11 else 0
+    padded = image_size + 2 * conv1_padding
+    conv1 = (padded - 11) // 4 + 1 if padded >= 11 else 0
     pool1 = pool(conv1)
     pool2 = pool(pool1)
     pool5 = pool(pool2)
     sizes = {"conv1": conv1, "pool1": pool1, "conv2": pool1, "pool2": pool2}
     sizes.update(conv3=pool2, conv4=pool2, conv5=pool2, pool5=pool5)
     if pool5 < 1:
-        raise ValueError(f"AlexNet needs inputs of at least 63x63 pixels, got {image_size}")
+        smallest = 67 - 2 * conv1_padding
+        raise ValueError(f"AlexNet needs inputs of at least {smallest}x{smallest} pixels, got {image_size}")
     return sizes
 
 
@@ -88,6 +97,8 @@ def build_alexnet(
     lrn_convention: str = "paper",
     pooling: str = "overlapping",
     extra_conv: bool = False,
+    conv1_padding: int = CONV1_PADDING,
+    lrn_position: str = "before_pool",
     init: str = "paper",
     dropout: float = 0.5,
     activation: str = "relu",
@@ -99,6 +110,7 @@ def build_alexnet(
     ``tower_devices``: "auto" (default: GPU:0/GPU:1 when two GPUs are visible, else no placement), None (no
     placement) or two device strings; used by the towered layers conv2, conv4, conv5 only. ``activation``:
     the hidden layers' nonlinearity, "relu" (§3.1) or "tanh" (the saturating unit §3.1 compares against).
+    ``conv1_padding``, ``lrn_position`` and ``lrn_convention="caffe"``: Caffe's variants (module docstring).
     """
     if towers not in (1, 2):
         raise ValueError(f"towers must be 1 or 2, got {towers}")
@@ -108,13 +120,17 @@ def build_alexnet(
         raise ValueError(f"classifier_activation must be 'softmax' or None, got {classifier_activation!r}")
     if not width > 0:
         raise ValueError(f"width must be positive, got {width}")
+    if lrn_position not in LRN_POSITIONS:
+        raise ValueError(f"lrn_position must be one of {', '.join(LRN_POSITIONS)}, got {lrn_position!r}")
+    if not (isinstance(conv1_padding, int) and conv1_padding >= 0):
+        raise ValueError(f"conv1_padding must be a non-negative number of pixels, got {conv1_padding!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     tower_devices = check_tower_devices(tower_devices, 2)
     height, image_width = input_shape[0], input_shape[1]
     for side in (height, image_width):
         if side is not None:
-            feature_map_sizes(side, pooling)
+            feature_map_sizes(side, pooling, conv1_padding)
 
     multiple = 2 if towers == 2 else 1
     window = (3, 3) if pooling == "overlapping" else (2, 2)
@@ -140,16 +156,19 @@ def build_alexnet(
         )(x)
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = keras.layers.ZeroPadding2D(_CONV1_PAD, name="conv1_pad")(inputs)
+    x = keras.layers.ZeroPadding2D(conv1_padding, name="conv1_pad")(inputs) if conv1_padding else inputs
     for layer_name, filters, kernel, stride, padding, towered in _CONVS:
         if towers == 1:
             filters = _ONE_TOWER_FILTERS[layer_name]
         x = conv(x, layer_name, scaled(filters, width, multiple), kernel, stride, padding, towered)
         index = layer_name[-1]
         if layer_name in ("conv1", "conv2"):
-            if lrn:
-                x = LocalResponseNormalization(convention=lrn_convention, name=f"lrn{index}")(x)
+            normalize = LocalResponseNormalization(convention=lrn_convention, name=f"lrn{index}")
+            if lrn and lrn_position == "before_pool":
+                x = normalize(x)
             x = keras.layers.MaxPooling2D(window, strides=2, name=f"pool{index}")(x)
+            if lrn and lrn_position == "after_pool":
+                x = normalize(x)
         elif layer_name == "conv5":
             x = keras.layers.MaxPooling2D(window, strides=2, name="pool5")(x)
     if extra_conv:

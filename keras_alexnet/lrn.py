@@ -10,6 +10,9 @@ Two readings of α exist, and this layer offers both explicitly:
   This is also what TensorFlow's ``alpha`` means, so TF gets ``alpha=α``.
 - ``convention="cuda_convnet"``: α is divided by n before it multiplies the sum, as in cuda-convnet's
   ``rnorm`` layers, Caffe's ``LRN`` layer and PyTorch's ``LocalResponseNorm``; TF gets ``alpha=α/n``.
+- ``convention="caffe"``: α/n as in cuda-convnet, read from Caffe's ``LRN`` layer (``local_size`` n,
+  ``alpha``, ``beta``, ``k`` = 1 by default): the convention of Caffe's bvlc_alexnet; k defaults to
+  Caffe's 1 with it (`default_k`), to the paper's 2 otherwise.
 
 Near the first and last maps the sum runs over the maps that exist (the paper's max/min bounds), which is
 what TF's op does. The sum runs over all N maps of the layer (the paper's N), also across the boundary
@@ -27,7 +30,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-CONVENTIONS = ("paper", "cuda_convnet")
+from keras_alexnet.registry import LRN_CONVENTIONS as CONVENTIONS
+
+PAPER_K, CAFFE_K = 2.0, 1.0  # AlexNet §3.3's k; Caffe's LRN default k
+
+
+def default_k(convention: str) -> float:
+    """k when none is given: Caffe's 1 under the "caffe" convention, the paper's 2 otherwise."""
+    return CAFFE_K if convention == "caffe" else PAPER_K
 
 
 @keras.saving.register_keras_serializable(package="keras_alexnet")
@@ -36,20 +46,20 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     Args:
         size: n, the number of adjacent maps in the sum (odd; 5 in the paper).
-        k: the additive constant (2 in the paper).
+        k: the additive constant (2 in the paper); None: `default_k(convention)`.
         alpha: α (1e-4 in the paper).
         beta: β (0.75 in the paper).
-        convention: "paper" (α multiplies the sum) or "cuda_convnet" (α/n multiplies the sum).
+        convention: "paper" (α multiplies the sum), "cuda_convnet" or "caffe" (α/n multiplies the sum).
     """
 
-    def __init__(self, size=5, k=2.0, alpha=1e-4, beta=0.75, convention="paper", **kwargs):
+    def __init__(self, size=5, k=None, alpha=1e-4, beta=0.75, convention="paper", **kwargs):
         super().__init__(**kwargs)
         if convention not in CONVENTIONS:
             raise ValueError(f"LRN convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
         if size < 1 or size % 2 == 0:
             raise ValueError(f"LRN size must be a positive odd number of maps, got {size}")
         self.size = int(size)
-        self.k = float(k)
+        self.k = float(default_k(convention) if k is None else k)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.convention = convention

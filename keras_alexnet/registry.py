@@ -7,17 +7,22 @@ the paper's batch size and epoch cap, whether it has towers) reads it from `SPEC
 in the manner of torchvision's `models/vgg.py` config table.
 
 Architectures: ``alexnet`` (AlexNet §3.5, two towers), ``alexnet_1tower`` (the one-GPU net of AlexNet
-§3.2), ``vgg_a``, ``vgg_a_lrn``, ``vgg_b``, ``vgg_c``, ``vgg_d``, ``vgg_e`` (VGG Table 1).
+§3.2), ``alexnet_torchvision`` (torchvision's one-tower AlexNet of Krizhevsky 2014, "One weird trick":
+64-192-384-256-256 kernels, no LRN, adaptive 6x6 average pooling; `keras_alexnet.alexnet_torchvision`),
+``vgg_a``, ``vgg_a_lrn``, ``vgg_b``, ``vgg_c``, ``vgg_d``, ``vgg_e`` (VGG Table 1).
 
 Options (all keyword, all optional):
 - both families: ``width`` (float multiplier of every conv/FC width, default 1.0), ``lrn`` (bool; default
-  the spec's: True for AlexNet and vgg_a_lrn, False for the other VGG nets), ``lrn_convention`` ("paper" or
-  "cuda_convnet"), ``init`` ("paper", "caffe", "glorot"), ``dropout`` (0.5), ``activation`` ("relu", the
-  papers'; "tanh" for AlexNet §3.1's saturating comparison), ``classifier_activation`` ("softmax" or None
-  for float32 logits), ``tower_devices`` ("auto", the default: GPU:0/GPU:1 when two GPUs are visible; None:
-  no placement; or two device strings; only a net with towers places anything, the others accept
-  None/"auto" and ignore it);
-- AlexNet only: ``pooling`` ("overlapping" 3x3/2, "non_overlapping" 2x2/2) and ``extra_conv`` (bool).
+  the spec's: True for AlexNet and vgg_a_lrn, False for the other VGG nets), ``lrn_convention`` ("paper",
+  "cuda_convnet" or "caffe", `LRN_CONVENTIONS`), ``init`` ("paper", "caffe", "glorot"), ``dropout``
+  (0.5), ``activation`` ("relu", the papers'; "tanh" for AlexNet §3.1's saturating comparison),
+  ``classifier_activation`` ("softmax" or None for float32 logits), ``tower_devices`` ("auto", the
+  default: GPU:0/GPU:1 when two GPUs are visible; None: no placement; or two device strings; only a net
+  with towers places anything, the others accept None/"auto" and ignore it);
+- AlexNet only (``alexnet``, ``alexnet_1tower``): ``pooling`` ("overlapping" 3x3/2, "non_overlapping" 2x2/2),
+  ``extra_conv`` (bool), ``conv1_padding`` (pixels on each side of conv1's input: 2, this project's reading
+  of the paper's 224 input; 0, Caffe's bvlc_alexnet at 227) and ``lrn_position`` (`LRN_POSITIONS`:
+  "before_pool", the paper and bvlc_alexnet; "after_pool", Caffe's CaffeNet).
 
 An unknown name, option or option value raises `keras_alexnet.errors.FlagError` (a `ValueError`) in one line.
 """
@@ -26,9 +31,14 @@ import dataclasses
 
 from keras_alexnet.errors import FlagError
 
+# How LRN's α is read (keras_alexnet.lrn): the printed formula, cuda-convnet's α/n, Caffe's α/n with k=1.
+LRN_CONVENTIONS = ("paper", "cuda_convnet", "caffe")
+# Where AlexNet's LRN sits: after the ReLU before pooling (the paper, bvlc_alexnet), or after pooling (CaffeNet).
+LRN_POSITIONS = ("before_pool", "after_pool")
+
 _COMMON_OPTIONS = ("width", "lrn", "lrn_convention", "init", "dropout", "activation", "classifier_activation",
                    "tower_devices")
-_ALEXNET_OPTIONS = _COMMON_OPTIONS + ("pooling", "extra_conv")
+_ALEXNET_OPTIONS = _COMMON_OPTIONS + ("pooling", "extra_conv", "conv1_padding", "lrn_position")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +52,8 @@ class ModelSpec:
     - min_input: the smallest square input the strides accept;
     - mean: the mean the paper subtracts, "image" (per-pixel, AlexNet §2) or "rgb" (VGG §2.1);
     - batch_size, epochs: the paper's batch (AlexNet §5: 128, VGG §3.1: 256) and epoch cap (90, 74);
-    - options: the keyword options `build_model` accepts for it.
+    - options: the keyword options `build_model` accepts for it;
+    - builder: the module that builds it ("alexnet", "alexnet_torchvision", "vgg").
     """
 
     name: str
@@ -55,11 +66,17 @@ class ModelSpec:
     batch_size: int = 256
     epochs: int = 74
     options: tuple = _COMMON_OPTIONS
+    builder: str = "vgg"
 
 
 def _alexnet(name, towers):
     return ModelSpec(name, "alexnet", towers=towers, lrn=True, min_input=63, mean="image", batch_size=128,
-                     epochs=90, options=_ALEXNET_OPTIONS)
+                     epochs=90, options=_ALEXNET_OPTIONS, builder="alexnet")
+
+
+# torchvision's AlexNet: trained on the mean colour (its normalisation), AlexNet's recipe otherwise.
+_ALEXNET_TORCHVISION = ModelSpec("alexnet_torchvision", "alexnet", lrn=False, min_input=63, mean="rgb",
+                                 batch_size=128, epochs=90, builder="alexnet_torchvision")
 
 
 def _vgg(config, lrn=False):
@@ -67,7 +84,7 @@ def _vgg(config, lrn=False):
 
 
 SPECS = {spec.name: spec for spec in (
-    _alexnet("alexnet", 2), _alexnet("alexnet_1tower", 1),
+    _alexnet("alexnet", 2), _alexnet("alexnet_1tower", 1), _ALEXNET_TORCHVISION,
     _vgg("A"), _vgg("A", lrn=True), _vgg("B"), _vgg("C"), _vgg("D"), _vgg("E"),
 )}
 MODEL_NAMES = tuple(SPECS)
@@ -112,7 +129,8 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
     if len(input_shape) != 3:
         raise FlagError(f"input_shape must be (height, width, channels), got {input_shape}")
     _check_choice(options, "init", ("paper", "caffe", "glorot"))
-    _check_choice(options, "lrn_convention", ("paper", "cuda_convnet"))
+    _check_choice(options, "lrn_convention", LRN_CONVENTIONS)
+    _check_choice(options, "lrn_position", LRN_POSITIONS)
     _check_choice(options, "pooling", ("overlapping", "non_overlapping"))
     _check_choice(options, "activation", ("relu", "tanh"))
     _check_choice(options, "classifier_activation", ("softmax", None))
@@ -126,12 +144,16 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
         options["lrn"] = model_spec.lrn
 
     try:
-        if model_spec.family == "alexnet":
+        if model_spec.builder == "alexnet":
             from keras_alexnet.alexnet import build_alexnet
 
             devices = tower_devices if model_spec.towers == 2 else None
             return build_alexnet(num_classes, input_shape, towers=model_spec.towers, tower_devices=devices,
                                  name=name, **options)
+        if model_spec.builder == "alexnet_torchvision":
+            from keras_alexnet.alexnet_torchvision import build_alexnet_torchvision
+
+            return build_alexnet_torchvision(num_classes, input_shape, name=name, **options)
         from keras_alexnet.vgg import build_vgg
 
         return build_vgg(model_spec.vgg_config, num_classes, input_shape, name=name, **options)

@@ -1,4 +1,5 @@
-"""Pretrained VGG weights users already have, loaded into this project's models (VGG §2, configurations D and E).
+"""Pretrained weights users already have, loaded into this project's models (VGG §2, configurations D and E;
+torchvision's AlexNet, ``alexnet_torchvision``; Caffe's AlexNet is `keras_alexnet.caffe_import`).
 
 Two sources:
 
@@ -6,10 +7,12 @@ Two sources:
   E have the same layers in the same order and the same NHWC flatten before the first FC layer, so
   `from_keras_applications` copies them one to one (``block1_conv1`` -> ``conv1_1``, ``fc1`` -> ``fc6``,
   ``fc2`` -> ``fc7``, ``predictions`` -> ``fc8``).
-- torchvision's ``vgg11/13/16/19`` state dicts (``features.N.weight``, ``classifier.0/3/6.weight``):
-  `from_torchvision_state_dict` transposes the conv kernels from (out, in, kh, kw) to Keras'
+- torchvision's ``vgg11/13/16/19`` and ``alexnet`` state dicts (``features.N.weight``, and
+  ``classifier.0/3/6.weight`` for VGG, ``classifier.1/4/6.weight`` for AlexNet, whose dropout comes
+  first): `from_torchvision_state_dict` transposes the conv kernels from (out, in, kh, kw) to Keras'
   (kh, kw, in, out), and reorders fc6's input axis, which torchvision flattens from NCHW (c, h, w) and
-  Keras from NHWC (h, w, c). Batch-norm variants (``vgg16_bn``) are refused: the paper has no batch norm.
+  Keras from NHWC (h, w, c) (`nchw_to_nhwc_rows`). Batch-norm variants (``vgg16_bn``) are refused: the
+  paper has no batch norm.
 
 The input each source was trained on is made this project's input (VGG §2.1: RGB on the 0..255 scale
 minus the mean RGB of the training set) by rewriting conv1_1, so that the imported model on the
@@ -20,7 +23,8 @@ project's own preprocessing gives the source's outputs on the source's preproces
   mean is recorded as RGB (123.68, 116.779, 103.939).
 - torchvision: RGB in 0..1 normalised per channel, (x/255 - m)/s with m = (0.485, 0.456, 0.406),
   s = (0.229, 0.224, 0.225). With the project subtracting the mean RGB 255·m, torchvision's input is
-  (x - 255·m)/(255·s): conv1_1's kernel is divided by 255·s per input channel. Its bias needs no change,
+  (x - 255·m)/(255·s): the first conv kernel is divided by 255·s per input channel
+  (`fold_torchvision_normalization`, for VGG and AlexNet alike). Its bias needs no change,
   because the mean is subtracted before the convolution, and the zero padding is the same on both sides
   (zero after normalisation = the mean colour on the 0..255 scale).
 
@@ -40,7 +44,7 @@ import keras
 from keras_alexnet.errors import UserError
 
 _KERAS_FC = (("fc1", "fc6"), ("fc2", "fc7"), ("predictions", "fc8"))
-_TORCH_FC = ((0, "fc6"), (3, "fc7"), (6, "fc8"))
+_TORCH_FC = ("fc6", "fc7", "fc8")  # the classifier's Linear layers in index order
 
 # keras.applications.vgg16/vgg19 preprocess_input ("caffe" mode): BGR minus this BGR mean.
 KERAS_APPLICATIONS_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -60,6 +64,17 @@ class ImportResult:
     loaded: list
     mean_rgb: np.ndarray
     class_names: Optional[list] = None
+
+
+def nchw_to_nhwc_rows(weight, rows, cols, channels):
+    """An (out, c·h·w) weight over an NCHW flatten (Caffe, PyTorch) as (out, h·w·c) over an NHWC flatten."""
+    return weight.reshape(-1, channels, rows, cols).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def fold_torchvision_normalization(kernel):
+    """A first conv kernel (kh, kw, 3, out) for torchvision's (x/255 - mean)/std made one for x - 255·mean:
+    divided by 255·std per input channel (the bias is unchanged; zero padding is the mean either way)."""
+    return kernel / (255.0 * np.array(TORCHVISION_STD, np.float32))[None, None, :, None]
 
 
 def _conv_layers(model):
@@ -107,16 +122,19 @@ def from_keras_applications(target: keras.Model, source: keras.Model, include_cl
 
 
 def from_torchvision_state_dict(target: keras.Model, state_dict, include_classifier: bool = True) -> ImportResult:
-    """Loads a torchvision VGG state dict (tensors or arrays) into the matching configuration. [VGG §2.1]
+    """Loads a torchvision VGG or AlexNet state dict (tensors or arrays) into the matching model (a VGG
+    configuration, or ``alexnet_torchvision``). [VGG §2.1]
 
     torchvision's input normalisation is folded into conv1_1 (kernel / (255·std) per input channel), and
     the result's `mean_rgb` is 255·mean: the target on 0..255 RGB minus `mean_rgb` gives torchvision's
     output on (x/255 - mean)/std.
 
-    ``features.N`` conv layers go, in index order, to the target's conv layers; ``classifier.0/3/6`` to
-    fc6/fc7/fc8 (fc8 skipped with ``include_classifier=False``). fc6 is converted from torchvision's NCHW
-    flatten order using the target's pool5 map size, so the target must be built at the source's
-    training size (224 for torchvision's models, whose adaptive pooling then is the identity).
+    ``features.N`` conv layers go, in index order, to the target's conv layers; the classifier's three
+    Linear layers (``classifier.0/3/6`` in VGG, ``1/4/6`` in AlexNet), in index order, to fc6/fc7/fc8
+    (fc8 skipped with ``include_classifier=False``). fc6 is converted from torchvision's NCHW flatten
+    order using the map size before the target's flatten: for VGG the target must be built at the
+    source's training size (224, where torchvision's adaptive pooling is the identity); AlexNet's
+    adaptive pooling is a layer of ``alexnet_torchvision``, so any input size works.
     """
     if not hasattr(state_dict, "items"):
         raise UserError(f"not a state dict but a {type(state_dict).__name__} (save model.state_dict())")
@@ -133,37 +151,47 @@ def from_torchvision_state_dict(target: keras.Model, state_dict, include_classif
         kernel = _entry(arrays, f"features.{index}.weight", ndim=4).transpose(2, 3, 1, 0)
         if not loaded:
             _check_rgb_input(kernel, f"features.{index}")
-            kernel = kernel / (255.0 * np.array(TORCHVISION_STD, np.float32))[None, None, :, None]
+            kernel = fold_torchvision_normalization(kernel)
         _assign(layer, [kernel, _entry(arrays, f"features.{index}.bias", ndim=1)], f"features.{index}")
         loaded.append(layer.name)
 
     rows, cols, channels = target.get_layer("flatten").input.shape[1:]
-    for index, name in _TORCH_FC:
+    fc_indices = sorted({int(key.split(".")[1]) for key in arrays if key.startswith("classifier.")
+                         and key.endswith((".weight", ".bias")) and key.split(".")[1].isdigit()})
+    if len(fc_indices) != len(_TORCH_FC):
+        raise UserError(f"the state dict has {len(fc_indices)} classifier layers (classifier.N.weight), "
+                        f"expected {len(_TORCH_FC)} (not a torchvision VGG/AlexNet state dict)")
+    for index, name in zip(fc_indices, _TORCH_FC):
         if name == "fc8" and not include_classifier:
             continue
         weight = _entry(arrays, f"classifier.{index}.weight", ndim=2)  # (out, in)
         if name == "fc6":
             if weight.shape[1] != rows * cols * channels:
                 raise UserError(
-                    f"classifier.0 takes {weight.shape[1]} inputs but {target.name}'s pool5 gives "
+                    f"classifier.{index} takes {weight.shape[1]} inputs but {target.name}'s last pooling gives "
                     f"{rows}x{cols}x{channels}; build the model at the source's input size"
                 )
-            weight = weight.reshape(-1, channels, rows, cols).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+            weight = nchw_to_nhwc_rows(weight, rows, cols, channels)
         _assign(target.get_layer(name), [weight.T, _entry(arrays, f"classifier.{index}.bias", ndim=1)], f"classifier.{index}")
         loaded.append(name)
     return ImportResult(loaded, (255.0 * np.array(TORCHVISION_MEAN, np.float64)).astype(np.float32))
 
 
-def load_torchvision_file(target: keras.Model, path: str, include_classifier: bool = True) -> ImportResult:
-    """`from_torchvision_state_dict` for a ``.pth`` file (needs PyTorch installed). [VGG §2.1]"""
+def read_torchvision_file(path: str):
+    """The state dict in a ``.pth`` file (needs PyTorch installed); UserError naming the file otherwise."""
     try:
         import torch
     except ImportError as error:
         raise UserError(f"{path}: reading a torchvision .pth file needs PyTorch (pip install torch)") from error
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise UserError(f"{path}: not a readable PyTorch state dict ({str(error).splitlines()[0]})") from error
+
+
+def load_torchvision_file(target: keras.Model, path: str, include_classifier: bool = True) -> ImportResult:
+    """`from_torchvision_state_dict` for a ``.pth`` file (needs PyTorch installed). [VGG §2.1]"""
+    state_dict = read_torchvision_file(path)
     try:
         return from_torchvision_state_dict(target, state_dict, include_classifier)
     except UserError as error:
@@ -183,7 +211,7 @@ def keras_applications_source(config: str, weights_path: str, include_top: bool 
 
 def _entry(arrays, key, ndim):
     if key not in arrays:
-        raise UserError(f"the state dict has no {key} (not a torchvision VGG state dict)")
+        raise UserError(f"the state dict has no {key} (not a torchvision VGG/AlexNet state dict)")
     if arrays[key].ndim != ndim:
         raise UserError(f"{key} has shape {arrays[key].shape}, expected {ndim} dimensions")
     return arrays[key]

@@ -209,3 +209,22 @@ def test_exports_savedmodel_with_core_ops_only(tmp_path):
     assert report["unknown"] == [] and not report["project_importable"]
     assert "LRN" in report["ops"] and "Conv2D" in report["ops"]
     np.testing.assert_allclose(np.array(report["probs"]), want, rtol=1e-5, atol=1e-6)
+
+
+def test_caffe_options_227_input_lrn_convention_and_position():
+    """Caffe's bvlc_alexnet: 227 inputs with no conv1 padding give the paper's maps; Caffe's LRN is
+    b = a / (1 + α/n Σ a²)^β (a NumPy transcription); CaffeNet's LRN follows the pooling."""
+    assert feature_map_sizes(227, conv1_padding=0) == feature_map_sizes(224)
+    model = build_alexnet(10, (227, 227, 3), width=0.125, conv1_padding=0, lrn_convention="caffe",
+                          lrn_position="after_pool")
+    names = [layer.name for layer in model.layers]
+    assert "conv1_pad" not in names and names.index("pool1") < names.index("lrn1") < names.index("conv2")
+    assert names.index("pool2") < names.index("lrn2") and model.get_layer("conv1").output.shape[1:3] == (55, 55)
+    lrn = model.get_layer("lrn1")
+    a = np.random.default_rng(0).uniform(0, 300, (2, 3, 3, 12)).astype(np.float32)
+    padded = np.pad(a.astype(np.float64) ** 2, ((0, 0), (0, 0), (0, 0), (2, 2)))
+    window = sum(padded[..., i:i + 12] for i in range(5))
+    want = a / (1.0 + 1e-4 / 5 * window) ** 0.75
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(lrn(a)), want, rtol=1e-5)
+    default = [layer.name for layer in build_alexnet(10, (67, 67, 3), width=0.125).layers]
+    assert default.index("lrn1") < default.index("pool1")

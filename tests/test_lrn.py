@@ -50,6 +50,15 @@ def test_matches_numpy_with_large_alpha_and_edges(activations, convention, divid
     np.testing.assert_allclose(got[..., 0], first, rtol=2e-6)
 
 
+def test_caffe_convention_is_alpha_over_n_with_k_1(activations):
+    """Caffe's LRN layer: b = a / (k + α/n Σ a²)^β with Caffe's default k = 1."""
+    layer = LocalResponseNormalization(convention="caffe")
+    assert layer.k == 1.0 and layer.tf_alpha == pytest.approx(1e-4 / 5)
+    want = lrn_reference(activations, k=1.0, divide_alpha_by_n=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(activations)), want, rtol=2e-6)
+    assert LocalResponseNormalization(convention="paper").k == 2.0
+
+
 def test_conventions_differ_by_n(activations):
     paper = LocalResponseNormalization(convention="paper")
     cuda = LocalResponseNormalization(convention="cuda_convnet", alpha=5e-4)

@@ -9,10 +9,11 @@ SMALL = dict(num_classes=5, input_shape=(64, 64, 3))
 
 
 def test_names_and_families():
-    assert MODEL_NAMES == ("alexnet", "alexnet_1tower", "vgg_a", "vgg_a_lrn", "vgg_b", "vgg_c", "vgg_d", "vgg_e")
-    assert [spec(name).family for name in MODEL_NAMES] == ["alexnet"] * 2 + ["vgg"] * 6
-    assert [SPECS[name].towers for name in MODEL_NAMES] == [2] + [1] * 7
-    assert [spec(name).mean for name in MODEL_NAMES] == ["image"] * 2 + ["rgb"] * 6
+    assert MODEL_NAMES == ("alexnet", "alexnet_1tower", "alexnet_torchvision", "vgg_a", "vgg_a_lrn", "vgg_b", "vgg_c",
+                           "vgg_d", "vgg_e")
+    assert [spec(name).family for name in MODEL_NAMES] == ["alexnet"] * 3 + ["vgg"] * 6
+    assert [SPECS[name].towers for name in MODEL_NAMES] == [2] + [1] * 8
+    assert [spec(name).mean for name in MODEL_NAMES] == ["image"] * 2 + ["rgb"] * 7
     assert [(spec(name).batch_size, spec(name).epochs) for name in ("alexnet", "vgg_e")] == [(128, 90), (256, 74)]
 
 
@@ -63,13 +64,19 @@ def test_options_reach_the_builders():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: build_model("alexnet2"), "unknown model 'alexnet2' (choose from: alexnet, alexnet_1tower, vgg_a"),
+        (lambda: build_model("alexnet2"), "unknown model 'alexnet2' (choose from: alexnet, alexnet_1tower, "
+                                          "alexnet_torchvision, vgg_a"),
         (lambda: spec("resnet"), "unknown model 'resnet'"),
         (lambda: build_model("alexnet", activation="sigmoid"), "activation must be one of relu, tanh"),
         (lambda: build_model("vgg_d", pooling="overlapping"), "model 'vgg_d' has no option 'pooling'"),
         (lambda: build_model("alexnet", colour=True), "model 'alexnet' has no option 'colour'"),
         (lambda: build_model("alexnet", init="he"), "init must be one of paper, caffe, glorot"),
-        (lambda: build_model("alexnet", lrn_convention="caffe"), "lrn_convention must be one of"),
+        (lambda: build_model("alexnet", lrn_convention="bvlc"), "lrn_convention must be one of paper, cuda_convnet, caffe"),
+        (lambda: build_model("alexnet", lrn_position="after_relu"), "lrn_position must be one of before_pool, after_pool"),
+        (lambda: build_model("alexnet", conv1_padding=-1), "conv1_padding must be a non-negative"),
+        (lambda: build_model("alexnet", input_shape=(66, 66, 3), conv1_padding=0), "at least 67x67"),
+        (lambda: build_model("alexnet_torchvision", lrn=True), "has no local response normalization"),
+        (lambda: build_model("alexnet_torchvision", pooling="overlapping"), "has no option 'pooling'"),
         (lambda: build_model("alexnet", pooling="avg"), "pooling must be one of"),
         (lambda: build_model("alexnet", classifier_activation="sigmoid"), "classifier_activation must be one of"),
         (lambda: build_model("vgg_a", tower_devices=["/GPU:0", "/GPU:1"]), "has no towers"),
@@ -85,3 +92,24 @@ def test_one_line_flag_errors(call, message):
         call()
     text = str(caught.value)
     assert message in text and "\n" not in text
+
+
+def test_a_run_recorded_before_the_caffe_options_resumes():
+    """A run.json written before ModelConfig had conv1_padding / lrn_position resumes with their defaults;
+    a changed value is still refused."""
+    import dataclasses
+
+    from keras_alexnet import runs
+    from keras_alexnet.training.config import TrainConfig
+    from keras_alexnet.training.run import check_resume
+    from pipelines.input_config import InputConfig
+
+    config = TrainConfig(data=InputConfig(data_dir="data", batch_size=0, mean="auto")).resolve()
+    recorded = config.to_dict()
+    for key in ("conv1_padding", "lrn_position"):
+        del recorded["model"][key]
+    record = runs.RunRecord("alexnet", 10, [], 224, 256, "image", config=recorded)
+    assert check_resume(config, record) == {}
+    caffe = dataclasses.replace(config, model=dataclasses.replace(config.model, conv1_padding=0))
+    with pytest.raises(FlagError, match="--conv1_padding=0"):
+        check_resume(caffe, record)

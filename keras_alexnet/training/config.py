@@ -33,7 +33,8 @@ from keras_alexnet.training.strategy import STRATEGIES
 from pipelines.input_config import InputConfig
 
 SCHEDULES = ("plateau", "linear", "cosine", "constant")
-LRN_CONVENTIONS = ("paper", "cuda_convnet")
+LRN_CONVENTIONS = registry.LRN_CONVENTIONS
+LRN_POSITIONS = registry.LRN_POSITIONS
 POOLINGS = ("overlapping", "non_overlapping")
 INITS = ("paper", "caffe", "glorot")
 ACTIVATIONS = ("relu", "tanh")
@@ -46,8 +47,10 @@ _RUN_SET_INPUT_FIELDS = ("split", "random_crop", "flip", "deterministic", "seed"
 class ModelConfig:
     """The network and its options (`registry.build_model`). [AlexNet §3, VGG §2]
 
-    lrn None: the architecture's default (on for AlexNet and vgg_a_lrn); pooling and extra_conv apply to
-    AlexNet only.
+    lrn None: the architecture's default (on for AlexNet and vgg_a_lrn); pooling, extra_conv,
+    conv1_padding (2: the paper's 224 input as this project reads it; 0: Caffe's 227 input) and
+    lrn_position ("before_pool": the paper, bvlc_alexnet; "after_pool": CaffeNet) apply to the two
+    AlexNets of the paper only (`registry`). lrn_convention "caffe": Caffe's LRN (α/n, k=1).
     """
 
     architecture: str = "alexnet"
@@ -59,14 +62,16 @@ class ModelConfig:
     init: str = "paper"
     dropout: float = 0.5
     activation: str = "relu"
+    conv1_padding: int = 2
+    lrn_position: str = "before_pool"
 
     def build_options(self) -> dict:
-        """Keyword options for `registry.build_model`."""
+        """Keyword options for `registry.build_model` (those the architecture takes)."""
         options = dict(width=self.width, lrn=self.lrn, lrn_convention=self.lrn_convention, init=self.init,
-                       dropout=self.dropout, activation=self.activation)
-        if registry.spec(self.architecture).family == "alexnet":
-            options.update(pooling=self.pooling, extra_conv=self.extra_conv)
-        return options
+                       dropout=self.dropout, activation=self.activation, pooling=self.pooling,
+                       extra_conv=self.extra_conv, conv1_padding=self.conv1_padding,
+                       lrn_position=self.lrn_position)
+        return {key: value for key, value in options.items() if key in registry.spec(self.architecture).options}
 
 
 @dataclasses.dataclass
@@ -185,14 +190,18 @@ class TrainConfig:
         spec = self.spec
         model, data, opt, sched = self.model, self.data, self.optimizer, self.schedule
         _choice("lrn_convention", model.lrn_convention, LRN_CONVENTIONS)
+        _choice("lrn_position", model.lrn_position, LRN_POSITIONS)
         _choice("pooling", model.pooling, POOLINGS)
         _choice("init", model.init, INITS)
         _choice("activation", model.activation, ACTIVATIONS)
         _choice("mean", data.mean, MEANS)
         _choice("lr_schedule", sched.lr_schedule, SCHEDULES)
         _choice("strategy", self.strategy, STRATEGIES)
-        if spec.family != "alexnet" and (model.pooling != "overlapping" or model.extra_conv):
-            raise FlagError(f"--pooling and --extra_conv are AlexNet options; --architecture={spec.name} has neither")
+        default = ModelConfig()
+        if "pooling" not in spec.options and any(getattr(model, name) != getattr(default, name) for name in (
+                "pooling", "extra_conv", "conv1_padding", "lrn_position")):
+            raise FlagError(f"--pooling, --extra_conv, --conv1_padding and --lrn_position are AlexNet options; "
+                            f"--architecture={spec.name} has none of them")
         checks = (
             (model.width > 0, f"--width={model.width}: must be positive"),
             (0 <= model.dropout < 1, f"--dropout={model.dropout}: must be in [0, 1)"),

@@ -100,7 +100,10 @@ def check_resume(config: TrainConfig, record: runs.RunRecord) -> dict:
         raise FlagError(f"--run_name={os.path.basename(config.run_dir)}: {record_path(config)} holds imported "
                         f"weights, not a training run; train from them with --init_from={config.run_dir} and "
                         "another --run_name")
-    old = _flat(record.config)
+    try:  # settings added since the run was recorded take their defaults (the behaviour it was trained with)
+        old = _flat(TrainConfig.from_dict(record.config).to_dict())
+    except ValueError:
+        old = _flat(record.config)
     new = _flat(runs.absolute_paths(config.to_dict()))
     if new.get("mixed_precision") is None:  # unset: the run keeps the precision it recorded (precision.py)
         new["mixed_precision"] = old.get("mixed_precision")
