@@ -473,14 +473,6 @@ def build_eval_dataset(
     def subtract(image):
         return eval_crops.subtract_mean(image, mean) if mean is not None else image
 
-    whole = input_context is None or input_context.num_input_pipelines == 1
-    expected = info.num_examples.get(config.split) if whole and config.data_dir else None
-    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True)
-    dataset = _checked_pass(dataset, config, expected, lost)
-
-    def decode_image(encoded):
-        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
-
     def view(image):
         image = eval_crops.resize_shorter_side(image, q)
         if protocol == "center":
@@ -491,7 +483,7 @@ def build_eval_dataset(
             return eval_crops.grid_crops(subtract(image), size, grid=5, flip=True)
         return subtract(image)
 
-    dataset = record_parser.decode_records(dataset, info.record_spec, counter, decode_image, view)
+    dataset = decoded_records(config, info, view, counter, lost, input_context)
     batch = 1 if protocol == "dense" else _per_replica_batch(config, input_context)
     dataset = dataset.batch(batch, drop_remainder=False, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.map(tf.autograph.experimental.do_not_convert(lambda batched: (batched["image"], batched["label"])))
@@ -499,6 +491,25 @@ def build_eval_dataset(
     dataset.drop_counter = counter
     dataset.lost_counter = lost
     return dataset
+
+
+def decode_image(encoded):
+    """An RGB uint8 image [H, W, 3] from JPEG/PNG/... bytes (what evaluation and `stats` read)."""
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def decoded_records(config: InputConfig, info: DataInfo, view, drop_counter: record_parser.DropCounter,
+                    lost_counter: record_parser.DropCounter, input_context=None) -> tf.data.Dataset:
+    """`config.split`'s records in shard and record order as {image: view(decoded RGB image), label,
+    shard, index}: evaluation's reader, also `main.py stats`'s. A damaged shard is named on stderr and
+    its lost records counted in `lost_counter` (or, strictly, stops the pass); a record that does not
+    parse or decode is named, dropped and counted in `drop_counter`; labels are checked; a pass over
+    every shard must find `dataset.json`'s count (module docstring)."""
+    whole = input_context is None or input_context.num_input_pipelines == 1
+    expected = info.num_examples.get(config.split) if whole and config.data_dir else None
+    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True)
+    dataset = _checked_pass(dataset, config, expected, lost_counter)
+    return record_parser.decode_records(dataset, info.record_spec, drop_counter, decode_image, view)
 
 
 def _checked_pass(dataset, config, expected, lost):

@@ -42,6 +42,9 @@ from keras_alexnet.errors import UserError
 from pipelines import records
 
 NO_LABEL = -(2**62)  # parse default marking a missing label
+# How a pass's counts read, after the number (train's epoch lines, `main.py stats`).
+LOST_NOTE = "record(s) lost in damaged shard(s) (named above; main.py verify lists them)"
+DROPPED_NOTE = "record(s) dropped: their image could not be decoded (main.py verify names them)"
 _BEGIN = "<<keras-alexnet bad record>>"
 _END = "<</keras-alexnet bad record>>"
 # tf.debugging.Assert prints its data items as "[item] [item] ...", strings with quotes escaped.
