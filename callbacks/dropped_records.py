@@ -4,13 +4,16 @@ damaged shards.
 The input pipeline skips such records instead of stopping (a corrupt JPEG or a damaged shard in an
 ImageNet-sized set must not end a week-long run) and counts them in `pipelines.record_parser.DropCounter`s:
 undecodable images one by one, a damaged shard's unreadable remainder (CRC mismatch, truncated file) as
-a whole, named on stderr in one line with its byte offset. At the end of each epoch this callback moves
+a whole (its `dataset.json` count minus the records read), named on stderr in one line with its byte
+offset, once per epoch. At the end of each epoch this callback moves
 the counts into the epoch's logs (`dropped_records` always; `lost_records` only when not zero, so
 TensorBoard shows it only then) and says so when they are not zero. `python main.py verify` names the
 records.
 """
 
 import keras
+
+from pipelines.record_parser import DROPPED_NOTE, LOST_NOTE
 
 
 class DroppedRecords(keras.callbacks.Callback):
@@ -31,8 +34,6 @@ class DroppedRecords(keras.callbacks.Callback):
             if lost:
                 logs["lost_records"] = lost
         if dropped:
-            self.printer(f"epoch {epoch + 1}: {dropped} record(s) dropped: their image could not be decoded "
-                         "(main.py verify names them)")
+            self.printer(f"epoch {epoch + 1}: {dropped} {DROPPED_NOTE}")
         if lost:
-            self.printer(f"epoch {epoch + 1}: {lost} record(s) lost in damaged shard(s) (named above; "
-                         "main.py verify lists them)")
+            self.printer(f"epoch {epoch + 1}: {lost} {LOST_NOTE}")

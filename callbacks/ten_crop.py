@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_alexnet.evaluation.protocols import crop_probabilities
+from keras_alexnet.training.metrics import missed
 
 
 class EvaluationStopped(Exception):
@@ -20,7 +21,8 @@ class EvaluationStopped(Exception):
 
 
 def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None, should_stop=None):
-    """Top-k errors of 10-crop prediction over `dataset`: {"top1_error": .., "top5_error": .., "count": n}.
+    """Top-k errors of 10-crop prediction over `dataset`: {"top1_error": .., "top5_error": .., "count": n}
+    (a tie with the label is a miss: `keras_alexnet.training.metrics.missed`).
 
     `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is updated after each batch
     and closed at the end. `should_stop` (a function of no arguments, e.g. a stop event's `is_set`) is
@@ -31,11 +33,7 @@ def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None, should_stop=None
     def batch_wrong(images, labels):
         probs = crop_probabilities(lambda crops: model(crops, training=False), images)
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-        out = []
-        for k in ks:
-            hit = tf.math.in_top_k(targets=labels, predictions=probs, k=min(k, probs.shape[-1]))
-            out.append(tf.reduce_sum(1.0 - tf.cast(hit, tf.float32)))
-        return tf.stack(out), tf.shape(labels)[0]
+        return tf.stack([tf.reduce_sum(missed(labels, probs, k)) for k in ks]), tf.shape(labels)[0]
 
     wrong = np.zeros(len(ks))
     count = 0

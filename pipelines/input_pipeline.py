@@ -60,11 +60,14 @@ counted in the `DropCounter` given as `drop_counter` (a new one otherwise, avail
 further transformations); read it with
 `counter.take()` at the end of each epoch (exact once the epoch's records have all gone through).
 Evaluation names each dropped record on stderr, training prints how many (`main.py verify` names them).
-A damaged shard (CRC mismatch, truncated file: issue 13) is read up to the damage, named in one line
-on stderr with the byte offset and record index where it starts, and the records from there counted
-in `lost_counter` (`dataset.lost_counter`), each time a pass reads it (when its marker reaches the
-batch stage); with `config.strict_records` the
-pass stops with that line instead. An evaluation pass over every shard whose shards hold another
+A damaged shard (CRC mismatch, truncated file) is read up to the damage, named in one line
+on stderr with the byte offset and record index where it starts, and the records from there (its
+`dataset.json` count minus the records read) counted in `lost_counter` (`dataset.lost_counter`) when
+its marker reaches the batch stage; with `config.strict_records` the pass stops with that line
+instead. The training pipeline names and counts (lost and dropped records) one pass between the
+counters' resets (`take()` at each epoch's end; `DropCounter`): the trainer repeats an epoch's dataset
+when its steps outrun the records left, and each damaged shard is still named once per epoch, the
+epoch's counts one pass's losses. Evaluation reads one pass. An evaluation pass over every shard whose shards hold another
 number of records than `dataset.json` records (and no damaged shard) stops with a one-line error
 naming both counts. Records missing the label or with an out-of-range label raise
 `tf.errors.InvalidArgumentError` naming the shard while iterating: run the loop inside
@@ -104,6 +107,7 @@ class DataInfo:
     record_spec: record_parser.RecordSpec
     default_stats_path: Optional[str]
     num_shards: dict = dataclasses.field(default_factory=dict)  # dataset.json's shards per split
+    shard_examples: list = dataclasses.field(default_factory=list)  # records per file of `files`, when recorded
 
 
 def dataset_info(config: InputConfig, split: Optional[str] = None) -> DataInfo:
@@ -137,9 +141,11 @@ def dataset_info(config: InputConfig, split: Optional[str] = None) -> DataInfo:
     num_classes = config.num_classes or (metadata.num_classes if metadata else None)
     num_examples = {name: s.num_examples for name, s in metadata.splits.items()} if metadata else {}
     num_shards = {name: s.num_shards for name, s in metadata.splits.items()} if metadata else {}
+    held = metadata.splits[split].records_per_shard() if metadata and split in metadata.splits else []
     spec = record_parser.RecordSpec(records.ENCODED, records.LABEL, offset, num_classes)
     stats = os.path.join(data_dir, records.STATS_FILE)
-    return DataInfo(num_classes, num_examples, offset, data_dir, files, spec, stats, num_shards)
+    return DataInfo(num_classes, num_examples, offset, data_dir, files, spec, stats, num_shards,
+                    held if len(held) == len(files) else [])
 
 
 def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
@@ -202,21 +208,22 @@ def _read_records(info, config, input_context, shuffle, seed, deterministic):
     input pipeline: for training, shards shuffled and interleaved record by record; for evaluation,
     shards read one after the other in order."""
     files = list(info.files)
+    held = list(info.shard_examples) or [-1] * len(files)  # -1: the shard's record count is unknown
     shard_records = False
     if input_context is not None and input_context.num_input_pipelines > 1:
         count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
         if len(files) >= count:
-            files = files[index::count]
+            files, held = files[index::count], held[index::count]
         else:
             shard_records = True
     sizes = [tf.io.gfile.stat(path).length for path in files]
-    dataset = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+    dataset = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64), tf.constant(held, tf.int64)))
     if shuffle and not shard_records:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
 
     @tf.autograph.experimental.do_not_convert
-    def read(path, size):
-        return record_parser.read_shard(path, size)
+    def read(path, size, records_held):
+        return record_parser.read_shard(path, size, records_held)
 
     dataset = dataset.interleave(
         read,
@@ -248,7 +255,7 @@ def _counter(counter, name="dropped_records"):
 
 
 def build_train_dataset(config: InputConfig, input_context=None, drop_counter=None,
-                        lost_counter=None, crops=False) -> tf.data.Dataset:
+                        lost_counter=None, crops=False, report=True) -> tf.data.Dataset:
     """The training pipeline of the module docstring (AlexNet §4.1 or VGG §3.1 augmentation).
 
     `crops=True` leaves out the last stage, the float work: the batches are `(crops, labels)` with
@@ -257,6 +264,8 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
     shift, minus the mean colour for `mean="rgb"`)}, which `train_batch_finisher(config)` turns into
     the same float images on the device that trains (4x fewer bytes to move there, and the host's
     CPUs spared the pass over the float images: what the trainer uses).
+
+    `report=False` names and counts nothing (a look at a few batches, not a pass: the preview).
     """
     info = dataset_info(config)
     stats, stats_path = _load_needed_stats(config, info, need_pca=config.pca_jitter_std > 0)
@@ -337,7 +346,11 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
         # shards' markers (named and counted, or the strict stop), the label checks; elements that are
         # not records are left out.
         positions, is_record = chunk["position"], chunk["index"] >= 0
+        # Only the first pass since the counters' last reset counts (`DropCounter`).
+        count_dropped = tf.logical_and(tf.equal(counter.passes.read_value(), 0), report)
+        count_lost = tf.logical_and(tf.equal(lost.passes.read_value(), 0), report)
         dropped = positions[-1] + 1 - expected - tf.size(positions, out_type=tf.int64)
+        dropped = tf.where(count_dropped, dropped, tf.constant(0, tf.int64))
         if config.strict_records:
             # From the batch that stops the pass on: nothing counted (prefetching may go on after the
             # error, from the state of before the failed batch).
@@ -346,7 +359,12 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
         line = tf.strings.join([tf.strings.as_string(dropped), DROPPED_LINE])
         checks = [counter.variable.assign_add(dropped),
                   tf.cond(dropped > 0, lambda: tf.print(line, output_stream=sys.stderr), tf.no_op),
-                  record_parser.handle_damage(chunk["damage"], lost, strict=config.strict_records)]
+                  record_parser.handle_damage(chunk["damage"], lost, strict=config.strict_records,
+                                              report=count_lost)]
+        with tf.control_dependencies(checks):  # the pass's end element (no record, no damage) ends it
+            ended = tf.reduce_sum(tf.cast(tf.logical_and(tf.logical_not(is_record), tf.equal(chunk["damage"], "")),
+                                          tf.int64))
+            checks += [counter.passes.assign_add(ended), lost.passes.assign_add(ended)]
         with tf.control_dependencies(checks):
             labels = record_parser.check_labels(chunk["stored_label"], chunk["shard"], chunk["index"], spec,
                                                 ignore=tf.logical_not(is_record))
@@ -455,14 +473,6 @@ def build_eval_dataset(
     def subtract(image):
         return eval_crops.subtract_mean(image, mean) if mean is not None else image
 
-    whole = input_context is None or input_context.num_input_pipelines == 1
-    expected = info.num_examples.get(config.split) if whole and config.data_dir else None
-    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True)
-    dataset = _checked_pass(dataset, config, expected, lost)
-
-    def decode_image(encoded):
-        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
-
     def view(image):
         image = eval_crops.resize_shorter_side(image, q)
         if protocol == "center":
@@ -473,7 +483,7 @@ def build_eval_dataset(
             return eval_crops.grid_crops(subtract(image), size, grid=5, flip=True)
         return subtract(image)
 
-    dataset = record_parser.decode_records(dataset, info.record_spec, counter, decode_image, view)
+    dataset = decoded_records(config, info, view, counter, lost, input_context)
     batch = 1 if protocol == "dense" else _per_replica_batch(config, input_context)
     dataset = dataset.batch(batch, drop_remainder=False, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.map(tf.autograph.experimental.do_not_convert(lambda batched: (batched["image"], batched["label"])))
@@ -481,6 +491,25 @@ def build_eval_dataset(
     dataset.drop_counter = counter
     dataset.lost_counter = lost
     return dataset
+
+
+def decode_image(encoded):
+    """An RGB uint8 image [H, W, 3] from JPEG/PNG/... bytes (what evaluation and `stats` read)."""
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def decoded_records(config: InputConfig, info: DataInfo, view, drop_counter: record_parser.DropCounter,
+                    lost_counter: record_parser.DropCounter, input_context=None) -> tf.data.Dataset:
+    """`config.split`'s records in shard and record order as {image: view(decoded RGB image), label,
+    shard, index}: evaluation's reader, also `main.py stats`'s. A damaged shard is named on stderr and
+    its lost records counted in `lost_counter` (or, strictly, stops the pass); a record that does not
+    parse or decode is named, dropped and counted in `drop_counter`; labels are checked; a pass over
+    every shard must find `dataset.json`'s count (module docstring)."""
+    whole = input_context is None or input_context.num_input_pipelines == 1
+    expected = info.num_examples.get(config.split) if whole and config.data_dir else None
+    dataset = _read_records(info, config, input_context, shuffle=False, seed=None, deterministic=True)
+    dataset = _checked_pass(dataset, config, expected, lost_counter)
+    return record_parser.decode_records(dataset, info.record_spec, drop_counter, decode_image, view)
 
 
 def _checked_pass(dataset, config, expected, lost):

@@ -309,7 +309,8 @@ def prepare(source, config: PrepareConfig) -> records.DatasetInfo:
         if names:
             skipped = sum(len(results[n].skipped) for n in names)
             split_infos[split] = records.SplitInfo(
-                num_examples=sum(results[n].num_examples for n in names), num_shards=len(names), skipped=skipped
+                num_examples=sum(results[n].num_examples for n in names), num_shards=len(names), skipped=skipped,
+                shard_examples=[results[n].num_examples for n in names],
             )
     info = records.DatasetInfo(
         classes=list(source.classes),

@@ -5,7 +5,7 @@ random crops (at a jittered scale for VGG §3.1), horizontal reflections, PCA co
 mean left in (`mean="none"`), so the images are on the 0..255 scale and can be looked at
 (`callbacks.augmented_inputs.AugmentedInputs`). A small shuffle buffer and no cache: one batch comes
 quickly whatever the run's settings. `augmentations` says in words what that pipeline applies, for the
-picture's caption.
+picture's caption. It names no damaged shard and counts no lost record: the training epochs do.
 """
 
 import dataclasses
@@ -22,7 +22,7 @@ def augmented_batch(config: InputConfig, count: int = 32, shuffle_buffer: int = 
 
     preview = dataclasses.replace(config, mean="none", batch_size=count, cache=False, drop_remainder=False,
                                   shuffle_buffer=max(1, min(config.shuffle_buffer, shuffle_buffer)))
-    for images, _ in input_pipeline.build_train_dataset(preview).take(1):
+    for images, _ in input_pipeline.build_train_dataset(preview, report=False).take(1):  # the epochs report
         return images.numpy()
     raise ValueError(f"{config.data_dir or config.tfds_name}: the {config.split} split is empty")
 

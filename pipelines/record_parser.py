@@ -5,7 +5,10 @@ Bad input never crashes the pipeline with an anonymous TensorFlow error:
 - A damaged shard (a CRC mismatch from flipped bytes, a truncated file) is read up to the damage
   (`read_shard`, which marks it) and, per batch downstream (`handle_damage`), named in one line with
   the byte offset and index of the first unreadable record and the records from there counted in a
-  `DropCounter`; or, strictly, the pipeline stops with that line.
+  `DropCounter`: the shard's records as `dataset.json` records them (`records.SplitInfo.shard_examples`)
+  minus those read before the damage (the records behind the damage cannot be told from the bytes
+  left: a truncated file holds no trace of them); a shard whose count is not recorded is named with
+  the bytes skipped instead, and not counted. Or, strictly, the pipeline stops with that line.
 - A record that does not parse (not a `tf.train.Example`, an image or label of another type or count)
   or whose image fails to decode is dropped and counted in a `DropCounter` (a tf.Variable updated
   inside the pipeline): the training pipeline counts the gaps that `ignore_errors()` leaves
@@ -39,6 +42,9 @@ from keras_alexnet.errors import UserError
 from pipelines import records
 
 NO_LABEL = -(2**62)  # parse default marking a missing label
+# How a pass's counts read, after the number (train's epoch lines, `main.py stats`).
+LOST_NOTE = "record(s) lost in damaged shard(s) (named above; main.py verify lists them)"
+DROPPED_NOTE = "record(s) dropped: their image could not be decoded (main.py verify names them)"
 _BEGIN = "<<keras-alexnet bad record>>"
 _END = "<</keras-alexnet bad record>>"
 # tf.debugging.Assert prints its data items as "[item] [item] ...", strings with quotes escaped.
@@ -60,22 +66,29 @@ class RecordSpec:
 
 
 class DropCounter:
-    """How many records were dropped because their image failed to decode.
+    """How many records were dropped because their image failed to decode (or lost to damaged shards).
 
     The count lives in an int64 `tf.Variable` that the pipeline increments; read it from Python
     between epochs (`count()`, or `take()` to read and reset it). One counter may be shared by several
     datasets (pass it to the builders). Create it eagerly; under a `tf.distribute` strategy scope it
     becomes a mirrored variable, which works too.
+
+    The training pipeline counts one pass over the data between resets: `passes` (another variable)
+    holds the passes it ended since, and only while it is 0 are records counted (and damaged shards
+    named). An epoch that reads into the next pass (the trainer repeats its dataset when the steps
+    outrun the records left) or prefetches from it so reports the losses of one pass, each once.
     """
 
     def __init__(self, name="dropped_records"):
         self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+        self.passes = tf.Variable(0, dtype=tf.int64, trainable=False, name=name + "_passes")
 
     def count(self) -> int:
         return int(tf.convert_to_tensor(self.variable).numpy())
 
     def reset(self) -> None:
         self.variable.assign(0)
+        self.passes.assign(0)
 
     def take(self) -> int:
         """The count so far, then zero (call at the end of each epoch)."""
@@ -214,44 +227,36 @@ def _report(shards, indices, missing):
 DAMAGE_MARKER = b"\x00damaged shard"
 _HEADER, _FRAME = 12, 16  # TFRecord: uint64 length + masked CRC32C of it, data, masked CRC32C of the data
 _SHARD_CHUNK = 64  # records per step of a shard's byte count
-_NOTE_SEPARATOR = "\t"  # between a damage note's fields (a path holding tabs still reads back: the last three are numbers)
+_NOTE_SEPARATOR = "\t"  # between a damage note's fields (a path holding tabs still reads back: the last four are numbers)
 
 
-def damaged_remainder(path, offset, size):
-    """How the TFRecord file `path` (`size` bytes) reads from byte `offset`, where reading stopped:
-    (records, kind), the records from there on as far as their length fields can be followed (at least
-    1), and "truncated record" when the first one's frame runs past the end of the file, else
-    "corrupted record" (its CRC does not match: TensorFlow's two DataLoss kinds). Graph ops, usable in
-    tf.data and eagerly; reads the whole file, so only called for a damaged shard."""
+def damage_kind(path, offset, size):
+    """How the TFRecord file `path` (`size` bytes) reads at byte `offset`, where reading stopped:
+    "truncated record" when that record's frame runs past the end of the file, else "corrupted
+    record" (its CRC does not match: TensorFlow's two DataLoss kinds). Graph ops, usable in tf.data
+    and eagerly; reads the file, so only called for a damaged shard."""
     content = tf.io.read_file(path)
     offset, size = tf.cast(offset, tf.int64), tf.cast(size, tf.int64)
-
-    def body(position, count, _):
-        has_header = position + _HEADER <= size
-        length = tf.cond(
-            has_header,
-            lambda: tf.io.decode_raw(tf.strings.substr(content, position, 8), tf.int64, little_endian=True)[0],
-            lambda: tf.constant(-1, tf.int64),
-        )
-        fits = tf.logical_and(has_header, tf.logical_and(length >= 0, length <= size - position - _FRAME))
-        return tf.where(fits, position + _FRAME + length, position), count + tf.cast(fits, tf.int64), fits
-
-    start = (offset, tf.constant(0, tf.int64), tf.constant(True))
-    position, whole, _ = tf.while_loop(lambda p, c, more: more, body, start)
-    records = tf.maximum(whole + tf.cast(position < size, tf.int64), 1)
-    kind = tf.where(whole > 0, "corrupted record", "truncated record")
-    return records, kind
+    has_header = offset + _HEADER <= size
+    length = tf.cond(
+        has_header,
+        lambda: tf.io.decode_raw(tf.strings.substr(content, offset, 8), tf.int64, little_endian=True)[0],
+        lambda: tf.constant(-1, tf.int64),
+    )
+    fits = tf.logical_and(has_header, tf.logical_and(length >= 0, length <= size - offset - _FRAME))
+    return tf.where(fits, "corrupted record", "truncated record")
 
 
-def read_shard(path, size):
-    """The records of one TFRecord shard (`size`: its length in bytes, from the file system) as dict
-    elements {record, shard, index, damage} (damage "": a record).
+def read_shard(path, size, held=-1):
+    """The records of one TFRecord shard (`size`: its length in bytes, from the file system; `held`:
+    the records it holds as `dataset.json` records them, -1 when unknown) as dict elements
+    {record, shard, index, damage} (damage "": a record).
 
     A damaged shard (CRC mismatch, truncated file) is read up to the damage. Found from the bytes read
     (the records' frames) falling short of `size`, so a whole shard costs one running sum per chunk of
     records; reading stops at the same record every time, so a resumed run gets past it the same way.
     The shard's records are then followed by a marker element: record `DAMAGE_MARKER`, index -1 and
-    damage a note of where (path, byte offset, record index, size), which the consumer hands to
+    damage a note of where (path, byte offset, record index, size, records held), which the consumer hands to
     `handle_damage` (per batch: naming it, counting or stopping). The per-shard function stays this
     small because it is instantiated for every shard of every pass (issue 12): the damage's description,
     which reads the file again, is built only by `handle_damage`.
@@ -269,7 +274,7 @@ def read_shard(path, size):
         count = tf.reduce_sum(tf.cast(is_record, tf.int64))
         damaged = tf.logical_and(tf.reduce_any(last), consumed < size)
         note = tf.strings.join([path, tf.strings.as_string(consumed), tf.strings.as_string(index + count),
-                                tf.strings.as_string(size)], separator=_NOTE_SEPARATOR)
+                                tf.strings.as_string(size), tf.strings.as_string(held)], separator=_NOTE_SEPARATOR)
         keep = tf.logical_or(is_record, tf.logical_and(last, damaged))
         indices = tf.where(is_record, index + tf.range(tf.size(chunk, out_type=tf.int64)), -1)
         element = {
@@ -287,38 +292,49 @@ _STRICT_HINT = " (strict_records: prepare the shard again, or read without --str
 
 
 def _describe_damage(note):
-    """A damage note (`read_shard`) -> (`<path>: <kind> at byte <offset> (record <index>)`, the records
-    from there on: `damaged_remainder`, which reads the file)."""
+    """A damage note (`read_shard`) -> (`<path>: <kind> at byte <offset> (record <index>)`, what was
+    skipped from there, the records lost: the shard's records as `dataset.json` records them minus
+    those read before the damage; without that count, the bytes left unread and 0 records counted)."""
     fields = tf.strings.split(note, _NOTE_SEPARATOR)
-    path, size = tf.strings.reduce_join(fields[:-3], separator=_NOTE_SEPARATOR), tf.strings.to_number(fields[-1], tf.int64)
-    offset, index = tf.strings.to_number(fields[-3], tf.int64), fields[-2]
-    records, kind = damaged_remainder(path, offset, size)
-    return tf.strings.join([path, ": ", kind, " at byte ", fields[-3], " (record ", index, ")"]), records
+    path = tf.strings.reduce_join(fields[:-4], separator=_NOTE_SEPARATOR)
+    offset, index, size, held = (tf.strings.to_number(fields[i], tf.int64) for i in (-4, -3, -2, -1))
+    line = tf.strings.join([path, ": ", damage_kind(path, offset, size), " at byte ", fields[-4], " (record ",
+                            fields[-3], ")"])
+    known = held >= index
+    lost = tf.where(known, held - index, 0)
+    skipped = tf.where(known, tf.strings.join([tf.strings.as_string(lost), " record(s) from there skipped"]),
+                       tf.strings.join([tf.strings.as_string(size - offset), " byte(s) from there skipped "
+                                        "(dataset.json records no record count for this shard)"]))
+    return line, skipped, lost
 
 
-def handle_damage(damage, lost: DropCounter, strict=False):
+def handle_damage(damage, lost: DropCounter, strict=False, report=True):
     """For the damage notes among `damage` (a batch's string vector, "" for records; `read_shard`): with
     `strict`, fails with the first damaged shard's one line (`user_errors()` turns it into that
-    UserError); otherwise prints `<path>: corrupted record at byte <offset> (record <index>); <n>
-    record(s) from there skipped` on stderr for each and adds the n to `lost`. An op (nothing without
-    damage) to run as a control dependency (a bool tensor: whether there was damage); the description
-    is built only for a damaged shard."""
+    UserError); otherwise, when `report` (a bool tensor or Python bool: False for a pass whose damage was
+    already named and counted), prints `<path>: corrupted record at byte <offset> (record <index>); <n>
+    record(s) from there skipped` on stderr for each and adds the n to `lost` (n: the shard's records
+    in `dataset.json` minus those read; a shard without that count is named with the bytes skipped).
+    An op (nothing without damage) to run as a control dependency (a bool tensor: whether there was
+    damage); the description is built only for a damaged shard."""
     damage = tf.reshape(damage, [-1])
     bad = tf.strings.length(damage) > 0
 
     def describe_all():
         notes = tf.boolean_mask(damage, bad)
-        lines, records = tf.map_fn(_describe_damage, notes, fn_output_signature=(tf.string, tf.int64))
+        lines, skipped, records = tf.map_fn(_describe_damage, notes,
+                                            fn_output_signature=(tf.string, tf.string, tf.int64))
         if strict:
             done = [tf.debugging.Assert(False, [_BEGIN, lines[0], _STRICT_HINT, _END], summarize=1)]
         else:
-            skipped = tf.strings.join([lines, "; ", tf.strings.as_string(records), " record(s) from there skipped"])
-            done = [tf.print(tf.strings.reduce_join(skipped, separator="\n"), output_stream=sys.stderr),
-                    lost.variable.assign_add(tf.reduce_sum(records))]
+            text = tf.strings.reduce_join(tf.strings.join([lines, skipped], separator="; "), separator="\n")
+            done = [tf.print(text, output_stream=sys.stderr), lost.variable.assign_add(tf.reduce_sum(records))]
         with tf.control_dependencies(done):
             return tf.constant(True)
 
-    return tf.cond(tf.reduce_any(bad), describe_all, lambda: tf.constant(False))
+    if strict:
+        report = True
+    return tf.cond(tf.logical_and(tf.reduce_any(bad), report), describe_all, lambda: tf.reduce_any(bad))
 
 
 def as_user_error(error: Exception):

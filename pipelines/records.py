@@ -71,6 +71,14 @@ class SplitInfo:
     num_examples: int
     num_shards: int
     skipped: int = 0  # images that could not be decoded and were left out
+    shard_examples: list = dataclasses.field(default_factory=list)  # records per shard, in shard order
+
+    def records_per_shard(self) -> list:
+        """The records each shard holds, in shard order, as far as recorded: `shard_examples`, or for a
+        single shard `num_examples`; [] when unknown (a `dataset.json` written before per-shard counts)."""
+        if len(self.shard_examples) == self.num_shards:
+            return list(self.shard_examples)
+        return [self.num_examples] if self.num_shards == 1 else []
 
 
 @dataclasses.dataclass

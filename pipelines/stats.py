@@ -13,10 +13,16 @@ What the papers subtract or jitter with, all on the 0..255 pixel scale:
   AlexNet §4.1's colour augmentation.
 - `num_images`, `num_pixels`, and `mean_image_size` ((height, width) of `mean_image`).
 
-Memory is bounded (one mean image and 3x3 sums). RGB moments are summed exactly as integers; the mean
-image is accumulated in float64. `--max_images` subsamples: the first images of the shards read
-interleaved (one record from each of up to 16 open shards in turn), a random sample because `prepare`
-(like tensorflow/models' scripts) shuffles the images before sharding.
+- `lost_records`, `dropped_records`: the training records left out, lost to damaged shards or not
+  decodable.
+
+The shards are read as training and evaluation read them (`input_pipeline.decoded_records`): a
+damaged shard (CRC mismatch, truncated file) is named on stderr in one line and its records from the
+damage on are skipped and counted (its `dataset.json` count minus the records read); a record whose
+image does not decode (or that does not parse) is named, dropped and counted. Memory is bounded (one
+mean image and 3x3 sums). RGB moments are summed exactly as integers; the mean image is accumulated in
+float64. `--max_images` subsamples: the first images of the shards read in order, a random sample
+because `prepare` (like tensorflow/models' scripts) shuffles the images before sharding.
 """
 
 import os
@@ -45,14 +51,14 @@ def compute(data_dir: str, split: str = "train", max_images: int = 0, batch_size
     and closed at the end."""
     import tensorflow as tf
 
+    from pipelines import input_pipeline, record_parser
+
     shards = records.list_shards(data_dir, split)
     if not shards:
         raise UserError(f"{data_dir}: no {split} shards (run `python main.py prepare` first)")
     height, width, rescale = _mean_image_size(data_dir)
 
-    def per_image(serialized):
-        example = tf.io.parse_single_example(serialized, {records.ENCODED: tf.io.FixedLenFeature([], tf.string)})
-        image = tf.io.decode_image(example[records.ENCODED], channels=3, expand_animations=False)
+    def per_image(image):
         pixels = tf.reshape(tf.cast(image, tf.float64) - _SHIFT, [-1, 3])
         moments = (tf.reduce_sum(pixels, axis=0), tf.matmul(pixels, pixels, transpose_a=True), tf.shape(pixels)[0])
         if rescale:
@@ -62,11 +68,12 @@ def compute(data_dir: str, split: str = "train", max_images: int = 0, batch_size
                                       message=f"images of {data_dir} are not all {height}x{width}")
         return tf.cast(image, tf.float64), moments
 
-    files = tf.data.Dataset.from_tensor_slices(shards)
-    dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(shards), MAX_OPEN_SHARDS), block_length=1)
+    config = input_pipeline.InputConfig(data_dir=data_dir, split=split, mean="none", pca_jitter_std=0.0)
+    dropped, lost = record_parser.DropCounter(), record_parser.DropCounter("lost_records")
+    dataset = input_pipeline.decoded_records(config, input_pipeline.dataset_info(config), per_image, dropped, lost)
     if max_images:
         dataset = dataset.take(max_images)
-    dataset = dataset.map(per_image, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    dataset = dataset.map(tf.autograph.experimental.do_not_convert(lambda element: element["image"]))
     dataset = dataset.batch(batch_size).map(_batch_sums, num_parallel_calls=2, deterministic=False).prefetch(2)
 
     image_sum = np.zeros((height, width, 3), np.float64)
@@ -74,24 +81,25 @@ def compute(data_dir: str, split: str = "train", max_images: int = 0, batch_size
     rgb_outer = np.zeros((3, 3), np.int64)
     num_images = num_pixels = 0
     try:
-        for images, sums, outers, count, pixels in dataset.as_numpy_iterator():
-            image_sum += images
-            rgb_sum += sums
-            rgb_outer += outers
-            num_images += int(count)
-            num_pixels += int(pixels)
-            if progress is not None:
-                progress.update(num_images)
+        with record_parser.user_errors():
+            for images, sums, outers, count, pixels in dataset.as_numpy_iterator():
+                image_sum += images
+                rgb_sum += sums
+                rgb_outer += outers
+                num_images += int(count)
+                num_pixels += int(pixels)
+                if progress is not None:
+                    progress.update(num_images)
     except tf.errors.InvalidArgumentError as error:
         raise UserError(f"{data_dir}: {error.message.splitlines()[0]}") from None
-    except tf.errors.DataLossError as error:
-        raise UserError(f"{data_dir}: corrupted shard ({error.message.splitlines()[0]})") from None
     finally:
         if progress is not None:
             progress.close()
     if num_images == 0:
         raise UserError(f"{data_dir}: the {split} shards hold no images")
-    return finish(image_sum, rgb_sum, rgb_outer, num_images, num_pixels)
+    result = finish(image_sum, rgb_sum, rgb_outer, num_images, num_pixels)
+    result.update(lost_records=np.int64(lost.count()), dropped_records=np.int64(dropped.count()))
+    return result
 
 
 def _batch_sums(images, moments):

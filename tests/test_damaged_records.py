@@ -5,6 +5,7 @@ resumes past it); `main.py verify` lists damaged shards with a non-zero exit; a 
 counts more examples than the shards hold is a one-line error. [AlexNet §2]"""
 
 import csv
+import glob
 import os
 import re
 import subprocess
@@ -65,18 +66,20 @@ def _damage_lines(text):
     return [line for line in text.splitlines() if "record(s) from there skipped" in line]
 
 
-@pytest.mark.parametrize("damage, kind, lost", [(flip_byte, "corrupted record", 4),
-                                                (truncate_in, "truncated record", 1)])
-def test_train_pipeline_skips_the_damaged_remainder_and_counts_it(tmp_path, capfd, damage, kind, lost):
-    data_dir, shard = _data(tmp_path)
+@pytest.mark.parametrize("damage, kind", [(flip_byte, "corrupted record"), (truncate_in, "truncated record")])
+def test_train_pipeline_skips_the_damaged_remainder_and_counts_it_once(tmp_path, capfd, damage, kind):
+    data_dir, shard = _data(tmp_path)  # two shards of 6 records; the second damaged at record 2: 4 lost
     offset = damage(shard, 2)
     dataset = input_pipeline.build_train_dataset(_config(data_dir, drop_remainder=False))
-    for epoch in range(2):  # every pass: the same records, one line, the same count
-        labels = _labels(dataset)
-        assert len(labels) == 6 + 2
-        assert dataset.lost_counter.take() == lost and dataset.drop_counter.take() == 0
-        lines = _damage_lines(capfd.readouterr().err)
-        assert lines == [f"{shard}: {kind} at byte {offset} (record 2); {lost} record(s) from there skipped"], lines
+    line = f"{shard}: {kind} at byte {offset} (record 2); 4 record(s) from there skipped"
+    for _ in range(2):  # every epoch (the counters taken at its end): the same records, one line, the same count
+        assert len(_labels(dataset)) == 6 + 2
+        assert dataset.lost_counter.take() == 4 and dataset.drop_counter.take() == 0
+        assert _damage_lines(capfd.readouterr().err) == [line]
+    # An epoch reading three passes (the trainer repeats its dataset when the steps outrun the records
+    # left): the records three times, the damage named and counted once.
+    assert len(_labels(dataset.repeat(3))) == 3 * (6 + 2)
+    assert dataset.lost_counter.take() == 4 and _damage_lines(capfd.readouterr().err) == [line]
 
 
 def test_two_damaged_shards_in_one_training_batch_are_each_named_and_counted(tmp_path, capfd):
@@ -84,10 +87,23 @@ def test_two_damaged_shards_in_one_training_batch_are_each_named_and_counted(tmp
     first = os.path.join(data_dir, records.shard_name("train", 0, 2))
     offsets = flip_byte(first, 1), truncate_in(shard, 4)
     dataset = input_pipeline.build_train_dataset(_config(data_dir, batch_size=16, drop_remainder=False))
-    assert len(_labels(dataset)) == 1 + 4 and dataset.lost_counter.take() == 5 + 1
+    assert len(_labels(dataset)) == 1 + 4 and dataset.lost_counter.take() == 5 + 2
     assert sorted(_damage_lines(capfd.readouterr().err)) == [
         f"{first}: corrupted record at byte {offsets[0]} (record 1); 5 record(s) from there skipped",
-        f"{shard}: truncated record at byte {offsets[1]} (record 4); 1 record(s) from there skipped"]
+        f"{shard}: truncated record at byte {offsets[1]} (record 4); 2 record(s) from there skipped"]
+
+
+def test_a_shard_without_a_recorded_count_is_named_with_the_bytes_skipped(tmp_path, capfd):
+    data_dir, shard = _data(tmp_path)
+    info = records.read_metadata(data_dir)
+    info.splits["train"] = records.SplitInfo(num_examples=12, num_shards=2)  # dataset.json of before shard counts
+    records.write_metadata(data_dir, info)
+    offset = truncate_in(shard, 3)
+    dataset = input_pipeline.build_train_dataset(_config(data_dir, drop_remainder=False))
+    assert len(_labels(dataset)) == 6 + 3 and dataset.lost_counter.take() == 0  # what is not known is not counted
+    err = capfd.readouterr().err
+    assert f"{shard}: truncated record at byte {offset} (record 3); {os.path.getsize(shard) - offset} byte(s) " \
+           "from there skipped (dataset.json records no record count for this shard)" in err.splitlines(), err
 
 
 @pytest.mark.parametrize("damage, kind", [(flip_byte, "corrupted record"), (truncate_in, "truncated record")])
@@ -98,9 +114,9 @@ def test_validation_pipeline_skips_the_damaged_remainder(tmp_path, capfd, damage
     dataset = input_pipeline.build_eval_dataset(_config(data_dir, split="validation"), "ten_crop", lost_counter=lost)
     labels = _labels(dataset)  # no dataset.json count error: the damage explains the missing records
     np.testing.assert_array_equal(labels, [i % 5 for i in range(6)] + [(1 + i) % 5 for i in range(3)])
-    assert lost.count() == (3 if kind == "corrupted record" else 1)
+    assert lost.count() == 3
     lines = _damage_lines(capfd.readouterr().err)
-    assert len(lines) == 1 and lines[0].startswith(f"{shard}: {kind} at byte {offset} (record 3); "), lines
+    assert lines == [f"{shard}: {kind} at byte {offset} (record 3); 3 record(s) from there skipped"], lines
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
@@ -251,22 +267,88 @@ def test_training_runs_over_damaged_shards_and_a_strict_run_resumes_past_them(tm
                                  "(record 200) (strict_records: "), errors
 
     # The same run without --strict_records resumes (from a checkpoint when one was written before the
-    # damage came up), skips the damaged remainders and counts them.
+    # damage came up), skips the damaged remainders and counts them: 256 - 200 training records and
+    # 64 - 60 validation records, each shard named once per pass: the training shard once per epoch,
+    # though an epoch of the recorded 256 examples (8 steps) reads into the next pass over the 200
+    # records left; the validation shard in each epoch's validation and in the final 10-crop pass.
     result = main_py(common, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = _damage_lines(result.stderr)
-    skipped = f"{train_shard}: corrupted record at byte {train_offset} (record 200); 56 record(s) from there skipped"
-    assert skipped in lines, lines
-    assert any(line.startswith(f"{validation_shard}: truncated record at byte {validation_offset} (record 60); ")
-               for line in lines), lines
-    # Counted each time a pass reads the shard: an epoch of the recorded 256 examples (8 steps) reads
-    # more than the 200 records left, so the next pass (and its count) starts within the epoch.
-    said = [int(n) for n in re.findall(r"epoch \d: (\d+) record\(s\) lost in damaged shard\(s\)", result.stdout)]
-    assert len(said) == 2 and all(n > 0 and n % 56 == 0 for n in said), result.stdout
+    assert sorted(lines) == sorted(
+        2 * [f"{train_shard}: corrupted record at byte {train_offset} (record 200); 56 record(s) from there skipped"]
+        + 3 * [f"{validation_shard}: truncated record at byte {validation_offset} (record 60); "
+               "4 record(s) from there skipped"]), lines
+    said = re.findall(r"epoch (\d): (\d+) record\(s\) lost in damaged shard\(s\)", result.stdout)
+    assert said == [("1", "56"), ("2", "56")], result.stdout
+    assert "record(s) dropped" not in result.stdout + result.stderr
     with open(tmp_path / "runs" / "damaged" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [float(row["lost_records"]) for row in rows] == said
+    assert [float(row["lost_records"]) for row in rows] == [56.0, 56.0]
     assert "epoch 2/2 |" in result.stdout
-    tags = tags_in(str(tmp_path / "runs" / "damaged" / "logs"))
-    assert ("damaged/train", "epoch/lost_records") in tags  # TensorBoard: only when not zero
-    assert ("damaged/train", "epoch/dropped_records") not in tags
+    logs = str(tmp_path / "runs" / "damaged" / "logs")
+    tags = tags_in(logs)
+    assert ("damaged/train", "epoch/dropped_records") not in tags  # TensorBoard: only when not zero
+    assert scalar_values(logs, "damaged/train", "epoch/lost_records") == [56.0, 56.0]
+
+
+def scalar_values(directory, run, tag):
+    """The values logged under `tag` in the event files of `directory/run`, in step order."""
+    found = []
+    for path in glob.glob(os.path.join(directory, run, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    found.append((event.step, float(tf.make_ndarray(value.tensor))))
+    return [v for _, v in sorted(found)]
+
+
+def test_train_and_evaluate_report_exactly_what_two_damaged_shards_and_an_undecodable_image_lose(tmp_path):
+    """Known damage: 3 training shards of 40 (a CRC flip at record 12: 28 lost; a truncation at record
+    25: 15 lost; one undecodable image) and 2 validation shards of 20 (a truncation at record 8: 12
+    lost). 7 steps of 16 per epoch over the 76 records left: every epoch reads into a second pass."""
+    size = 72
+    images = [_jpeg(_image(size, size, seed=i)) for i in range(8)]
+    train = [[(images[(s + i) % 8], (s + i) % 5) for i in range(40)] for s in range(3)]
+    train[2][7] = (b"\xff\xd8 not a jpeg", 2)
+    data_dir = write_shards(str(tmp_path / "data"), train)
+    write_shards(data_dir, [[(images[i % 8], i % 5) for i in range(20)] for _ in range(2)], split="validation",
+                 metadata=False)
+    info = records.read_metadata(data_dir)
+    info.splits["validation"] = records.SplitInfo(40, 2, shard_examples=[20, 20])
+    records.write_metadata(data_dir, info)
+    write_stats(data_dir, mean_image=np.full((size, size, 3), 90.0, np.float32))
+    shard = {(split, i): os.path.join(data_dir, records.shard_name(split, i, n))
+             for split, n in (("train", 3), ("validation", 2)) for i in range(n)}
+    flipped = flip_byte(shard["train", 0], 12)
+    cut = truncate_in(shard["train", 1], 25)
+    validation_cut = truncate_in(shard["validation", 1], 8)
+    train_lines = [f"{shard['train', 0]}: corrupted record at byte {flipped} (record 12); 28 record(s) from there skipped",
+                   f"{shard['train', 1]}: truncated record at byte {cut} (record 25); 15 record(s) from there skipped"]
+    validation_line = (f"{shard['validation', 1]}: truncated record at byte {validation_cut} (record 8); "
+                       "12 record(s) from there skipped")
+
+    result = main_py([f"--data_dir={data_dir}", "--width=0.125", "--image_size=64", f"--resize_size={size}",
+                      "--epochs=2", "--batch_size=16", "--pca_jitter_std=0", "--ten_crop_every=0", "--noexport",
+                      "--noprogress", "--run_name=counts"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Each training shard once per epoch; the validation shard once per validation pass (2) and in the
+    # final 10-crop pass.
+    assert sorted(_damage_lines(result.stderr)) == sorted(2 * train_lines + 3 * [validation_line]), result.stderr
+    assert re.findall(r"epoch (\d): (\d+) record\(s\) lost", result.stdout) == [("1", "43"), ("2", "43")]
+    assert re.findall(r"epoch (\d): (\d+) record\(s\) dropped", result.stdout) == [("1", "1"), ("2", "1")]
+    assert result.stderr.count("1 record(s) dropped: image does not decode") == 2, result.stderr
+    with open(tmp_path / "runs" / "counts" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(float(r["lost_records"]), float(r["dropped_records"])) for r in rows] == [(43.0, 1.0), (43.0, 1.0)]
+    logs = str(tmp_path / "runs" / "counts" / "logs")
+    assert scalar_values(logs, "counts/train", "epoch/lost_records") == [43.0, 43.0]
+    assert scalar_values(logs, "counts/train", "epoch/dropped_records") == [1.0, 1.0]
+
+    evaluation = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), "evaluate", f"--model={tmp_path / 'runs' / 'counts'}",
+         "--protocols=center,ten_crop", f"--output_dir={tmp_path / 'evaluation'}"],
+        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""),
+        capture_output=True, text=True, timeout=300)
+    assert evaluation.returncode == 0, evaluation.stdout[-3000:] + evaluation.stderr[-3000:]
+    assert _damage_lines(evaluation.stderr) == 2 * [validation_line], evaluation.stderr  # once per pass
+    assert len(re.findall(r": (?:center|ten_crop) at Q=\d+: 28 images,", evaluation.stdout)) == 2, evaluation.stdout

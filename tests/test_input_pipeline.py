@@ -44,7 +44,8 @@ def write_shards(data_dir, shards, split="train", num_classes=5, metadata=True, 
     if metadata:
         info = records.DatasetInfo(
             classes=[records.ClassInfo(i, f"n{i:08d}", f"class {i}") for i in range(num_classes)],
-            splits={split: records.SplitInfo(sum(len(s) for s in shards), len(shards))},
+            splits={split: records.SplitInfo(sum(len(s) for s in shards), len(shards),
+                                             shard_examples=[len(s) for s in shards])},
             image_policy="alexnet",
             image_size=RESIZE,
             label_offset=label_offset,
@@ -176,8 +177,10 @@ def test_corrupt_jpeg_is_dropped_and_counted(tmp_path, capfd):
     train = input_pipeline.build_train_dataset(_config(data_dir, drop_remainder=False), drop_counter=counter)
     _, labels = _all(train)
     assert len(labels) == 9 and counter.take() == 2 and counter.count() == 0
-    _, labels = _all(train)  # second epoch: counted again
+    _, labels = _all(train)  # second epoch (after take()): counted again
     assert len(labels) == 9 and counter.take() == 2
+    _, labels = _all(train.repeat(3))  # three passes in one epoch (the trainer's repeat): one pass counted
+    assert len(labels) == 27 and counter.take() == 2
     evaluation = input_pipeline.build_eval_dataset(_config(data_dir), "ten_crop")
     _, labels = _all(evaluation)
     np.testing.assert_array_equal(labels, [0] * 5 + [2] * 4)

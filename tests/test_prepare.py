@@ -52,8 +52,13 @@ def test_folder_records_byte_level(image_root, tmp_path, capsys):
     err = capsys.readouterr().err
 
     assert [c.synset for c in info.classes] == ["cat", "dog", "fox"]
-    assert info.splits["train"] == records.SplitInfo(num_examples=12, num_shards=3, skipped=2)
-    assert info.splits["validation"] == records.SplitInfo(num_examples=6, num_shards=2, skipped=0)
+    held = {split: [sum(1 for _ in tf.data.TFRecordDataset(path)) for path in records.list_shards(str(tmp_path / "out"), split)]
+            for split in ("train", "validation")}
+    assert sum(held["train"]) == 12 and held["validation"] == [3, 3]
+    assert info.splits["train"] == records.SplitInfo(num_examples=12, num_shards=3, skipped=2, shard_examples=held["train"])
+    assert info.splits["validation"] == records.SplitInfo(num_examples=6, num_shards=2, skipped=0,
+                                                          shard_examples=held["validation"])
+    assert records.read_metadata(str(tmp_path / "out")).splits == info.splits
     assert [os.path.basename(p) for p in records.list_shards(str(tmp_path / "out"), "train")] == [
         "train-00000-of-00003", "train-00001-of-00003", "train-00002-of-00003"]
     # the broken files are logged with their paths; the non-image file is reported as ignored

@@ -97,3 +97,44 @@ def test_finish_against_numpy_on_random_pixels():
     result = stats.finish(np.zeros((1, 1, 3)), shifted.sum(0), shifted.T @ shifted, 1, len(pixels))
     np.testing.assert_allclose(result["rgb_cov"], np.cov(pixels.astype(float), rowvar=False, bias=True), rtol=1e-12)
     np.testing.assert_allclose(result["mean_rgb"], pixels.mean(0), rtol=1e-6)
+
+
+def test_damaged_shards_and_undecodable_records_are_skipped_named_and_counted(tmp_path):
+    """As training reads them: 3 shards of 6; a CRC flip at record 2 (4 lost), a truncation at record 4
+    (2 lost), one undecodable image. The statistics are those of the 7 images left (NumPy)."""
+    import os
+    import subprocess
+    import sys
+
+    from test_damaged_records import ROOT, flip_byte, truncate_in
+    from test_input_pipeline import _image, _jpeg, write_shards
+
+    images = [[_image(seed=10 * s + i) for i in range(6)] for s in range(3)]
+    shards = [[(_jpeg(image), i % 5) for i, image in enumerate(shard)] for shard in images]
+    shards[2][3] = (b"\xff\xd8 not a jpeg", 1)
+    data_dir = write_shards(str(tmp_path / "data"), shards)
+    names = [os.path.join(data_dir, records.shard_name("train", i, 3)) for i in range(3)]
+    flipped, cut = flip_byte(names[0], 2), truncate_in(names[1], 4)
+    kept = images[0][:2] + images[1][:4] + images[2][:3] + images[2][4:]
+    decoded = [tf.io.decode_jpeg(_jpeg(image)).numpy() for image in kept]
+
+    result = stats.compute(data_dir)
+    assert result["num_images"] == 11 and result["lost_records"] == 6 and result["dropped_records"] == 1
+    np.testing.assert_allclose(result["mean_image"], np.mean(np.stack(decoded).astype(np.float64), axis=0), atol=1e-4)
+    mean, cov = _numpy_rgb_stats(decoded)
+    np.testing.assert_allclose(result["mean_rgb"], mean, rtol=1e-6)
+    np.testing.assert_allclose(result["rgb_cov"], cov, rtol=1e-9, atol=1e-9)
+
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    cli = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "stats", f"--data_dir={data_dir}"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    skipped = [line for line in cli.stderr.splitlines() if "from there skipped" in line]
+    assert skipped == [f"{names[0]}: corrupted record at byte {flipped} (record 2); 4 record(s) from there skipped",
+                       f"{names[1]}: truncated record at byte {cut} (record 4); 2 record(s) from there skipped"]
+    assert f"{names[2]}: record 3: image does not decode (or the record does not parse), record dropped" \
+        in cli.stderr.splitlines()
+    assert cli.stdout.splitlines()[-2:] == [
+        "stats: 6 record(s) lost in damaged shard(s) (named above; main.py verify lists them)",
+        "stats: 1 record(s) dropped: their image could not be decoded (main.py verify names them)"], cli.stdout
+    assert f"{data_dir}/stats.npz: 11 images" in cli.stdout

@@ -2,7 +2,9 @@
 
 One streaming pass over the training shards (pipelines/stats.py): the per-pixel mean image AlexNet
 subtracts (§2), the mean RGB VGG subtracts (§2.1), and the RGB covariance eigen-decomposition of
-AlexNet's colour augmentation (§4.1).
+AlexNet's colour augmentation (§4.1). Damaged shards and undecodable records are skipped and counted
+as training skips them: one line per damaged shard (and per dropped record) on stderr, the counts
+after the result.
 """
 
 import os
@@ -33,7 +35,7 @@ def validate() -> None:
 def run(argv) -> None:
     import numpy as np
 
-    from pipelines import records, stats
+    from pipelines import record_parser, records, stats
 
     from keras_alexnet.evaluation.models import split_size
     from keras_alexnet.progress import ProgressLine
@@ -49,3 +51,7 @@ def run(argv) -> None:
     with np.printoptions(precision=3, suppress=True):
         print(f"stats: {path}: {result['num_images']:,} images, "
               f"mean RGB {result['mean_rgb']}, eigenvalues {result['eigenvalues']}")
+    for count, note in ((result["lost_records"], record_parser.LOST_NOTE),
+                        (result["dropped_records"], record_parser.DROPPED_NOTE)):
+        if count:
+            print(f"stats: {count:,} {note}")

@@ -21,17 +21,12 @@ def split_columns(split: str) -> dict:
 
 
 def top_k_error(probabilities, labels, k: int) -> float:
-    """Percentage of examples whose label is not among the k most probable classes.
+    """Percentage of examples whose label is not among the k most probable classes, by training's
+    rule (`keras_alexnet.training.metrics.missed`: a tie with the label is a miss), so a model that
+    outputs the same probability for every class is wrong on every label, as training reports it."""
+    from keras_alexnet.training.metrics import missed
 
-    Ties are broken as `tf.math.top_k` breaks them (the lower class id first), so a model that outputs
-    the same probability for every class is not credited with every label.
-    """
-    probabilities = np.asarray(probabilities)
-    labels = np.asarray(labels).astype(np.int64)
-    truth = probabilities[np.arange(len(labels)), labels][:, None]
-    before = np.arange(probabilities.shape[1])[None, :] < labels[:, None]
-    rank = (probabilities > truth).sum(axis=1) + ((probabilities == truth) & before).sum(axis=1)
-    return float(100.0 * np.mean(rank >= k))
+    return float(100.0 * np.mean(missed(np.asarray(labels), np.asarray(probabilities), k).numpy()))
 
 
 def row(model, method, scales, probabilities, labels, images_per_second) -> dict:
