@@ -1,6 +1,6 @@
 """One line naming the CPU a benchmark ran on and its bfloat16 hardware, printed above every table.
 
-The bfloat16 / float32 ratio depends on it (issue 12): AMX-BF16 tiles (Intel Xeon 4th generation and
+The bfloat16 / float32 ratio depends on it: AMX-BF16 tiles (Intel Xeon 4th generation and
 later) multiply many times float32's rate per cycle; AVX512-BF16 alone (AMD Zen 4, Intel Cooper Lake)
 is one dot-product instruction at twice the float32 FMA rate at most; without either, bfloat16 is
 converted to float32 and saves only memory traffic.

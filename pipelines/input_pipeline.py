@@ -20,14 +20,14 @@ Training (`build_train_dataset`):
   until the float work, which is one XLA-fused pass per batch (reflection, float, the mean image window
   at the mirrored position of a pre-mirrored copy of the mean image, colour shift with the mean colour
   folded in): separate TensorFlow ops would each go over the images with 77 MB temporaries per batch,
-  and one XLA call per image cost twice as much CPU per image as one per batch (issue 12). In the
+  and one XLA call per image cost twice as much CPU per image as one per batch. In the
   trainer's form it leaves the host altogether: 4x fewer bytes to the device, ~12% less host CPU per
   image here. A window that needs resizing (stored images not at resize_size, VGG scale jitter) is
   rounded back to uint8. Labels are checked per batch, the shards' byte counts per chunk of 64
   records, and a damaged shard is described (its file read again) only where its marker is handled.
   The functions given to tf.data here and in record_parser are plain TensorFlow ops (`tf.cond`, no
   Python control flow on tensors) marked `do_not_convert`: AutoGraph's source conversion of them cost
-  about 2 CPU-seconds of every start (issue 12).
+  about 2 CPU-seconds of every start.
 
 Evaluation (`build_eval_dataset`): the shards read in order (record order preserved) without
 shuffling or augmentation, then one of the test protocols:

@@ -258,7 +258,7 @@ def read_shard(path, size, held=-1):
     The shard's records are then followed by a marker element: record `DAMAGE_MARKER`, index -1 and
     damage a note of where (path, byte offset, record index, size, records held), which the consumer hands to
     `handle_damage` (per batch: naming it, counting or stopping). The per-shard function stays this
-    small because it is instantiated for every shard of every pass (issue 12): the damage's description,
+    small because it is instantiated for every shard of every pass: the damage's description,
     which reads the file again, is built only by `handle_damage`.
     """
     stream = tf.data.TFRecordDataset(path).ignore_errors()  # an error ends the file's stream

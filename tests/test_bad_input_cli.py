@@ -1,4 +1,4 @@
-"""Bad input through `main.py` (issue 13, parts 4-6): every case ends in one line on stderr,
+"""Bad input through `main.py`: every case ends in one line on stderr,
 `main.py <command>: error: ...`, and no traceback.
 
 Refusals happen in `validate()`, before TensorFlow is imported, so the cases of one command run in one

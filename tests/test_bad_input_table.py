@@ -1,4 +1,4 @@
-"""A hostile user's bad input through `main.py`, as a table (issue 13, "Reliability": no traceback over the
+"""A hostile user's bad input through `main.py`, as a table (no traceback over the
 CLI cases): every case ends in exactly one `main.py COMMAND: error: ...` line naming what is wrong, with a
 non-zero exit code.
 

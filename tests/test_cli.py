@@ -1,4 +1,4 @@
-"""The command-line contract of `main.py` (issue: foundation): help, unknown commands, bad flags."""
+"""The command-line contract of `main.py`: help, unknown commands, bad flags."""
 
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""Damaged shards (issue 13): a CRC mismatch (flipped bytes) or a truncated file in a training or
+"""Damaged shards: a CRC mismatch (flipped bytes) or a truncated file in a training or
 validation shard is skipped from the damage on, named in one line with its byte offset and counted;
 `strict_records` stops with that line; a training run finishes over it (and a strict run that stopped
 resumes past it); `main.py verify` lists damaged shards with a non-zero exit; a `dataset.json` that

@@ -1,4 +1,4 @@
-"""Fuzzing the two places untrusted bytes enter (issue 13): the serving signature and the record parser.
+"""Fuzzing the two places untrusted bytes enter: the serving signature and the record parser.
 
 - `export.make_bytes_function` (the `serving_default` computation, AlexNet §2 / §4.1 preprocessing) on a
   tiny model: arbitrary bytes, and real PNG/JPEG files whose headers claim tiny, zero or huge sizes,

@@ -1,4 +1,4 @@
-"""The default precision of a run (issue 12, `training/precision.py`): mixed precision for a new run only
+"""The default precision of a run (`training/precision.py`): mixed precision for a new run only
 on a CPU with AMX-BF16 matrix units and no GPU; the flag wins; a resumed run keeps its recorded setting."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""prepare on real-world folders (issue 13, part 4; part 5 for prepare's writes): non-UTF-8 file names
+"""prepare on real-world folders: non-UTF-8 file names
 stored as the OS's bytes, symlinks followed once (loops and second links reported, never duplicated),
 symlinked class folders, a named Fashion-MNIST folder without its IDX files, failed writes as one line
 without leftovers, and the temporaries of a killed run removed at the next start."""

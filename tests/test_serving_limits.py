@@ -1,4 +1,4 @@
-"""Serving memory bombs (issue 13): thin images, oversized requests; the rescaled frame is never materialised."""
+"""Serving memory bombs: thin images, oversized requests; the rescaled frame is never materialised."""
 
 import numpy as np
 import pytest

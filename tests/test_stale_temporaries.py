@@ -1,4 +1,4 @@
-"""Leftovers of killed runs (issue 13, part 7): the hidden `.tmp-export-*` folders of killed exports
+"""Leftovers of killed runs: the hidden `.tmp-export-*` folders of killed exports
 (but not those of exports still running) and the `ckpt-N_temp` folders of checkpoint saves killed
 midway are removed at the next start; the workers of a killed `prepare` stop with it. (prepare's `.tmp`
 files: tests/test_prepare_real_folders.py.)"""

@@ -1,4 +1,4 @@
-"""Start-up to the first training step (issue 12): the training input pipeline starts producing when its
+"""Start-up to the first training step: the training input pipeline starts producing when its
 iterator is made (so its first batches are ready when the traced step first runs), the 10-crop
 evaluation's pipeline is built at its first evaluation and the augmented-input preview after the first
 step, not before training starts."""

@@ -74,7 +74,7 @@ def test_verdict_rules(difference, sign, expected):
     (Difference(0.5, None, None, None), statistics.TOO_FEW),
 ])
 def test_verdict_of_a_claim_of_no_loss(difference, expected):
-    """Issue 12's mixed precision: the error must not rise by more than 0.3 points (non-inferiority)."""
+    """The mixed-precision claim: the error must not rise by more than 0.3 points (non-inferiority)."""
     assert statistics.verdict(difference, 0, margin=0.3) == expected
 
 

@@ -1,4 +1,4 @@
-"""A short run's logs read through a real TensorBoard's HTTP data API, as the browser reads them (issue 14).
+"""A short run's logs read through a real TensorBoard's HTTP data API, as the browser reads them.
 
 One tiny `main.py train` run (two epochs, 10-crop validation and test) is shared by the tests; a
 TensorBoard server is started on its `logs/` folder on a free port and stopped after them. The tests

@@ -1,4 +1,4 @@
-"""Training as a library call and the run folder as a user meets it off the default path (issue 9):
+"""Training as a library call and the run folder as a user meets it off the default path:
 the README's Python API example, resume refusals and recorded changes, Ctrl-C with a printed resume
 command, own class folders from `prepare` to the commands training prints, pasted as they are."""
 
@@ -117,7 +117,7 @@ def test_a_failed_checkpoint_write_keeps_the_last_good_one_and_says_so(api_run):
 
 
 def test_unset_mixed_precision_follows_the_cpu_and_a_resume_keeps_the_record(api_run, monkeypatch):
-    """Issue 12: a new run with --mixed_precision unset trains in bfloat16 on an AMX-BF16 CPU and records
+    """A new run with --mixed_precision unset trains in bfloat16 on an AMX-BF16 CPU and records
     it; resumed on a CPU without AMX it keeps bfloat16; a new run there trains in float32."""
     from keras_alexnet.training import precision
 

@@ -172,7 +172,7 @@ def check_model_paths() -> list:
     for path in paths:
         if not os.path.exists(path):
             raise FlagError(f"--model={path}: no such file or folder")
-        try:  # an empty folder, a text file: named now, not after TensorFlow's import (issue 13)
+        try:  # an empty folder, a text file: named now, not after TensorFlow's import
             models.saved_model_dir(path) or models.keras_model_file(path)
         except UserError as error:
             raise FlagError(f"--model={error}") from None
@@ -180,7 +180,7 @@ def check_model_paths() -> list:
 
 
 def check_shards(data_dir: str, split: str) -> None:
-    """UserError unless `data_dir` holds complete `split` shards, in the words of `pipelines.stats` (issue 13:
+    """UserError unless `data_dir` holds complete `split` shards, in the words of `pipelines.stats` (
     a folder without shards is refused before TensorFlow is imported)."""
     from keras_alexnet.errors import UserError
     from pipelines import records

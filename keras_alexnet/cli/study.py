@@ -44,7 +44,7 @@ FLAGS = flags.FLAGS
 
 
 def validate(argv):
-    """The study name, the data and the studies folder, checked before TensorFlow is imported (issue 13)."""
+    """The study name, the data and the studies folder, checked before TensorFlow is imported."""
     from keras_alexnet import outputs
     from keras_alexnet.cli import flagdefs
 

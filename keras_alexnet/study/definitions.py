@@ -194,7 +194,7 @@ ALEXNET = Study(
 
 PRECISION = Study(
     name="precision",
-    description="Mixed precision against float32 (issue 12, not a paper's claim): the AlexNet study's baseline "
+    description="Mixed precision against float32 (this project's claim, not a paper's): the AlexNet study's baseline "
                 "trained both ways on the same seeds; the 10-crop error must not rise by more than 0.3 points.",
     scales={"cpu": ALEXNET_CPU, "paper": ALEXNET_PAPER},
     protocols=(),
@@ -202,7 +202,7 @@ PRECISION = Study(
         Arm("float32", "the AlexNet study's baseline in float32", {"mixed_precision": False}),
         Arm("mixed_precision", "the same in mixed precision (bfloat16 on CPU, float16 with loss scaling on GPU; "
             "LRN and the softmax in float32)", {"mixed_precision": True},
-            claim=Claim("issue 12", "mixed precision does not raise the error by more than 0.3 points", 0, 0.0,
+            claim=Claim("this project", "mixed precision does not raise the error by more than 0.3 points", 0, 0.0,
                         0.0, margin=0.3)),
     ),
 )

@@ -124,7 +124,7 @@ def paired_interval(arm: Sequence[float], baseline: Sequence[float], level: floa
 def verdict(difference: Difference, paper_sign: int, margin: float = 0.0) -> str:
     """The report's words for `difference` against the paper's direction (+1: the arm's value is higher
     than the baseline's, −1: lower). "Same direction" only when the interval excludes 0.
-    `paper_sign` 0 is a claim that the arm is not worse (issue 12's mixed precision: the error held within
+    `paper_sign` 0 is a claim that the arm is not worse (the mixed-precision study: the error held within
     `margin` points, a non-inferiority test): held only when the interval's upper end is at most +margin;
     a lower error is not a failure."""
     if difference.low is None:

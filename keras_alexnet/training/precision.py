@@ -1,4 +1,4 @@
-"""Which precision a run trains in (issue 12): float32 or Keras mixed precision, and when mixed is the default.
+"""Which precision a run trains in: float32 or Keras mixed precision, and when mixed is the default.
 
 Mixed precision on: "mixed_float16" with dynamic loss scaling on GPUs (float16 gradients underflow without
 it), "mixed_bfloat16" on CPUs (bfloat16 has float32's exponent range: no loss scaling). Variables and the
