@@ -204,13 +204,13 @@ def test_predict_command_from_server_and_from_saved_model(served, tmp_path):
     folder.mkdir()
     for name, data in zip(("a.png", "b.jpg"), _images()):
         (folder / name).write_bytes(data)
-    (folder / "c.png").write_bytes(b"not an image either")  # in the same request as a.png and b.jpg
+    (folder / "c.png").write_bytes(b"not an image either")  # named by predict; a.png and b.jpg in one request
     (folder / "notes.txt").write_text("not an image")
     remote = _main("predict", f"--server={url}", "--model_name=tiny", f"--output_csv={tmp_path / 'p.csv'}",
                    str(folder))
     assert remote.returncode == 1, remote.stderr
     assert remote.stderr.strip().splitlines()[-3:] == [
-        f"main.py predict: error: {folder / 'c.png'}: image bytes are neither JPEG nor PNG",
+        f"main.py predict: error: {folder / 'c.png'}: not an image (not JPEG, PNG, GIF, BMP or WebP)",
         f"wrote {tmp_path / 'p.csv'}",
         "main.py predict: error: 1 of 3 images could not be predicted (each named above)"]
     assert len([r for r in requests if r[0] == "/v1/models/tiny:predict"]) == requests_before + 1  # one request

@@ -186,8 +186,9 @@ def _read(file, failed):
             return as_jpeg_or_png(f.read())
     except OSError as error:
         failed.append((file, error.strerror or str(error)))
-    except DecodeError as error:
-        failed.append((file, f"not an image ({error})"))
+    except DecodeError as error:  # TF's own words, except its long list of formats for unknown bytes
+        unknown = str(error).startswith("Unknown image file format")
+        failed.append((file, "not an image (not JPEG, PNG, GIF, BMP or WebP)" if unknown else f"not an image ({error})"))
     return None
 
 

@@ -193,6 +193,7 @@ def run(argv):
     from keras_alexnet.memory_fit import check_training_fits
     from keras_alexnet.training.run import TrainingInterrupted, tool, train
 
+    check_training_fits(_config().resolve())  # before any data, model or pipeline is built
     resume = shlex.join([tool("python"), _main_py(), "train"] + sys.argv[2:])
     try:
         data_dir = None
@@ -201,7 +202,6 @@ def run(argv):
 
             data_dir = ensure_default_data(FLAGS.default_data_root, _config().data.resize_size)
         config, notes = _config_and_notes(data_dir)
-        check_training_fits(config.resolve())  # before any model or pipeline is built
         for note in notes:
             _print(note)
         result = train(config, printer=_print)

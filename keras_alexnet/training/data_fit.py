@@ -35,8 +35,9 @@ def largest_power_of_two(limit: int) -> int:
 def fit_to_data(values: dict, given: set, data_dir: str, run_dir: str):
     """(`values` with the settings not in `given` fitted to `data_dir`, the lines saying so).
 
-    `values`: flat settings (`config.config_from_values` names) holding at least architecture,
-    image_size, resize_size, batch_size (0: the paper's) and scale_jitter; `given`: the names the
+    `values`: flat settings (`config.config_from_values` names) holding at least image_size,
+    resize_size, batch_size (0: the paper's) and scale_jitter, and architecture unless the network comes
+    from an --init_from source (then the source's, as `config_from_values` fills it); `given`: the names the
     user set. Raises FlagError when the stored images are smaller than the architecture's input, or
     a given batch is larger than the training split (an epoch would hold no step).
     """
@@ -54,7 +55,7 @@ def fit_to_data(values: dict, given: set, data_dir: str, run_dir: str):
         raise UserError(f"--data_dir={data_dir}: unreadable {records.METADATA_FILE}: {error}") from None
     if info is None:
         return values, []
-    spec = registry.spec(values["architecture"])
+    spec = registry.spec(values.get("architecture") or _source_architecture(values.get("init_from")))
     notes = []
     sizes_given = {"image_size", "resize_size"} & given
     if info.image_policy == "alexnet" and info.image_size and sizes_given != {"image_size", "resize_size"} \
@@ -91,3 +92,12 @@ def _recorded(run_dir: str):
     """The training configuration `run_dir`'s run.json recorded, or None for a new run."""
     record = runs.read_record(run_dir)
     return record.config if record is not None and record.config else None
+
+
+def _source_architecture(init_from) -> str:
+    """The architecture an --init_from source gives a run that names none (the default's when unreadable:
+    the source is checked and named when the config is validated)."""
+    from keras_alexnet.training import finetune
+    from keras_alexnet.training.config import ModelConfig
+
+    return finetune.source_values(init_from, ("architecture",)).get("architecture", ModelConfig.architecture)
