@@ -114,3 +114,23 @@ def test_bare_command_on_a_small_folder_trains_and_says_what_it_chose(tmp_path):
         data = json.load(f)["config"]["data"]
     assert (data["image_size"], data["resize_size"], data["batch_size"]) == (63, 72, 32)
     assert TrainConfig().data.image_size == 224  # the library's defaults are still the paper's
+
+
+def test_a_fine_tune_takes_its_sources_crop(tmp_path):
+    """fc6's input follows the crop, so a fine-tune from an imported Caffe AlexNet (227 px crops) on data
+    stored at 256 px crops 227, not the paper's 224, unless --image_size is given."""
+    from keras_alexnet import runs
+
+    source = str(tmp_path / "runs" / "bvlc")
+    runs.write_record(source, runs.RunRecord(architecture="alexnet", num_classes=1000, class_names=["c"] * 1000,
+                                             image_size=227, test_scale=256, mean="image", origin="import"))
+    data_dir = _data(tmp_path, stored=256, train=44)
+    values, notes = _fit(tmp_path, data_dir, init_from=source)
+    assert (values["resize_size"], values["image_size"]) == (256, 227)
+    assert notes[0].startswith(f"Crop 227 px: the crop of --init_from={source}") and "(given)" in notes[1]
+    values, notes = _fit(tmp_path, data_dir, given=("image_size",), init_from=source, image_size=200)
+    assert values["image_size"] == 200 and not any(note.startswith("Crop") for note in notes)
+    architecture_left_out = {name: value for name, value in PAPER.items() if name != "architecture"}
+    values, _ = data_fit.fit_to_data(dict(architecture_left_out, init_from=source), set(), data_dir,
+                                     str(tmp_path / "runs" / "new"))
+    assert values["image_size"] == 227  # the network, too, is the source's when not given

@@ -7,6 +7,8 @@ folder `prepare` wrote, `dataset.json` records the stored size and the examples 
 - sizes: data stored by the "alexnet" policy is already AlexNet §2's frame, so `resize_size` is its
   stored size and `image_size` the paper's crop ratio 224/256 of it (at least the architecture's
   smallest input); a stored size below that smallest input is refused in one line.
+- crop of a fine-tune: an `--init_from` run's crop (fc6's input size follows the crop, so the copied
+  fc6 fits only at the source's crop);
 - batch: when the paper's batch (AlexNet §5: 128, VGG §3.1: 256) is more than the training examples,
   the largest power of two within them.
 
@@ -49,14 +51,19 @@ def fit_to_data(values: dict, given: set, data_dir: str, run_dir: str):
             if name not in given and name in data:
                 values[name] = data[name]
         return values, []
+    notes = []
+    source_crop = None if "image_size" in given else _source_crop(values.get("init_from"))
+    if source_crop:  # fc6's input follows the crop: a fine-tune takes its source's
+        values["image_size"], given = source_crop, set(given) | {"image_size"}
+        notes.append(f"Crop {source_crop} px: the crop of --init_from={values['init_from']} (fc6's input follows "
+                     "it); --image_size sets another")
     try:
         info = records.read_metadata(data_dir)
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"--data_dir={data_dir}: unreadable {records.METADATA_FILE}: {error}") from None
     if info is None:
-        return values, []
+        return values, notes
     spec = registry.spec(values.get("architecture") or _source_architecture(values.get("init_from")))
-    notes = []
     sizes_given = {"image_size", "resize_size"} & given
     if info.image_policy == "alexnet" and info.image_size and sizes_given != {"image_size", "resize_size"} \
             and not values.get("scale_jitter"):
@@ -72,9 +79,10 @@ def fit_to_data(values: dict, given: set, data_dir: str, run_dir: str):
                         "or more")
                 values["resize_size"] = stored
             values["image_size"] = min(values["resize_size"], paper_crop(values["resize_size"], spec.min_input))
+        crop = "given" if "image_size" in given else f"the paper's {PAPER_CROP}/{PAPER_FRAME} crop"
         notes.append(f"Sizes from the data, stored at {stored} px ({os.path.join(data_dir, records.METADATA_FILE)}): "
-                     f"--resize_size={values['resize_size']} --image_size={values['image_size']} (the paper's "
-                     f"{PAPER_CROP}/{PAPER_FRAME} crop); give them to choose others [AlexNet §2, §4.1]")
+                     f"--resize_size={values['resize_size']} --image_size={values['image_size']} ({crop}); give "
+                     "them to choose others [AlexNet §2, §4.1]")
     train = info.splits.get("train")
     batch = values.get("batch_size") or spec.batch_size
     if train is not None and 0 < train.num_examples < batch and "batch_size" in given \
@@ -101,3 +109,11 @@ def _source_architecture(init_from) -> str:
     from keras_alexnet.training.config import ModelConfig
 
     return finetune.source_values(init_from, ("architecture",)).get("architecture", ModelConfig.architecture)
+
+
+def _source_crop(init_from):
+    """The crop side of an --init_from run (its run.json), None for a bare file or no source."""
+    from keras_alexnet.training import finetune
+
+    source = finetune.readable_source(init_from)
+    return source.record.image_size if source is not None and source.record is not None else None

@@ -116,7 +116,7 @@ def check(config) -> None:
                         f"leave --{name} out to use the source's")
 
 
-def _readable_source(init_from: Optional[str]) -> Optional[Source]:
+def readable_source(init_from: Optional[str]) -> Optional[Source]:
     """The source when it exists and its run.json (if any) reads; None otherwise (`check` names the problem
     when the config is validated)."""
     if not init_from or not (os.path.exists(init_from) or os.path.exists(init_from + ".index")):
@@ -130,7 +130,7 @@ def _readable_source(init_from: Optional[str]) -> Optional[Source]:
 def source_values(init_from: Optional[str], network: tuple) -> dict:
     """What `config_from_values` fills in when not given: the source's network settings among the flat
     names `network`, and its `INHERITED_SETTINGS` (a trained source's)."""
-    source = _readable_source(init_from)
+    source = readable_source(init_from)
     if source is None:
         return {}
     values = {name: value for name, value in source.model_values().items()
@@ -142,7 +142,7 @@ def source_values(init_from: Optional[str], network: tuple) -> dict:
 
 def source_mean(init_from: Optional[str]) -> Optional[str]:
     """The mean kind ("image", "rgb") the source was trained with, when it has statistics to give."""
-    source = _readable_source(init_from)
+    source = readable_source(init_from)
     if source is None or source.record is None or source.stats_path is None or source.record.mean == "none":
         return None
     return source.record.mean
