@@ -108,6 +108,18 @@ def read_record(run_dir: str) -> Optional[RunRecord]:
         raise UserError(f"{path}: not a run record ({str(error).splitlines()[0]})") from None
 
 
+def resumable_record(run_dir: str) -> Optional[RunRecord]:
+    """The `RunRecord` a new `train` into `run_dir` continues: None when the folder has none, or when an
+    earlier start of a training run stopped before its first checkpoint (nothing to resume, so the settings
+    given now apply instead of the recorded ones). Imported weights are returned (training into them is
+    refused)."""
+    record = read_record(run_dir)
+    if record is not None and record.origin == "train" and not os.path.isfile(
+            os.path.join(run_dir, "checkpoints", "checkpoint")):
+        return None
+    return record
+
+
 def model_config_of(record: "RunRecord") -> Optional[dict]:
     """The ModelConfig (as a dict) the run's model was built with: imported runs' model_config, trained runs' config["model"]."""
     if record.model_config is not None:

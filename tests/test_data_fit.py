@@ -1,6 +1,7 @@
 """`train` on a prepared folder: the sizes and batch not given follow the data (dataset.json), and say so."""
 
 import json
+import os
 
 import pytest
 
@@ -82,6 +83,9 @@ def test_a_resumed_run_keeps_its_recorded_settings(tmp_path):
     runs.write_record(run_dir, runs.RunRecord(architecture="alexnet", num_classes=2, class_names=["a", "b"],
                                               image_size=224, test_scale=256, mean="image",
                                               config=recorded.to_dict()))
+    os.makedirs(os.path.join(run_dir, "checkpoints"))
+    with open(os.path.join(run_dir, "checkpoints", "checkpoint"), "w") as f:  # it trained: a resume
+        f.write('model_checkpoint_path: "ckpt-1"\n')
     values, notes = data_fit.fit_to_data(dict(PAPER), set(), _data(tmp_path), run_dir)
     assert (values["resize_size"], values["image_size"], values["batch_size"]) == (256, 224, 128) and notes == []
 
@@ -134,3 +138,22 @@ def test_a_fine_tune_takes_its_sources_crop(tmp_path):
     values, _ = data_fit.fit_to_data(dict(architecture_left_out, init_from=source), set(), data_dir,
                                      str(tmp_path / "runs" / "new"))
     assert values["image_size"] == 227  # the network, too, is the source's when not given
+
+
+def test_a_start_that_stopped_before_its_first_checkpoint_is_not_resumed(tmp_path):
+    """A first start refused after writing run.json (say, a crop that did not fit its --init_from) left no
+    checkpoint: the next start fits its sizes afresh instead of keeping the recorded ones."""
+    from keras_alexnet import runs
+
+    run_dir = tmp_path / "runs" / "new"
+    recorded = TrainConfig().to_dict()
+    recorded["data"].update(image_size=100, resize_size=120, batch_size=8)
+    runs.write_record(str(run_dir), runs.RunRecord(architecture="alexnet", num_classes=2, class_names=["a", "b"],
+                                                   image_size=100, test_scale=120, mean="image", config=recorded))
+    data_dir = _data(tmp_path, stored=72, train=34)
+    values, _ = _fit(tmp_path, data_dir)
+    assert (values["resize_size"], values["image_size"], values["batch_size"]) == (72, 63, 32)
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    values, notes = _fit(tmp_path, data_dir)
+    assert (values["resize_size"], values["image_size"], values["batch_size"]) == (120, 100, 8) and notes == []

@@ -98,7 +98,7 @@ def fit_to_data(values: dict, given: set, data_dir: str, run_dir: str):
 
 def _recorded(run_dir: str):
     """The training configuration `run_dir`'s run.json recorded, or None for a new run."""
-    record = runs.read_record(run_dir)
+    record = runs.resumable_record(run_dir)
     return record.config if record is not None and record.config else None
 
 

@@ -270,7 +270,10 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         raise FlagError(f"--batch_size={batch} is not divisible across {replicas} replicas")
     keras.utils.set_random_seed(config.seed)
     run_dir = config.run_dir
-    record = runs.read_record(run_dir)
+    record = runs.resumable_record(run_dir)
+    if record is None and runs.read_record(run_dir) is not None:
+        say(f"{runs.run_file(run_dir)}: an earlier start stopped before its first checkpoint; starting afresh "
+            "with these settings")
     gpus = len(tf.config.list_physical_devices("GPU"))
     recorded = record.config.get("mixed_precision") if record is not None and record.config else None
     mixed, why = precision.resolve(config.mixed_precision, recorded, gpus)
