@@ -170,3 +170,37 @@ def test_pth_file_through_import_weights(tmp_path, source):
     with pytest.raises(UserError, match="vgg.pth: the state dict has 1 conv layers but alexnet_torchvision has 5"):
         import_weights.import_run(vgg, "alexnet_torchvision", str(tmp_path / "vgg_run"))
     assert not os.path.exists(tmp_path / "vgg_run" / runs.RUN_FILE)
+
+
+def test_numpy_transcription_and_import_match_a_pytorch_module(source):
+    """The reference itself checked against PyTorch (optional): a module with torchvision's AlexNet layers and
+    state-dict keys, in eval mode, on torchvision's preprocessing; the imported model within 1e-5 of it."""
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional reference (pip install torch==2.13.0)")
+    nn = torch.nn
+    features = []
+    for index in range(13):
+        if index in FEATURES:
+            out, cin, kernel, stride, padding = FEATURES[index]
+            features.append(nn.Conv2d(cin, out, kernel, stride, padding))
+        elif index - 2 in POOLED_AFTER:
+            features.append(nn.MaxPool2d(3, 2))
+        else:
+            features.append(nn.ReLU())
+    net = nn.Module()
+    net.features = nn.Sequential(*features)
+    net.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+    net.classifier = nn.Sequential(nn.Dropout(), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(),
+                                   nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000))
+    net.load_state_dict({key: torch.from_numpy(value) for key, value in source.items()})
+    net.eval()
+    frames = framed(256)
+    batch = torch.from_numpy(np.stack([torchvision_preprocess(f, 224) for f in frames]).astype(np.float32))
+    with torch.no_grad():
+        x = net.avgpool(net.features(batch))
+        want = torch.softmax(net.classifier(torch.flatten(x, 1)), dim=1).numpy()
+    numpy_reference = np.stack([torchvision_forward(source, torchvision_preprocess(f, 224)) for f in frames])
+    np.testing.assert_allclose(numpy_reference, want, atol=1e-5)
+    model = build_model("alexnet_torchvision", input_shape=(224, 224, 3))
+    mean = from_torchvision_state_dict(model, source).mean_rgb
+    crops = frames[:, 16:240, 16:240].astype(np.float32) - mean
+    np.testing.assert_allclose(model.predict(crops, verbose=0), want, atol=1e-5)
