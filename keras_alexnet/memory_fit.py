@@ -3,7 +3,7 @@
 Training keeps, per parameter, its float32 weight, its gradient and its momentum velocity (the update rule
 of AlexNet §5): 3 x 4 bytes; and, for one batch, the output of every layer, kept for the backward pass:
 4 bytes per value. `training_bytes` adds the two up from the architectures' own tables (`alexnet._CONVS`,
-`vgg.CONFIGS`), counting conv, pooling and fully-connected outputs only (LRN outputs, gradient buffers and
+`alexnet_torchvision.CONVS`, `vgg.CONFIGS`), counting conv, pooling and fully-connected outputs only (LRN outputs, gradient buffers and
 TensorFlow's workspace come on top), so it is a lower bound: a run it refuses cannot fit, whatever else
 the machine does. Importing the tables imports Keras, so this runs once TensorFlow is loaded, before the
 model or the input pipeline is built (where a run too large for the machine would end in a
@@ -31,10 +31,10 @@ class Estimate:
                 + self.activations_per_image * batch_size * BYTES_PER_VALUE)
 
 
-def _alexnet(spec, image_size, width, num_classes, pooling, extra_conv) -> Estimate:
+def _alexnet(spec, image_size, width, num_classes, pooling, extra_conv, conv1_padding) -> Estimate:
     from keras_alexnet import alexnet
 
-    sizes = alexnet.feature_map_sizes(image_size, pooling)
+    sizes = alexnet.feature_map_sizes(image_size, pooling, conv1_padding)
     multiple = 2 if spec.towers == 2 else 1
     channels, parameters, activations = 3, 0, image_size * image_size * 3
     for name, filters, kernel, _, _, towered in alexnet._CONVS:
@@ -53,6 +53,22 @@ def _alexnet(spec, image_size, width, num_classes, pooling, extra_conv) -> Estim
         activations += sizes["pool5"] ** 2 * filters
         channels = filters
     return _classifier(sizes["pool5"] ** 2 * channels, alexnet.scaled(alexnet._FC_UNITS, width), num_classes,
+                       parameters, activations)
+
+
+def _alexnet_torchvision(image_size, width, num_classes) -> Estimate:
+    from keras_alexnet import alexnet, alexnet_torchvision as table
+
+    sizes = alexnet.feature_map_sizes(image_size)  # the same strides and padding as the paper's net
+    channels, parameters, activations = 3, 0, image_size * image_size * 3
+    for name, filters, kernel, _ in table.CONVS:
+        filters = alexnet.scaled(filters, width)
+        parameters += kernel * kernel * channels * filters + filters
+        activations += sizes[name] ** 2 * filters
+        if name in table.POOLED:
+            activations += sizes[{"conv1": "pool1", "conv2": "pool2", "conv5": "pool5"}[name]] ** 2 * filters
+        channels = filters
+    return _classifier(table.POOL_SIDE ** 2 * channels, alexnet.scaled(table.FC_UNITS, width), num_classes,
                        parameters, activations)
 
 
@@ -81,13 +97,15 @@ def _classifier(flat, hidden, num_classes, parameters, activations) -> Estimate:
 
 
 def estimate(architecture: str, image_size: int, width: float, num_classes: int, pooling: str = "overlapping",
-             extra_conv: bool = False) -> Estimate:
+             extra_conv: bool = False, conv1_padding: int = 2) -> Estimate:
     """The parameters and per-image layer outputs of `architecture` as `registry.build_model` builds it."""
     from keras_alexnet.registry import spec as spec_of
 
     spec = spec_of(architecture)
+    if spec.builder == "alexnet_torchvision":
+        return _alexnet_torchvision(image_size, width, num_classes)
     if spec.family == "alexnet":
-        return _alexnet(spec, image_size, width, num_classes, pooling, extra_conv)
+        return _alexnet(spec, image_size, width, num_classes, pooling, extra_conv, conv1_padding)
     return _vgg(spec, image_size, width, num_classes)
 
 
@@ -107,7 +125,7 @@ def check_training_fits(config, memory_bytes: int = None) -> None:
     memory_bytes = memory_bytes or total_memory_bytes()
     model, data = config.model, config.data
     found = estimate(model.architecture, data.image_size, model.width, data.num_classes or 1, model.pooling,
-                     model.extra_conv)
+                     model.extra_conv, model.conv1_padding)
     needed = found.training_bytes(data.batch_size)
     if needed <= memory_bytes:
         return

@@ -7,7 +7,7 @@ import pytest
 
 from keras_alexnet import memory_fit
 from keras_alexnet.errors import FlagError
-from keras_alexnet.registry import MODEL_NAMES, build_model
+from keras_alexnet.registry import MODEL_NAMES, build_model, spec
 from keras_alexnet.training.config import config_from_values
 
 COUNTED = ("Conv2D", "TowerConv2D", "MaxPooling2D", "Dense")  # the layer outputs the estimate counts
@@ -16,8 +16,9 @@ COUNTED = ("Conv2D", "TowerConv2D", "MaxPooling2D", "Dense")  # the layer output
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_counts_equal_the_built_models(name):
     cases = [(67, 0.125, {})]
-    if name.startswith("alexnet"):
+    if "extra_conv" in spec(name).options:
         cases.append((96, 0.25, {"extra_conv": True, "pooling": "non_overlapping"}))
+        cases.append((91, 0.25, {"conv1_padding": 0}))  # Caffe's AlexNet (227 at full size)
     for size, width, options in cases:
         model = build_model(name, num_classes=7, input_shape=(size, size, 3), width=width, **options)
         outputs = size * size * 3 + sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers

@@ -36,9 +36,11 @@ def paste(line, cwd):
     return done.stdout
 
 
-def test_section_ends_with_the_empty_fine_tuning_heading():
+def test_section_goes_on_to_fine_tuning():
+    """Imported weights are where most fine-tunes start: the section's last part shows one."""
     _, section = section_commands()
-    assert section.rstrip().endswith("### Fine-tuning on your own classes")
+    fine_tuning = section.split("### Fine-tuning on your own classes", 1)
+    assert len(fine_tuning) == 2 and "main.py train " in fine_tuning[1] and "--init_from=" in fine_tuning[1]
 
 
 def test_readme_commands_on_generated_files(tmp_path):

@@ -36,7 +36,7 @@ def test_every_name_builds_small(name):
     assert {"fc6", "drop6", "fc7", "drop7", "fc8"} <= set(layer_names)
     # the names the command line checks --freeze_through against, without building the model
     assert weight_layer_names(name) == tuple(layer.name for layer in model.layers if layer.weights)
-    if spec(name).family == "alexnet":
+    if "extra_conv" in spec(name).options:
         extra = build_model(name, width=0.0625, extra_conv=True, **SMALL)
         assert weight_layer_names(name, extra_conv=True) == tuple(layer.name for layer in extra.layers if layer.weights)
 
@@ -105,7 +105,7 @@ def test_a_run_recorded_before_the_caffe_options_resumes():
     from pipelines.input_config import InputConfig
 
     config = TrainConfig(data=InputConfig(data_dir="data", batch_size=0, mean="auto")).resolve()
-    recorded = config.to_dict()
+    recorded = runs.absolute_paths(config.to_dict())  # as train records it
     for key in ("conv1_padding", "lrn_position"):
         del recorded["model"][key]
     record = runs.RunRecord("alexnet", 10, [], 224, 256, "image", config=recorded)
