@@ -36,11 +36,12 @@ def paste(line, cwd):
     return done.stdout
 
 
-def test_section_goes_on_to_fine_tuning():
-    """Imported weights are where most fine-tunes start: the section's last part shows one."""
-    _, section = section_commands()
-    fine_tuning = section.split("### Fine-tuning on your own classes", 1)
-    assert len(fine_tuning) == 2 and "main.py train " in fine_tuning[1] and "--init_from=" in fine_tuning[1]
+def test_fine_tuning_follows_the_import_commands():
+    """The section's first block is the import commands; the fine-tuning subsection and its block come after."""
+    lines, section = section_commands()
+    head, fine_tuning = section.split("### Fine-tuning on your own classes", 1)
+    assert "\n".join(lines) in head
+    assert "--init_from=" in re.search(r"```\n(.+?)\n```", fine_tuning, flags=re.S).group(1)
 
 
 def test_readme_commands_on_generated_files(tmp_path):
