@@ -9,8 +9,9 @@ wraps: it is fitted to the terminal's width (read again at each redraw, so a res
 by dropping its least important fields first (`fit_fields`), because a wrapped line cannot be redrawn in
 place and leaves a copy of itself on every row it wrapped onto. Rates and ETAs come from `Rate`: the
 steps after the first one seen by this process, because the first step carries tracing and
-input-pipeline start-up (the first AlexNet step of a fresh process takes tens of seconds,
-`shared/README.md`) and, after a resume, the steps run before the interruption were not timed here. Training times are what AlexNet §1/§7 and VGG §3.3 report.
+input-pipeline start-up (the first AlexNet step of a fresh process takes several seconds: bench/README.md,
+start-up) and, after a resume, the steps run before the interruption were not timed here. Training times
+are what AlexNet §1/§7 and VGG §3.3 report.
 """
 
 import contextlib
