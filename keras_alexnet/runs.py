@@ -260,8 +260,7 @@ def eval_settings(model_path: str, image_size: int, test_scale: Optional[int] = 
 
 def _export_description(model_path: str) -> Optional[dict]:
     """The description an export wrote (`keras_alexnet.export`), None for anything else."""
-    from keras_alexnet.evaluation.models import saved_model_dir
-    from keras_alexnet.export import read_description
+    from keras_alexnet.export import read_description, saved_model_dir
 
     folder = saved_model_dir(model_path) if os.path.isdir(model_path) else None
     return read_description(folder) if folder else None

@@ -260,7 +260,7 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
 def _train(config, strategy, strategy_options, chief, say, extra_callbacks, start, keras, tf, input_pipeline,
            record_parser, stop):
     from keras_alexnet import registry
-    from keras_alexnet.training.checkpointing import fold_input_scale
+    from keras_alexnet.export import fold_input_scale
     from keras_alexnet.training.optimizer import PaperSGD
     from keras_alexnet.training.trainer import Trainer
 
