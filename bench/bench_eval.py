@@ -60,7 +60,7 @@ def dense_vs_multi_crop(args):
 
     @tf.function(reduce_retracing=True)
     def crop_step(crops):
-        return protocols.crop_probabilities(lambda x: model(x, training=False), crops)
+        return eval_crops.crop_probabilities(lambda x: model(x, training=False), crops)
 
     rescaled = {q: [eval_crops.resize_shorter_side(im, q)[None] for im in images] for q in scales}
     grids = {q: [eval_crops.grid_crops(r[0], 224)[None] for r in rescaled[q]] for q in scales}

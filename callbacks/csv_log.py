@@ -10,6 +10,8 @@ import os
 
 import keras
 
+from keras_alexnet import atomic
+
 
 def read_rows(path):
     if not os.path.exists(path):
@@ -36,9 +38,7 @@ class MetricsCSV(keras.callbacks.Callback):
         for r in rows:
             fields += [k for k in r if k not in fields]
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with atomic.replacing(self.path, newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, restval="")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)

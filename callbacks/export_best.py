@@ -10,8 +10,7 @@ import math
 
 import keras
 
-from keras_alexnet.export import export_saved_model
-from keras_alexnet.training.checkpointing import fold_input_scale
+from keras_alexnet.export import export_saved_model, fold_input_scale
 
 
 class ExportBest(keras.callbacks.Callback):

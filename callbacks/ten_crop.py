@@ -12,8 +12,8 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from keras_alexnet.evaluation.protocols import crop_probabilities
-from keras_alexnet.training.metrics import missed
+from keras_alexnet.metrics import missed
+from pipelines.eval_crops import crop_probabilities
 
 
 class EvaluationStopped(Exception):
@@ -22,7 +22,7 @@ class EvaluationStopped(Exception):
 
 def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None, should_stop=None):
     """Top-k errors of 10-crop prediction over `dataset`: {"top1_error": .., "top5_error": .., "count": n}
-    (a tie with the label is a miss: `keras_alexnet.training.metrics.missed`).
+    (a tie with the label is a miss: `keras_alexnet.metrics.missed`).
 
     `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is updated after each batch
     and closed at the end. `should_stop` (a function of no arguments, e.g. a stop event's `is_set`) is

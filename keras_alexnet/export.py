@@ -33,6 +33,10 @@ A version is written to a hidden temporary folder next to the versions and renam
 when complete, so a server watching `<base_dir>/<name>` never loads a partial version (TF Serving
 only considers folders whose names are integers). The temporary folder is named after the exporting
 process; one whose process is gone (a killed export) is removed by the next export of that model.
+`saved_model_dir` finds the SavedModel a path designates (a version, or a model folder's newest).
+
+A run trained on inputs times `--input_scale` is exported taking unscaled inputs: `fold_input_scale`
+multiplies conv1's kernels by the scale (fine-tuning uses it to rescale a source the same way).
 """
 
 import json
@@ -74,6 +78,16 @@ def latest_version_dir(model_dir: str):
     """The folder of the newest version in `model_dir`, or None when there is none."""
     versions = list_versions(model_dir)
     return os.path.join(model_dir, str(versions[-1])) if versions else None
+
+
+def saved_model_dir(path: str):
+    """The SavedModel folder `path` designates (itself or its newest version), or None if it is not one."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    latest = latest_version_dir(path) if os.path.isdir(path) else None
+    if latest and os.path.isfile(os.path.join(latest, "saved_model.pb")):
+        return latest
+    return None
 
 
 def _as_mean(mean, resize_size: int):
@@ -337,7 +351,7 @@ def make_bytes_function(model, *, class_names, mean, image_size, resize_size, cr
     """
     import tensorflow as tf
 
-    from keras_alexnet.evaluation.protocols import crop_probabilities
+    from pipelines.eval_crops import crop_probabilities
 
     num_crops = 10 if crops == "ten_crop" else 1
     preprocess = make_preprocess(mean=mean, image_size=image_size, resize_size=resize_size, crops=crops)
@@ -490,3 +504,16 @@ def export_saved_model(model, base_dir: str, name: str, *, class_names=None, mea
     finally:
         if os.path.exists(tmp_dir):
             shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def fold_input_scale(model, scale):
+    """Makes a model trained on inputs multiplied by `scale` take the unscaled inputs: the first
+    convolution is linear in its input, so conv(s·x; W) = conv(x; s·W). Every 4-D kernel of the first
+    layer holding one (both towers' kernels if it is split) is multiplied by `scale`."""
+    for layer in model.layers:
+        kernels = [w for w in layer.weights if len(w.shape) == 4]
+        if kernels:
+            for kernel in kernels:
+                kernel.assign(kernel * scale)
+            return layer.name
+    raise ValueError("the model has no convolution kernel to fold the input scale into")

@@ -3,7 +3,9 @@
 - `conv1_grid` / `conv1_figure`: the conv1 kernels, one grid per tower side by side under a "Tower 1" /
   "Tower 2" title (AlexNet §6.1, Figure 3: "the kernels on GPU 1 are largely color-agnostic, while the
   kernels on GPU 2 are largely color-specific"), enlarged to at least `min_width` pixels; the
-  TensorBoard callback `callbacks.conv1_images` draws the same picture.
+  TensorBoard callback `callbacks.conv1_images` draws the same picture. `conv1_kernels` splits conv1's
+  kernel by tower; `kernel_grid` scales each kernel to [0, 1] on its own (as such figures are drawn)
+  and lays them out in a grid; `towers_side_by_side` places the towers' grids left to right.
 - `top5_panels`: test images, each with its verdict (correct / wrong), its correct label and its five
   most probable labels with their probabilities and bars written under it; the correct label's bar and
   name are red (AlexNet §6.1, Figure 4 left: "the probability assigned to the correct label is also
@@ -38,10 +40,72 @@ def to_uint8(image) -> np.ndarray:
     return np.clip(np.round(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+def conv1_kernels(model, layer_name="conv1"):
+    """conv1's kernels [kh, kw, in, out], one array per tower.
+
+    In AlexNet conv1 is one convolution whose first half of output maps feeds tower 1 and the second
+    half tower 2 (conv2 is split by input channels, `keras_alexnet.towers.TowerConv2D`); the kernel
+    is split the same way when the model has such a towered conv2. A layer holding one kernel per
+    tower gives them in the order of their variable paths.
+    """
+    import keras
+
+    layer = model.get_layer(layer_name)
+    weights = sorted((w for w in layer.weights if len(w.shape) == 4), key=lambda w: w.path)
+    if not weights:
+        raise ValueError(f"layer '{layer_name}' holds no 4-D kernel")
+    kernels = [np.asarray(keras.ops.convert_to_numpy(w)) for w in weights]
+    if len(kernels) == 1:
+        groups = _towers_after(model, layer_name)
+        if groups > 1 and kernels[0].shape[-1] % groups == 0:
+            return np.split(kernels[0], groups, axis=-1)
+    return kernels
+
+
+def _towers_after(model, layer_name):
+    """The tower count of the towered layer following `layer_name` (conv1 -> conv2), else 1."""
+    following = {"conv1": "conv2"}.get(layer_name)
+    try:
+        return int(getattr(model.get_layer(following), "groups", 1)) if following else 1
+    except ValueError:
+        return 1
+
+
+def kernel_grid(kernel, columns=None, gap=1):
+    """[kh, kw, in, out] -> one image [H, W, 3] in [0, 1]: each kernel min-max scaled on its own."""
+    kh, kw, cin, n = kernel.shape
+    k = np.transpose(kernel, (3, 0, 1, 2)).astype(np.float32)  # [n, kh, kw, cin]
+    if cin == 1:
+        k = np.repeat(k, 3, axis=-1)
+    elif cin != 3:
+        k = k[..., :3] if cin > 3 else np.concatenate([k, np.repeat(k[..., -1:], 3 - cin, -1)], -1)
+    lo = k.min(axis=(1, 2, 3), keepdims=True)
+    hi = k.max(axis=(1, 2, 3), keepdims=True)
+    k = (k - lo) / np.maximum(hi - lo, 1e-12)
+    columns = columns or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / columns))
+    grid = np.ones((rows * (kh + gap) - gap, columns * (kw + gap) - gap, 3), np.float32)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        grid[r * (kh + gap):r * (kh + gap) + kh, c * (kw + gap):c * (kw + gap) + kw] = k[i]
+    return grid
+
+
+def towers_side_by_side(kernels, gap=3):
+    """One grid per tower, placed left to right with a white gap: [H, W, 3] in [0, 1]."""
+    grids = [kernel_grid(k) for k in kernels]
+    height = max(g.shape[0] for g in grids)
+    padded = [np.pad(g, ((0, height - g.shape[0]), (0, 0), (0, 0)), constant_values=1.0) for g in grids]
+    parts = []
+    for i, g in enumerate(padded):
+        if i:
+            parts.append(np.ones((height, gap, 3), np.float32))
+        parts.append(g)
+    return np.concatenate(parts, axis=1)
+
+
 def conv1_grid(model, scale: int = 1, layer_name: str = "conv1", min_width: int = 600) -> np.ndarray:
     """The model's conv1 kernels as a titled uint8 figure (`conv1_figure`), Figure 3."""
-    from callbacks.conv1_images import conv1_kernels
-
     return conv1_figure(conv1_kernels(model, layer_name), scale, min_width)
 
 
@@ -49,8 +113,6 @@ def conv1_figure(kernels, scale: int = 1, min_width: int = 600, gap: int = 3) ->
     """Kernels [kh, kw, in, out] per tower -> uint8 [H, W, 3]: one grid per tower side by side, each
     pixel drawn as an s x s block with s >= `scale` and the width >= `min_width`, under a title strip
     naming the towers ("Tower 1", "Tower 2"; "conv1" for a net with one)."""
-    from callbacks.conv1_images import kernel_grid, towers_side_by_side
-
     widths = [kernel_grid(k).shape[1] for k in kernels]
     total = sum(widths) + gap * (len(widths) - 1)
     scale = max(int(scale), math.ceil(min_width / total))

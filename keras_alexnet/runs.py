@@ -22,8 +22,7 @@ import os
 import platform
 from typing import Optional
 
-import numpy as np
-
+from keras_alexnet import atomic
 from keras_alexnet.errors import FlagError, UserError
 
 RUN_FILE = "run.json"
@@ -86,13 +85,7 @@ def write_record(run_dir: str, record: RunRecord) -> str:
     os.makedirs(run_dir, exist_ok=True)
     record.versions = record.versions or library_versions()
     record.created = record.created or now()
-    try:
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(record.to_json())
-        os.replace(path + ".tmp", path)
-    except OSError as error:
-        raise UserError(f"{path}: cannot write the run record ({error.strerror or error})") from None
-    return path
+    return atomic.write_text(path, record.to_json(), what="the run record")
 
 
 def read_record(run_dir: str) -> Optional[RunRecord]:
@@ -131,13 +124,7 @@ def write_stats(run_dir: str, stats: dict) -> str:
     """The statistics the run uses, as `<run_dir>/stats.npz` (the keys of `pipelines.stats`)."""
     path = os.path.join(run_dir, STATS_FILE)
     os.makedirs(run_dir, exist_ok=True)
-    try:
-        with open(path + ".tmp", "wb") as f:
-            np.savez(f, **{key: np.asarray(value) for key, value in stats.items()})
-        os.replace(path + ".tmp", path)
-    except OSError as error:
-        raise UserError(f"{path}: cannot write the run's statistics ({error.strerror or error})") from None
-    return path
+    return atomic.write_npz(path, stats, what="the run's statistics")
 
 
 # The settings of a recorded `TrainConfig` that are paths (data.cache: a file prefix when a string).
@@ -273,8 +260,7 @@ def eval_settings(model_path: str, image_size: int, test_scale: Optional[int] = 
 
 def _export_description(model_path: str) -> Optional[dict]:
     """The description an export wrote (`keras_alexnet.export`), None for anything else."""
-    from keras_alexnet.evaluation.models import saved_model_dir
-    from keras_alexnet.export import read_description
+    from keras_alexnet.export import read_description, saved_model_dir
 
     folder = saved_model_dir(model_path) if os.path.isdir(model_path) else None
     return read_description(folder) if folder else None

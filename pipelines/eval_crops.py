@@ -12,6 +12,9 @@ evaluation pipelines and a SavedModel serving signature working on decoded image
 - VGG §3.2: the test image is isotropically rescaled to a smallest side Q (the test scale); dense
   evaluation feeds the whole rescaled image; multi-crop evaluation uses "50 crops per scale (5 × 5
   regular grid with 2 flips)".
+
+`crop_probabilities` averages a model's softmax over an image's crops: the evaluation protocols, the
+10-crop callback and the serving signature all call it.
 """
 
 import tensorflow as tf
@@ -147,3 +150,15 @@ def subtract_mean(image, mean):
         height, width = _height_width(image)
         mean = center_crop(mean, (height, width))
     return image - mean
+
+
+def crop_probabilities(predict, views):
+    """Softmax averaged over the crops of each image (AlexNet §4.1: "averaging the predictions made by the
+    network's softmax layer on the ten patches"; VGG §3.2's multi-crop): [B, K, h, w, 3] (or [B, h, w, 3]) -> [B, C]."""
+    views = tf.convert_to_tensor(views)
+    if views.shape.rank == 4:
+        return tf.cast(predict(views), tf.float32)
+    shape = tf.shape(views)
+    flat = tf.reshape(views, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+    probabilities = tf.cast(predict(flat), tf.float32)
+    return tf.reduce_mean(tf.reshape(probabilities, [shape[0], shape[1], -1]), axis=1)

@@ -16,6 +16,8 @@ import json
 import os
 import re
 
+from keras_alexnet import atomic
+
 ENCODED = "image/encoded"
 FORMAT = "image/format"
 HEIGHT = "image/height"
@@ -130,10 +132,7 @@ def write_metadata(data_dir: str, info: DatasetInfo) -> None:
         (METADATA_FILE, json.dumps(info.to_json(), indent=1) + "\n"),
         (LABELS_FILE, "".join(f"{c.synset}\t{c.text}\n" for c in info.classes)),
     ):
-        path = os.path.join(data_dir, name)
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+        atomic.write_text(os.path.join(data_dir, name), text)
 
 
 def read_metadata(data_dir: str):

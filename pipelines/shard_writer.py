@@ -11,11 +11,12 @@ import os
 
 import numpy as np
 
+from keras_alexnet import atomic
 from pipelines import image_codec
 from pipelines import records
 
 STATE_DIR = ".prepare"
-TEMP_SUFFIX = ".tmp"
+TEMP_SUFFIX = atomic.TEMP_SUFFIX
 PIXEL_BATCH = 512
 
 
@@ -126,29 +127,25 @@ def write_shard(data_dir: str, task: ShardTask, encoding: Encoding, advance=None
     """Converts and writes the items of `task` to `data_dir/<shard>`; `advance(n)` reports progress."""
     import tensorflow as tf
 
-    final = os.path.join(data_dir, task.name)
-    temp = final + TEMP_SUFFIX
     skipped = []
     written = 0
     pending = 0
-    with tf.io.TFRecordWriter(temp) as writer:
-        for item, jpeg, height, width in _converted(task.items, encoding, skipped):
-            if jpeg is not None:
-                synset, text = encoding.classes[item.label]
-                writer.write(make_example(jpeg, height, width, item.label + encoding.label_offset, synset, text,
-                                          item.filename))
-                written += 1
-            pending += 1
-            if advance is not None and pending >= 16:
-                advance(pending)
-                pending = 0
-    if advance is not None and pending:
-        advance(pending)
-    result = ShardResult(name=task.name, num_examples=written, skipped=skipped, fingerprint=task.fingerprint)
-    path = summary_path(data_dir, task.name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + TEMP_SUFFIX, "w", encoding="utf-8") as f:
-        json.dump(dataclasses.asdict(result), f)
-    os.replace(path + TEMP_SUFFIX, path)
-    os.replace(temp, final)
+    with atomic.replacing_path(os.path.join(data_dir, task.name)) as temp:  # renamed after the summary is saved
+        with tf.io.TFRecordWriter(temp) as writer:
+            for item, jpeg, height, width in _converted(task.items, encoding, skipped):
+                if jpeg is not None:
+                    synset, text = encoding.classes[item.label]
+                    writer.write(make_example(jpeg, height, width, item.label + encoding.label_offset, synset, text,
+                                              item.filename))
+                    written += 1
+                pending += 1
+                if advance is not None and pending >= 16:
+                    advance(pending)
+                    pending = 0
+        if advance is not None and pending:
+            advance(pending)
+        result = ShardResult(name=task.name, num_examples=written, skipped=skipped, fingerprint=task.fingerprint)
+        path = summary_path(data_dir, task.name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic.write_json(path, dataclasses.asdict(result))
     return result

@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from keras_alexnet import atomic
 from keras_alexnet.errors import UserError
 from pipelines import records
 
@@ -160,10 +161,7 @@ def finish(image_sum, rgb_sum, rgb_outer, num_images: int, num_pixels: int) -> d
 def save(data_dir: str, stats: dict) -> str:
     """Writes `stats.npz` beside the shards atomically; returns its path."""
     path = os.path.join(data_dir, records.STATS_FILE)
-    temp = path + ".tmp.npz"
-    np.savez(temp, **stats)
-    os.replace(temp, path)
-    return path
+    return atomic.write_npz(path, stats)
 
 
 _SHAPES = {"mean_rgb": (3,), "eigenvalues": (3,), "eigenvectors": (3, 3), "rgb_cov": (3, 3)}

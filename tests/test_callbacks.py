@@ -11,14 +11,15 @@ import keras
 import tensorflow as tf
 
 from callbacks.augmented_inputs import AugmentedInputs
-from callbacks.conv1_images import Conv1Images, kernel_grid, towers_side_by_side
+from callbacks.conv1_images import Conv1Images
+from keras_alexnet.figures import kernel_grid, towers_side_by_side
 from callbacks.csv_log import MetricsCSV
 from callbacks.nan_guard import NanGuard, NonFiniteLoss
 from callbacks.plateau import PlateauDecay
 from callbacks.summaries import HParams, ScalarSummaries, write_final_errors
 from callbacks.ten_crop import TenCropEvaluation, evaluate_ten_crop
 from callbacks.throughput import Progress, Throughput
-from keras_alexnet.training.metrics import error_metrics
+from keras_alexnet.metrics import error_metrics
 from keras_alexnet.training.optimizer import PaperSGD
 
 CLASSES = 6

@@ -14,7 +14,7 @@ import tensorflow as tf
 import keras
 
 from keras_alexnet.evaluation import ensemble, protocols, tables
-from pipelines import records
+from pipelines import eval_crops, records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES, SIZE = 5, 32
@@ -100,7 +100,7 @@ def _numpy_crops(image, protocol):
 def test_crop_protocols_average_softmax_over_numpy_crops(model, data_dir, protocol, expected_views):
     scale = 40
     run = protocols.run_protocol(
-        "m", protocol, scale, lambda v: protocols.crop_probabilities(lambda x: model(x, training=False), v),
+        "m", protocol, scale, lambda v: eval_crops.crop_probabilities(lambda x: model(x, training=False), v),
         _dataset(data_dir, protocol, scale))
     assert run.labels.tolist() == _labels()
     for i, image in enumerate(_images()):

@@ -19,7 +19,7 @@ from callbacks.plateau import PlateauDecay
 from callbacks.summaries import ScalarSummaries
 from callbacks.ten_crop import TenCropEvaluation, evaluate_ten_crop
 from keras_alexnet.evaluation import tables
-from keras_alexnet.training.metrics import TopKError, missed, topk_wrong
+from keras_alexnet.metrics import TopKError, missed, topk_wrong
 from keras_alexnet.training.optimizer import PaperSGD
 from keras_alexnet.training.trainer import Trainer
 

@@ -11,7 +11,7 @@ from callbacks.nan_guard import NanGuard, NonFiniteLoss
 from callbacks.plateau import PlateauDecay
 from callbacks.summaries import ScalarSummaries
 from callbacks.throughput import Throughput
-from keras_alexnet.training.metrics import error_metrics
+from keras_alexnet.metrics import error_metrics
 from keras_alexnet.training.optimizer import PaperSGD
 from keras_alexnet.training.trainer import Trainer
 from test_train_cli import read_idx
@@ -180,7 +180,7 @@ def test_learns_real_fashion_mnist():
 
 
 def test_fold_input_scale_gives_the_same_function_on_unscaled_inputs():
-    from keras_alexnet.training.checkpointing import fold_input_scale
+    from keras_alexnet.export import fold_input_scale
 
     model = tiny_model()
     x, _ = data(4)

@@ -30,10 +30,10 @@ FLAGS = flags.FLAGS
 
 
 def validate():
-    from keras_alexnet.evaluation import models
+    from keras_alexnet.export import saved_model_dir
 
     flagdefs.check_model_paths()
-    if models.saved_model_dir(FLAGS.model):
+    if saved_model_dir(FLAGS.model):
         raise FlagError(f"--model={FLAGS.model} is already a SavedModel; export a run folder or .keras file")
     flagdefs.single_test_scale()
     outputs.check_writable_dir(FLAGS.base_dir, "base_dir")

@@ -168,12 +168,13 @@ def check_model_paths() -> list:
         raise FlagError("--model is required (a run folder, a .keras file or a SavedModel folder)")
     from keras_alexnet.errors import UserError
     from keras_alexnet.evaluation import models
+    from keras_alexnet.export import saved_model_dir
 
     for path in paths:
         if not os.path.exists(path):
             raise FlagError(f"--model={path}: no such file or folder")
         try:  # an empty folder, a text file: named now, not after TensorFlow's import
-            models.saved_model_dir(path) or models.keras_model_file(path)
+            saved_model_dir(path) or models.keras_model_file(path)
         except UserError as error:
             raise FlagError(f"--model={error}") from None
     return paths
@@ -236,9 +237,9 @@ def require_data_dir(model_path: str) -> str:
 def check_figure_inputs(purpose: str) -> None:
     """FlagError unless the figure commands can read --model and its data: they need the Keras model itself
     (its conv1 kernels, its fc7 layer), so a SavedModel is refused, and a data folder."""
-    from keras_alexnet.evaluation import models
+    from keras_alexnet.export import saved_model_dir
 
-    if models.saved_model_dir(FLAGS.model):
+    if saved_model_dir(FLAGS.model):
         raise FlagError(f"--model={FLAGS.model} is a SavedModel; {purpose} need the run folder or .keras file")
     require_data_dir(FLAGS.model)
 

@@ -56,11 +56,11 @@ def _check_fixed_preprocessing():
     """FlagError for the preprocessing flags a SavedModel, local or on --server, cannot take: its
     `serving_default` signature fixes the crops, test scale and mean it was exported with
     (`main.py export --crops/--test_scale/--mean`)."""
-    from keras_alexnet.evaluation import models
+    from keras_alexnet.export import saved_model_dir
 
     if FLAGS.server:
         what = f"--server={FLAGS.server} serves a SavedModel"
-    elif models.saved_model_dir(FLAGS.model):
+    elif saved_model_dir(FLAGS.model):
         what = f"--model={FLAGS.model} is a SavedModel"
     else:
         return
@@ -119,7 +119,7 @@ def _local_predictor():
     from keras_alexnet.evaluation import models
     from keras_alexnet.serving_client import STATUS_OK, Prediction
 
-    if models.saved_model_dir(FLAGS.model):
+    if export.saved_model_dir(FLAGS.model):
         loaded = models.load_saved_model(FLAGS.model)  # kept alive by `run`, which uses its variables
 
         def run(images):

@@ -46,7 +46,7 @@ def run(argv) -> None:
     progress = ProgressLine("stats: mean image, mean RGB and RGB covariance of the training images", total)
     result = stats.compute(FLAGS.data_dir, "train", FLAGS.max_images, progress=progress)
     path = os.path.join(FLAGS.data_dir, records.STATS_FILE)
-    with outputs.writing(path, partial=[path + ".tmp.npz"]):
+    with outputs.writing(path):
         stats.save(FLAGS.data_dir, result)
     with np.printoptions(precision=3, suppress=True):
         print(f"stats: {path}: {result['num_images']:,} images, "

@@ -16,17 +16,7 @@ import zipfile
 import zlib
 
 from keras_alexnet.errors import UserError
-from keras_alexnet.export import latest_version_dir
-
-
-def saved_model_dir(path: str):
-    """The SavedModel folder `path` designates (itself or its newest version), or None if it is not one."""
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    latest = latest_version_dir(path) if os.path.isdir(path) else None
-    if latest and os.path.isfile(os.path.join(latest, "saved_model.pb")):
-        return latest
-    return None
+from keras_alexnet.export import saved_model_dir
 
 
 def keras_model_file(path: str) -> str:

@@ -37,19 +37,6 @@ def multi_scale(train_scale) -> list:
     return [s - 32, s, s + 32]
 
 
-def crop_probabilities(predict, views):
-    """Softmax averaged over the crops of each image: [B, K, h, w, 3] (or [B, h, w, 3]) -> [B, C]."""
-    import tensorflow as tf
-
-    views = tf.convert_to_tensor(views)
-    if views.shape.rank == 4:
-        return tf.cast(predict(views), tf.float32)
-    shape = tf.shape(views)
-    flat = tf.reshape(views, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
-    probabilities = tf.cast(predict(flat), tf.float32)
-    return tf.reduce_mean(tf.reshape(probabilities, [shape[0], shape[1], -1]), axis=1)
-
-
 def dense_probabilities(score_map, images):
     """VGG §3.2 dense evaluation: [B, H, W, 3] -> [B, C].
 
@@ -68,6 +55,8 @@ def dense_probabilities(score_map, images):
 def batch_probabilities(model, protocol: str):
     """`views -> softmax [B, C]` of an `evaluation.models.Evaluable` under `protocol`: the score map
     averaged for "dense" (VGG §3.2), the crops' softmax averaged otherwise (AlexNet §4.1)."""
+    from pipelines.eval_crops import crop_probabilities
+
     if protocol == "dense":
         return lambda images: dense_probabilities(model.score_map, images)
     return lambda crops: crop_probabilities(model.predict, crops)

@@ -22,9 +22,9 @@ def split_columns(split: str) -> dict:
 
 def top_k_error(probabilities, labels, k: int) -> float:
     """Percentage of examples whose label is not among the k most probable classes, by training's
-    rule (`keras_alexnet.training.metrics.missed`: a tie with the label is a miss), so a model that
+    rule (`keras_alexnet.metrics.missed`: a tie with the label is a miss), so a model that
     outputs the same probability for every class is wrong on every label, as training reports it."""
-    from keras_alexnet.training.metrics import missed
+    from keras_alexnet.metrics import missed
 
     return float(100.0 * np.mean(missed(np.asarray(labels), np.asarray(probabilities), k).numpy()))
 

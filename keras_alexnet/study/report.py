@@ -15,6 +15,7 @@ import math
 import os
 from typing import Optional
 
+from keras_alexnet import atomic
 from keras_alexnet.study import statistics
 from keras_alexnet.study.definitions import Arm, Study
 
@@ -103,12 +104,11 @@ def rows(study: Study, results: dict, threshold: float) -> list:
 
 
 def write_csv(table: list, path: str) -> str:
-    with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+    with atomic.replacing(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
         writer.writeheader()
         for row in table:
             writer.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
-    os.replace(path + ".tmp", path)
     return path
 
 
@@ -148,9 +148,7 @@ def write_report(study: Study, study_dir: str, results: dict, threshold: float, 
         + ("; a claim that an arm is not worse holds only when the interval's upper end is at most its margin"
            if any(arm.claim is not None and arm.claim.sign == 0 for arm in study.arms) else "") + ".\n")
     md_path = os.path.join(study_dir, "report.md")
-    with open(md_path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(md_path + ".tmp", md_path)
+    atomic.write_text(md_path, text)
     paths = [csv_path, md_path]
     paths.append(figures.training_curves(study, results, threshold, os.path.join(study_dir, "training_error.png")))
     differences = figures.differences(table, os.path.join(study_dir, "differences.png"))

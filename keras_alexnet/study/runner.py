@@ -20,6 +20,7 @@ import subprocess
 import time
 from typing import Callable, Optional
 
+from keras_alexnet import atomic
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.study.definitions import Arm, PerScale, RunOf, Scale, Study
 
@@ -123,10 +124,7 @@ def write_study_file(plan: Plan, command: str = "") -> str:
               "error_threshold": plan.scale.error_threshold, "seeds": seeds, "arms": arms,
               "invocations": previous.get("invocations", []) + [invocation]}
     os.makedirs(plan.study_dir, exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-    os.replace(path + ".tmp", path)
-    return path
+    return atomic.write_json(path, record)
 
 
 def _read_json(path: str, what: str) -> Optional[dict]:
@@ -150,9 +148,7 @@ def read_result(run_dir: str) -> Optional[dict]:
 
 def _write_result(run_dir: str, result: dict) -> None:
     path = os.path.join(run_dir, RESULT_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic.write_json(path, result)
 
 
 def _history(run_dir: str) -> dict:

@@ -122,16 +122,3 @@ def restore_model_weights(model, checkpoint_path):
             raise FileNotFoundError(f"no checkpoint in {checkpoint_path}")
     tf.train.Checkpoint(model_variables=list(model.variables)).restore(checkpoint_path).expect_partial()
     return checkpoint_path
-
-
-def fold_input_scale(model, scale):
-    """Makes a model trained on inputs multiplied by `scale` take the unscaled inputs: the first
-    convolution is linear in its input, so conv(s·x; W) = conv(x; s·W). Every 4-D kernel of the first
-    layer holding one (both towers' kernels if it is split) is multiplied by `scale`."""
-    for layer in model.layers:
-        kernels = [w for w in layer.weights if len(w.shape) == 4]
-        if kernels:
-            for kernel in kernels:
-                kernel.assign(kernel * scale)
-            return layer.name
-    raise ValueError("the model has no convolution kernel to fold the input scale into")

@@ -13,7 +13,7 @@ The source is a run folder (trained here or made by `import_weights`), one of it
 - the input scale: the source run's `--input_scale` when not given (a reparametrisation of conv1's
   learning rate its conv1 was learned with). A checkpoint holds conv1 as trained, on inputs times the
   source's `--input_scale`; a `.keras` model has that scale folded into conv1
-  (`checkpointing.fold_input_scale`). conv1 is rescaled so that the new run, on inputs times its own
+  (`keras_alexnet.export.fold_input_scale`). conv1 is rescaled so that the new run, on inputs times its own
   `--input_scale`, computes what the source did;
 - the mean: the source's mean (its `stats.npz`, the mean its weights were trained with), unless
   `--stats_path` or `--mean=none` is given (`run._run_stats`);
@@ -180,7 +180,7 @@ def initialise(model, config) -> dict:
         copied.append(layer.name)
     rescale = source.trained_input_scale / config.input_scale
     if rescale != 1.0:
-        from keras_alexnet.training.checkpointing import fold_input_scale
+        from keras_alexnet.export import fold_input_scale
 
         fold_input_scale(model, rescale)
     record = source.record

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from keras_alexnet import runs
+from keras_alexnet import atomic, runs
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.training import finetune, precision
 from keras_alexnet.training.config import TrainConfig
@@ -260,7 +260,7 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
 def _train(config, strategy, strategy_options, chief, say, extra_callbacks, start, keras, tf, input_pipeline,
            record_parser, stop):
     from keras_alexnet import registry
-    from keras_alexnet.training.checkpointing import fold_input_scale
+    from keras_alexnet.export import fold_input_scale
     from keras_alexnet.training.optimizer import PaperSGD
     from keras_alexnet.training.trainer import Trainer
 
@@ -440,7 +440,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         test = {"ten_crop": result}
         say(f"10-crop {config.test_split} [AlexNet §4.1]: accuracy {1 - result['top1_error']:.4f}, top-1 error "
             f"{result['top1_error']:.4f}, top-5 error {result['top5_error']:.4f} ({result['count']} images)")
-        _write_json(os.path.join(run_dir, f"{config.test_split}_ten_crop.json"), result)
+        atomic.write_json(os.path.join(run_dir, f"{config.test_split}_ten_crop.json"), result)
     callback_set.final_summaries(epochs_run, validation and validation["ten_crop"], test and test["ten_crop"])
     stop_if_asked("the final summaries")
     export_path = None
@@ -540,14 +540,6 @@ def _export_settings(config: TrainConfig, record: runs.RunRecord) -> dict:
                                  os.path.join(config.run_dir, runs.STATS_FILE), "").mean_values
     return dict(class_names=record.class_names, mean=mean, image_size=config.data.image_size,
                 resize_size=record.test_scale, crops="ten_crop")
-
-
-def _write_json(path, data):
-    import json
-
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def tool(name) -> str:
