@@ -25,6 +25,7 @@ epoch cap resumes its training (not after its learning-rate schedule stopped it)
 import dataclasses
 import os
 import signal
+import tempfile
 import threading
 import time
 from typing import Callable, Optional
@@ -293,8 +294,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     stats, mean_note = _run_stats(config, info, say)
     # The user's settings, paths absolute; the pipelines read the run's copy of the stats.
     recorded_config = runs.absolute_paths(config.to_dict())
-    if stats is not None:
-        stats_path = runs.write_stats(run_dir, stats)
+    if stats is not None:  # the chief's copy in the run folder; other workers keep theirs to themselves
+        stats_path = runs.write_stats(run_dir if chief else tempfile.mkdtemp(prefix="keras_alexnet_stats_"), stats)
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, stats_path=stats_path))
     train_examples = input_pipeline.count_examples(config.input_for("train", training=True))
     val_config = config.input_for(config.validation_split)
