@@ -167,3 +167,25 @@ def test_cli_flag_runs_mirrored_and_may_change_on_resume(tmp_path):
         record = json.load(f)
     assert record["config"]["steps_per_call"] == 2
     assert record["resumes"][-1]["changed"] == {"schedule.epochs": [1, 2], "steps_per_call": [4, 2]}
+
+
+def test_a_constant_schedule_warms_up_when_asked():
+    """--lr_schedule=constant --warmup_epochs=N: the rate rises linearly over the warm-up steps, then stays
+    at the base rate (it used to stay at the base rate from the first step); no warm-up: no schedule
+    callback at all."""
+    from callbacks.schedule import WarmupDecay
+    from keras_alexnet.training.callbacks import training_callbacks
+    from keras_alexnet.training.config import config_from_values
+
+    def schedules(warmup_epochs):
+        config = config_from_values({"data_dir": "d", "lr_schedule": "constant", "warmup_epochs": warmup_epochs,
+                                     "learning_rate": 0.04, "epochs": 3}).resolve()
+        found = training_callbacks(config, chief=False, log_dir="logs", steps_per_epoch=10, replicas=1,
+                                   dropped=None, printer=print, ten_crop_dataset=None, export_settings=None)
+        return [c for c in found.callbacks if isinstance(c, WarmupDecay)]
+
+    assert schedules(0) == []
+    (warm,) = schedules(0.5)
+    assert (warm.warmup_steps, warm.decay, warm.total_steps) == (5, "constant", 30)
+    rates = [scheduled_rate(step, 0.04, 30, 5, "constant") for step in range(30)]
+    np.testing.assert_allclose(rates, [0.04 * (s + 1) / 5 for s in range(5)] + [0.04] * 25)

@@ -104,7 +104,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
         found.append(PlateauDecay(monitor="val_top1_error", factor=0.1, patience=schedule.lr_patience,
                                   min_delta=schedule.lr_min_delta, max_reductions=schedule.lr_max_reductions,
                                   printer=printer))
-    elif schedule.lr_schedule in ("linear", "cosine"):
+    elif schedule.lr_schedule in ("linear", "cosine") or schedule.warmup_epochs:  # constant: warm-up, then flat
         found.append(WarmupDecay(config.optimizer.learning_rate, schedule.epochs * steps_per_epoch,
                                  int(schedule.warmup_epochs * steps_per_epoch), schedule.lr_schedule))
     ten_crop = None
