@@ -28,6 +28,14 @@ def photo(name: str) -> np.ndarray:
     return np.asarray(Image.open(os.path.join(photo_dir(), name)).convert("RGB"))
 
 
+def square_frame(name: str, size: int) -> Image.Image:
+    """One photo's central square resized to size x size (bilinear), as a PIL image."""
+    image = Image.fromarray(photo(name))
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+
+
 def write_class_folder(root: str, names=PHOTOS) -> list:
     """ROOT/photos/<name>.png for each photo (one class); returns the written paths."""
     os.makedirs(os.path.join(root, "photos"), exist_ok=True)

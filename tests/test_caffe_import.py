@@ -9,7 +9,6 @@ import os
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 import keras
 
@@ -19,7 +18,7 @@ from keras_alexnet.cli import import_weights
 from keras_alexnet.errors import UserError
 from keras_alexnet.registry import build_model
 from tests import caffe_writer
-from tests.real_photos import PHOTOS, photo
+from tests.real_photos import PHOTOS, square_frame
 
 FRAME, CROP = 256, 227
 OFFSET = (FRAME - CROP) // 2  # Caffe's test-phase crop: (256 - 227) / 2
@@ -31,10 +30,7 @@ def framed_photos(folder):
     os.makedirs(folder, exist_ok=True)
     paths, frames = [], []
     for name in PHOTOS:
-        image = Image.fromarray(photo(name))
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.crop((left, top, left + side, top + side)).resize((FRAME, FRAME), Image.BILINEAR)
+        image = square_frame(name, FRAME)
         paths.append(os.path.join(folder, os.path.splitext(name)[0] + ".png"))
         image.save(paths[-1])
         frames.append(np.asarray(image))

@@ -16,7 +16,7 @@ import pytest
 
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.training import config_from_values, train
-from test_train_cli import NAMES, read_idx
+from test_train_cli import NAMES, read_idx, write_stats
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4, 5)  # T-shirt/top .. Sandal
 TARGET_CLASSES = (6, 7, 8, 9)  # Shirt, Sneaker, Bag, Ankle boot
@@ -56,12 +56,7 @@ def make_subset_dir(data_dir, classes, per_class, size=SIZE):
     infos = [records.ClassInfo(i, f"c{old}", NAMES[old]) for i, old in enumerate(classes)]
     records.write_metadata(data_dir, records.DatasetInfo(classes=infos, splits=splits, image_policy="alexnet",
                                                          image_size=size, source="fashion-mnist subset"))
-    pixels = train_pixels.reshape(-1, 3)
-    values, vectors = np.linalg.eigh(np.cov(pixels, rowvar=False) + np.eye(3) * 1e-3)
-    order = np.argsort(values)[::-1]
-    np.savez(os.path.join(data_dir, records.STATS_FILE), mean_image=train_pixels.mean(0).astype(np.float32),
-             mean_rgb=pixels.mean(0).astype(np.float32), eigenvalues=values[order].astype(np.float32),
-             eigenvectors=vectors[:, order].astype(np.float32))
+    write_stats(data_dir, train_pixels)
     return data_dir
 
 

@@ -9,14 +9,13 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import keras
 
 from keras_alexnet import runs
 from keras_alexnet.cli import import_weights
 from keras_alexnet.errors import FlagError, UserError
-from tests.real_photos import PHOTOS, photo
+from tests.real_photos import PHOTOS, square_frame
 from tests.test_weight_import import assert_same_predictions, sharpen, torch_predict, torch_vgg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,10 +32,7 @@ def square_photos(folder, size=256, names=PHOTOS[:3]):
     os.makedirs(folder, exist_ok=True)
     paths, crops = [], []
     for name in names:
-        image = Image.fromarray(photo(name))
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+        image = square_frame(name, size)
         path = os.path.join(folder, os.path.splitext(name)[0] + ".png")
         image.save(path)
         paths.append(path)

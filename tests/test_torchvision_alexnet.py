@@ -9,7 +9,6 @@ import os
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image
 
 import keras
 
@@ -19,7 +18,7 @@ from keras_alexnet.cli import import_weights
 from keras_alexnet.errors import UserError
 from keras_alexnet.registry import build_model
 from keras_alexnet.weight_import import TORCHVISION_MEAN, TORCHVISION_STD, from_torchvision_state_dict
-from tests.real_photos import PHOTOS, photo
+from tests.real_photos import PHOTOS, square_frame
 
 # torchvision.models.AlexNet: features.N conv (out, in, kernel, stride, padding), classifier.N Linear.
 FEATURES = {0: (64, 3, 11, 4, 2), 3: (192, 64, 5, 1, 2), 6: (384, 192, 3, 1, 1), 8: (256, 384, 3, 1, 1),
@@ -80,10 +79,7 @@ def framed(size=256):
     them as they are, and so does this project's framing."""
     frames = []
     for name in PHOTOS:
-        image = Image.fromarray(photo(name))
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        frames.append(np.asarray(image.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)))
+        frames.append(np.asarray(square_frame(name, size)))
     return np.stack(frames)
 
 

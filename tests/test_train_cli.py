@@ -71,13 +71,20 @@ def make_fashion_dir(data_dir, counts=None, size=72):
     classes = [records.ClassInfo(i, f"c{i}", name) for i, name in enumerate(NAMES)]
     records.write_metadata(data_dir, records.DatasetInfo(classes=classes, splits=splits, image_policy="alexnet",
                                                          image_size=size, source="fashion-mnist test"))
+    write_stats(data_dir, train_pixels)
+    return data_dir
+
+
+def write_stats(data_dir, train_pixels):
+    """`stats.npz` of the training images [N, H, W, 3] (mean image, mean RGB, RGB PCA), as `stats` writes it."""
+    from pipelines import records
+
     pixels = train_pixels.reshape(-1, 3)
     values, vectors = np.linalg.eigh(np.cov(pixels, rowvar=False) + np.eye(3) * 1e-3)
     order = np.argsort(values)[::-1]
     np.savez(os.path.join(data_dir, records.STATS_FILE), mean_image=train_pixels.mean(0).astype(np.float32),
              mean_rgb=pixels.mean(0).astype(np.float32), eigenvalues=values[order].astype(np.float32),
              eigenvectors=vectors[:, order].astype(np.float32))
-    return data_dir
 
 
 @pytest.mark.parametrize("args, message", [
