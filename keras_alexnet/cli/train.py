@@ -106,30 +106,46 @@ flags.DEFINE_string("export_dir", _D.export_dir, "Export root (TF Serving layout
 flags.DEFINE_string("default_data_root", presets.DEFAULT_DATA_ROOT, "Where the default run prepares "
                     "Fashion-MNIST. [AlexNet §2]")
 
-_RUN_FLAGS = ("batch_size", "learning_rate", "momentum", "weight_decay", "decay_biases", "epochs",
-              "steps_per_epoch", "lr_schedule", "lr_patience", "lr_min_delta", "lr_max_reductions",
-              "warmup_epochs", "ten_crop_every", "validation_split", "test_split", "strategy", "logical_cpus",
-              "mixed_precision", "jit_compile", "checkpoint_every_steps", "steps_per_call", "log_every_steps",
-              "runs_dir", "run_name", "warm_start", "init_from", "freeze_through", "input_scale", "seed", "progress",
-              "export", "export_best", "export_dir", "strict_records")
+# Flat TrainConfig settings (`train_config.flat_field_names()`) no flag sets, and why. Every other one
+# is read from the flag of its name (`FLAG_NAMES` for the one named otherwise) by `_flag_values`, so a
+# new field without a flag, or a flag not read, fails tests/test_train_flags.py.
+NOT_FLAGS = {
+    "conv1_padding": "Caffe's AlexNet layout (227 px, no conv1 padding): set by import_weights and taken "
+                     "from the --init_from source, like the other network options not given",
+    "lrn_position": "CaffeNet's LRN after pooling: set by import_weights, taken from the --init_from source",
+    "cycle_length": "shards the input pipeline reads at once: a library setting (InputConfig)",
+}
+FLAG_NAMES = {"tfds_name": "tfds"}  # flat setting -> its flag, where the names differ
+
+
+def _flag_name(setting: str) -> str:
+    return FLAG_NAMES.get(setting, setting)
 
 
 def _default_run() -> bool:
     return FLAGS.data_dir is None and FLAGS.tfds is None
 
 
+def _flag_values() -> dict:
+    """Every flat setting but `NOT_FLAGS`, from its flag (--lrn, --tfds, --num_classes and --scale_jitter
+    converted by `flagdefs`)."""
+    converted = dict(flagdefs.model_values(), **flagdefs.data_values())
+    return {name: converted[name] if name in converted else FLAGS[_flag_name(name)].value
+            for name in train_config.flat_field_names() if name not in NOT_FLAGS}
+
+
 def _given_values() -> dict:
-    """Flat settings from the flags: all of them, or for the default run only those given."""
-    model = flagdefs.model_values()
-    if FLAGS.init_from:  # the network not given is the source's (training/finetune.py)
-        model = {name: value for name, value in model.items() if FLAGS[name].present}
-    values = dict(model, **flagdefs.data_values())
-    values.update({name: FLAGS[name].value for name in _RUN_FLAGS
-                   if not (FLAGS.init_from and name in finetune.INHERITED_SETTINGS and not FLAGS[name].present)})
+    """Flat settings from the flags: all of them, or for the default run only those given. With --init_from,
+    the network and `finetune.INHERITED_SETTINGS` not given are left out: they are the source's."""
+    values = _flag_values()
+    if FLAGS.init_from:
+        inherited = {name for name, (part, _) in train_config.flat_field_names().items() if part == "model"}
+        inherited.update(finetune.INHERITED_SETTINGS)
+        values = {name: value for name, value in values.items()
+                  if name not in inherited or FLAGS[_flag_name(name)].present}
     if not _default_run():
         return values
-    flag_of = {"tfds_name": "tfds", "lrn": "lrn"}
-    return {name: value for name, value in values.items() if FLAGS[flag_of.get(name, name)].present}
+    return {name: value for name, value in values.items() if FLAGS[_flag_name(name)].present}
 
 
 def _config(data_dir=None) -> train_config.TrainConfig:
