@@ -10,7 +10,7 @@ import math
 
 import keras
 
-DECAYS = ("linear", "cosine", "constant")
+from callbacks.decays import DECAYS
 
 
 def scheduled_rate(step, base, total_steps, warmup_steps=0, decay="linear"):

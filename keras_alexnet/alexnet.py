@@ -37,10 +37,8 @@ import keras
 
 from keras_alexnet.initializers import init_for
 from keras_alexnet.lrn import LocalResponseNormalization
-from keras_alexnet.registry import LRN_POSITIONS
+from keras_alexnet.registry import LRN_POSITIONS, POOLINGS
 from keras_alexnet.towers import TowerConv2D, check_tower_devices
-
-POOLINGS = ("overlapping", "non_overlapping")
 
 # (name, filters of the two-tower net, kernel, stride, padding, towered) [AlexNet §3.5]
 _CONVS = (

@@ -23,7 +23,7 @@ The extra AlexNet layer ``conv6`` (the sixth convolutional layer of AlexNet §6)
 
 import keras
 
-SCHEMES = ("paper", "caffe", "glorot")
+from keras_alexnet.registry import INITS
 
 # AlexNet §5: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers,
 # as well as in the fully-connected hidden layers, with the constant 1."
@@ -32,8 +32,8 @@ _ALEXNET_ONE_BIAS = ("conv2", "conv4", "conv5", "conv6", "fc6", "fc7")
 
 def init_for(scheme: str, family: str, layer_name: str):
     """(kernel_initializer, bias_initializer) for ``layer_name`` under ``scheme``. [AlexNet §5, VGG §3.1]"""
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown init scheme {scheme!r} (choose from: {', '.join(SCHEMES)})")
+    if scheme not in INITS:
+        raise ValueError(f"unknown init scheme {scheme!r} (choose from: {', '.join(INITS)})")
     if family not in ("alexnet", "vgg"):
         raise ValueError(f"unknown model family {family!r}")
     if scheme == "glorot":

@@ -14,12 +14,12 @@ Architectures: ``alexnet`` (AlexNet §3.5, two towers), ``alexnet_1tower`` (the 
 Options (all keyword, all optional):
 - both families: ``width`` (float multiplier of every conv/FC width, default 1.0), ``lrn`` (bool; default
   the spec's: True for AlexNet and vgg_a_lrn, False for the other VGG nets), ``lrn_convention`` ("paper",
-  "cuda_convnet" or "caffe", `LRN_CONVENTIONS`), ``init`` ("paper", "caffe", "glorot"), ``dropout``
+  "cuda_convnet" or "caffe", `LRN_CONVENTIONS`), ``init`` (`INITS`), ``dropout``
   (0.5), ``activation`` ("relu", the papers'; "tanh" for AlexNet §3.1's saturating comparison),
   ``classifier_activation`` ("softmax" or None for float32 logits), ``tower_devices`` ("auto", the
   default: GPU:0/GPU:1 when two GPUs are visible; None: no placement; or two device strings; only a net
   with towers places anything, the others accept None/"auto" and ignore it);
-- AlexNet only (``alexnet``, ``alexnet_1tower``): ``pooling`` ("overlapping" 3x3/2, "non_overlapping" 2x2/2),
+- AlexNet only (``alexnet``, ``alexnet_1tower``): ``pooling`` (`POOLINGS`: "overlapping" 3x3/2, "non_overlapping" 2x2/2),
   ``extra_conv`` (bool), ``conv1_padding`` (pixels on each side of conv1's input: 2, this project's reading
   of the paper's 224 input; 0, Caffe's bvlc_alexnet at 227) and ``lrn_position`` (`LRN_POSITIONS`:
   "before_pool", the paper and bvlc_alexnet; "after_pool", Caffe's CaffeNet).
@@ -31,10 +31,22 @@ import dataclasses
 
 from keras_alexnet.errors import FlagError
 
+# The choices of the model options, each defined here once: the builders, the training configuration and
+# the flags (`keras_alexnet.cli.flagdefs`) take them from here.
 # How LRN's α is read (keras_alexnet.lrn): the printed formula, cuda-convnet's α/n, Caffe's α/n with k=1.
+# [AlexNet §3.3]
 LRN_CONVENTIONS = ("paper", "cuda_convnet", "caffe")
 # Where AlexNet's LRN sits: after the ReLU before pooling (the paper, bvlc_alexnet), or after pooling (CaffeNet).
+# [AlexNet §3.3]
 LRN_POSITIONS = ("before_pool", "after_pool")
+# AlexNet's max-pooling: 3x3 windows with stride 2 (overlapping), or the 2x2 stride-2 pooling it is
+# compared with. [AlexNet §3.4]
+POOLINGS = ("overlapping", "non_overlapping")
+# Weight initialisation schemes (`keras_alexnet.initializers`): the paper's, Caffe's reading, Glorot's.
+# [AlexNet §5, VGG §3.1]
+INITS = ("paper", "caffe", "glorot")
+# Hidden units: ReLU, or the saturating tanh AlexNet compares it with (Figure 1). [AlexNet §3.1]
+ACTIVATIONS = ("relu", "tanh")
 
 _COMMON_OPTIONS = ("width", "lrn", "lrn_convention", "init", "dropout", "activation", "classifier_activation",
                    "tower_devices")
@@ -128,11 +140,11 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise FlagError(f"input_shape must be (height, width, channels), got {input_shape}")
-    _check_choice(options, "init", ("paper", "caffe", "glorot"))
+    _check_choice(options, "init", INITS)
     _check_choice(options, "lrn_convention", LRN_CONVENTIONS)
     _check_choice(options, "lrn_position", LRN_POSITIONS)
-    _check_choice(options, "pooling", ("overlapping", "non_overlapping"))
-    _check_choice(options, "activation", ("relu", "tanh"))
+    _check_choice(options, "pooling", POOLINGS)
+    _check_choice(options, "activation", ACTIVATIONS)
     _check_choice(options, "classifier_activation", ("softmax", None))
     tower_devices = options.pop("tower_devices", "auto")
     if not (tower_devices is None or tower_devices == "auto"):

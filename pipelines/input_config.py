@@ -7,6 +7,7 @@ from typing import Optional, Tuple, Union
 
 from keras_alexnet.errors import FlagError
 
+# The mean subtracted: the per-pixel mean image (AlexNet §2), the mean colour (VGG §2.1), or none.
 MEANS = ("image", "rgb", "none")
 
 

@@ -15,8 +15,8 @@ takes; `model_settings(...)` resolves a trained model's image size, test scale, 
 
 from absl import flags
 
+from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
-from keras_alexnet.registry import MODEL_NAMES
 from keras_alexnet.training import config as train_config
 
 FLAGS = flags.FLAGS
@@ -31,21 +31,21 @@ def define_model_flags():
     if _defined("architecture"):
         return
     model = _DEFAULTS.model
-    flags.DEFINE_enum("architecture", model.architecture, list(MODEL_NAMES), "The network. "
+    flags.DEFINE_enum("architecture", model.architecture, list(registry.MODEL_NAMES), "The network. "
                       "[AlexNet §3.5, VGG Table 1]")
     flags.DEFINE_float("width", model.width, "Multiplier of every conv/FC width (not the classes); 1.0 is the "
                        "paper's net. [AlexNet §3.5]")
     flags.DEFINE_enum("lrn", "auto", ["auto", "true", "false"], "Local response normalisation: auto = on for "
                       "AlexNet and vgg_a_lrn, off for other VGG nets. [AlexNet §3.3, VGG §4.1]")
-    flags.DEFINE_enum("lrn_convention", model.lrn_convention, list(train_config.LRN_CONVENTIONS), "How LRN's "
+    flags.DEFINE_enum("lrn_convention", model.lrn_convention, list(registry.LRN_CONVENTIONS), "How LRN's "
                       "alpha is read: the paper's sum, or cuda-convnet's alpha/n. [AlexNet §3.3]")
-    flags.DEFINE_enum("pooling", model.pooling, list(train_config.POOLINGS), "AlexNet max-pooling: 3x3 "
+    flags.DEFINE_enum("pooling", model.pooling, list(registry.POOLINGS), "AlexNet max-pooling: 3x3 "
                       "stride 2 (overlapping) or 2x2 stride 2. [AlexNet §3.4]")
     flags.DEFINE_boolean("extra_conv", model.extra_conv, "AlexNet with a sixth convolutional layer. [AlexNet §6]")
-    flags.DEFINE_enum("init", model.init, list(train_config.INITS), "Weight initialisation: N(0, 0.01) with "
+    flags.DEFINE_enum("init", model.init, list(registry.INITS), "Weight initialisation: N(0, 0.01) with "
                       "biases 1 in conv2/4/5 and fc6/7 (paper), Caffe's reading, or Glorot. [AlexNet §5, VGG §3.1]")
     flags.DEFINE_float("dropout", model.dropout, "Dropout rate in fc6 and fc7. [AlexNet §4.2]")
-    flags.DEFINE_enum("activation", model.activation, list(train_config.ACTIVATIONS), "Hidden units: ReLU, "
+    flags.DEFINE_enum("activation", model.activation, list(registry.ACTIVATIONS), "Hidden units: ReLU, "
                       "or the saturating tanh the paper compares it with (Figure 1). [AlexNet §3.1]")
 
 

@@ -20,7 +20,7 @@ from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
 from keras_alexnet.training import config as train_config
-from keras_alexnet.training import data_fit, finetune, presets
+from keras_alexnet.training import data_fit, finetune, presets, strategy
 
 FLAGS = flags.FLAGS
 _D = train_config.TrainConfig()
@@ -57,7 +57,7 @@ flags.DEFINE_string("validation_split", _D.validation_split, "Split watched for 
                     "and 10-crop evaluation. [AlexNet §5]")
 flags.DEFINE_string("test_split", _D.test_split, "If set, 10-crop accuracy on this split is reported at the "
                     "end. [AlexNet §4.1, §6]")
-flags.DEFINE_enum("strategy", _D.strategy, list(train_config.STRATEGIES), "default: one device; mirrored: "
+flags.DEFINE_enum("strategy", _D.strategy, list(strategy.STRATEGIES), "default: one device; mirrored: "
                   "data-parallel over local GPUs (VGG §3.3); multi_worker: several machines from "
                   "TF_CONFIG; towers: AlexNet's two towers on two devices. [AlexNet §3.2, VGG §3.3]")
 flags.DEFINE_integer("logical_cpus", _D.logical_cpus, "Split the CPU into N logical devices (mirrored/towers "

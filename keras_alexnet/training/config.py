@@ -25,20 +25,20 @@ import dataclasses
 import os
 from typing import Optional
 
+from callbacks.decays import DECAYS
 from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
 from keras_alexnet.outputs import check_folder_name
 from keras_alexnet.training import finetune
-from keras_alexnet.training.strategy import STRATEGIES
+from keras_alexnet.training import strategy as strategies
+from pipelines import input_config
 from pipelines.input_config import InputConfig
 
-SCHEDULES = ("plateau", "linear", "cosine", "constant")
-LRN_CONVENTIONS = registry.LRN_CONVENTIONS
-LRN_POSITIONS = registry.LRN_POSITIONS
-POOLINGS = ("overlapping", "non_overlapping")
-INITS = ("paper", "caffe", "glorot")
-ACTIVATIONS = ("relu", "tanh")
-MEANS = ("auto", "image", "rgb", "none")
+# Choice lists beyond the model options' (`registry.LRN_CONVENTIONS`, `POOLINGS`, `INITS`, ...), built on
+# the lists of the modules that implement them: the rate divided by 10 on plateaus (AlexNet §5, VGG §3.1)
+# or a short run's decay; "auto" (the architecture's own, `registry`) or a mean of `input_config.MEANS`.
+SCHEDULES = ("plateau",) + DECAYS
+MEANS = ("auto",) + input_config.MEANS
 # InputConfig fields the training run sets itself (not user settings).
 _RUN_SET_INPUT_FIELDS = ("split", "random_crop", "flip", "deterministic", "seed", "drop_remainder")
 
@@ -189,14 +189,14 @@ class TrainConfig:
         """FlagError (a ValueError) in one line, naming the setting, for values that cannot work."""
         spec = self.spec
         model, data, opt, sched = self.model, self.data, self.optimizer, self.schedule
-        _choice("lrn_convention", model.lrn_convention, LRN_CONVENTIONS)
-        _choice("lrn_position", model.lrn_position, LRN_POSITIONS)
-        _choice("pooling", model.pooling, POOLINGS)
-        _choice("init", model.init, INITS)
-        _choice("activation", model.activation, ACTIVATIONS)
+        _choice("lrn_convention", model.lrn_convention, registry.LRN_CONVENTIONS)
+        _choice("lrn_position", model.lrn_position, registry.LRN_POSITIONS)
+        _choice("pooling", model.pooling, registry.POOLINGS)
+        _choice("init", model.init, registry.INITS)
+        _choice("activation", model.activation, registry.ACTIVATIONS)
         _choice("mean", data.mean, MEANS)
         _choice("lr_schedule", sched.lr_schedule, SCHEDULES)
-        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("strategy", self.strategy, strategies.STRATEGIES)
         default = ModelConfig()
         if "pooling" not in spec.options and any(getattr(model, name) != getattr(default, name) for name in (
                 "pooling", "extra_conv", "conv1_padding", "lrn_position")):
