@@ -8,6 +8,7 @@ import sys
 from absl import app
 from absl import flags
 
+from keras_alexnet.cli import flaghelp
 from keras_alexnet.cli.commands import COMMANDS
 from keras_alexnet.errors import UserError
 
@@ -29,20 +30,10 @@ def _usage() -> str:
     lines += [f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()]
     lines += [
         "",
-        f"`python {PROG} COMMAND --helpfull` lists a command's flags with their defaults and the paper",
-        "section each comes from. `--flagfile=FILE` reads flags from a file.",
+        f"`python {PROG} COMMAND --help` lists a command's flags by task, with their defaults and, where a",
+        "paper defines the setting, its section. `--flagfile=FILE` reads flags from a file.",
     ]
     return "\n".join(lines)
-
-
-def _command_help(module) -> str:
-    """The command's description and its own flags (the project's modules, not absl's)."""
-    sections = [(module.__doc__ or "").strip(), ""]
-    for name in sorted(FLAGS.flags_by_module_dict()):
-        if name.split(".")[0] in ("keras_alexnet", "pipelines", "callbacks"):
-            sections.append(FLAGS.module_help(name))
-    sections.append("\n`--helpfull` adds absl's own flags (--verbosity, --flagfile, ...).")
-    return "\n".join(sections)
 
 
 def _asks_for_help(command_argv) -> bool:
@@ -107,7 +98,7 @@ def main(argv=None) -> None:
 
     def parse_flags(command_argv):
         if any(arg in SHORT_HELP_FLAGS for arg in command_argv[1:]):
-            print(_command_help(module))
+            print(flaghelp.command_help(module))
             sys.exit(0)
         try:
             remaining = FLAGS(command_argv)

@@ -13,25 +13,26 @@ import os
 from absl import flags
 
 from keras_alexnet import outputs
-from keras_alexnet.cli import flagdefs
+from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError
 
 PROTOCOL_CHOICES = ("center", "ten_crop", "multi_crop", "dense")
 
 flagdefs.define_trained_model_flags(multiple=True)
-flags.DEFINE_string("split", "validation", "The split to evaluate on. [AlexNet §6]")
-flags.DEFINE_list("protocols", ["center"], "Comma-separated from center, ten_crop (AlexNet §4.1), "
-                  "multi_crop, dense (VGG §3.2). [AlexNet §4.1, VGG §3.2]")
+flags.DEFINE_string("split", "validation", "The split to evaluate on.", module_name=flaghelp.DATA)
+flags.DEFINE_integer("max_examples", None, "Evaluate only the first N examples of the split.", lower_bound=1,
+                     module_name=flaghelp.DATA)
+flags.DEFINE_list("protocols", ["center"], "Comma-separated from center, ten_crop, "
+                  "multi_crop, dense. [AlexNet §4.1, VGG §3.2]", module_name=flaghelp.EVALUATION)
 flags.DEFINE_list("train_scale", None, "Q from the training scale S instead of --test_scale: one value gives "
-                  "Q = {S-32, S, S+32}, two (Smin,Smax) give Q = {Smin, (Smin+Smax)/2, Smax}. [VGG §4.2]")
+                  "Q = {S-32, S, S+32}, two (Smin,Smax) give Q = {Smin, (Smin+Smax)/2, Smax}. [VGG §4.2]",
+                  module_name=flaghelp.EVALUATION)
 flags.DEFINE_boolean("ensemble", False, "Also report the fusion of all --model by averaging their softmax "
-                     "outputs. [AlexNet §6, VGG §4.4]")
-flags.DEFINE_integer("batch_size", 32, "Images per batch for the crop protocols (dense runs one image at a "
-                     "time). [VGG §3.2]", lower_bound=1)
-flags.DEFINE_integer("max_examples", None, "Evaluate only the first N examples of the split. [AlexNet §6]",
-                     lower_bound=1)
+                     "outputs. [AlexNet §6, VGG §4.4]", module_name=flaghelp.EVALUATION)
 flags.DEFINE_string("output_dir", None, "Folder for errors.csv and errors.md; default: "
-                    "<first model's run folder>/evaluation/<split>. [VGG §4]")
+                    "<first model's run folder>/evaluation/<split>.", module_name=flaghelp.OUTPUTS)
+flags.DEFINE_integer("batch_size", 32, "Images per batch for the crop protocols (dense runs one image at a "
+                     "time).", lower_bound=1, module_name=flaghelp.SPEED)
 FLAGS = flags.FLAGS
 
 

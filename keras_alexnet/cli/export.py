@@ -11,21 +11,22 @@ import os
 from absl import flags
 
 from keras_alexnet import outputs
-from keras_alexnet.cli import flagdefs
+from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError
+from keras_alexnet.export import CROPS, DEFAULT_MAX_PIXELS
 
 flagdefs.define_trained_model_flags()
-flags.DEFINE_string("base_dir", "saved_models", "TF Serving base folder: versions go to BASE_DIR/NAME/N. "
-                    "[AlexNet §6.1]")
+flags.DEFINE_enum("crops", "center", list(CROPS), "What serving_default feeds the net: the centre "
+                  "crop, or the four corner and centre crops and their reflections, softmax averaged. [AlexNet §4.1]",
+                  module_name=flaghelp.EVALUATION)
+flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Images whose header claims more pixels are refused before "
+                     "decoding.", lower_bound=1, module_name=flaghelp.SERVING)
+flags.DEFINE_string("base_dir", "saved_models", "TF Serving base folder: versions go to BASE_DIR/NAME/N.",
+                    module_name=flaghelp.OUTPUTS)
 flags.DEFINE_string("name", None, "Model name (the folder under --base_dir); default: the run's name "
-                    "(the model's name for a .keras file). "
-                    "[AlexNet §6.1]")
-flags.DEFINE_enum("crops", "center", ["center", "ten_crop"], "What serving_default feeds the net: the centre "
-                  "crop, or the four corner and centre crops and their reflections, softmax averaged. [AlexNet §4.1]")
-flags.DEFINE_integer("max_pixels", 40_000_000, "Images whose header claims more pixels are refused before "
-                     "decoding. [AlexNet §2]", lower_bound=1)
+                    "(the model's name for a .keras file).", module_name=flaghelp.OUTPUTS)
 flags.DEFINE_integer("version", None, "Write this version number instead of the next one (refused if it "
-                     "exists). [AlexNet §6.1]", lower_bound=1)
+                     "exists).", lower_bound=1, module_name=flaghelp.OUTPUTS)
 FLAGS = flags.FLAGS
 
 

@@ -12,21 +12,21 @@ import os
 from absl import flags
 
 from keras_alexnet import outputs
-from keras_alexnet.cli import flagdefs
+from keras_alexnet.cli import flagdefs, flaghelp
 
 flagdefs.define_trained_model_flags()
-flags.DEFINE_string("split", "validation", "Split of the images in the top-5 panels. [AlexNet §6.1]")
+flags.DEFINE_string("split", "validation", "Split of the images in the top-5 panels.", module_name=flaghelp.DATA)
 flags.DEFINE_integer("num_images", 8, "Images in the top-5 figure (the paper shows eight), successes and "
-                     "failures alternating. [AlexNet §6.1]",
-                     lower_bound=1)
-flags.DEFINE_integer("batch_size", 32, "Images per forward pass while panels are looked for. [AlexNet §5]",
-                     lower_bound=1)
-flags.DEFINE_integer("tile", 96, "Side of each image in the top-5 figure, in pixels. [AlexNet §6.1]",
-                     lower_bound=8)
-flags.DEFINE_integer("kernel_scale", 4, "Each conv1 kernel pixel drawn as NxN pixels. [AlexNet §6.1]",
-                     lower_bound=1)
-flags.DEFINE_string("output_dir", None, "Folder for conv1.png, top5.png and top5.md. [AlexNet §6.1]")
-flags.DEFINE_string("logdir", None, "Also write both images to TensorBoard in this folder. [AlexNet §6.1]")
+                     "failures alternating. [AlexNet §6.1]", lower_bound=1, module_name=flaghelp.FIGURE)
+flags.DEFINE_integer("tile", 96, "Side of each image in the top-5 figure, in pixels.", lower_bound=8,
+                     module_name=flaghelp.FIGURE)
+flags.DEFINE_integer("kernel_scale", 4, "Each conv1 kernel pixel drawn as NxN pixels.", lower_bound=1,
+                     module_name=flaghelp.FIGURE)
+flags.DEFINE_string("output_dir", None, "Folder for conv1.png, top5.png and top5.md.", module_name=flaghelp.OUTPUTS)
+flags.DEFINE_string("logdir", None, "Also write both images to TensorBoard in this folder.",
+                    module_name=flaghelp.OUTPUTS)
+flags.DEFINE_integer("batch_size", 32, "Images per forward pass while panels are looked for.", lower_bound=1,
+                     module_name=flaghelp.SPEED)
 FLAGS = flags.FLAGS
 SCAN_PER_PANEL = 50  # images read per panel at most while looking for both successes and failures
 

@@ -8,14 +8,17 @@
   `predict`, `figures`, `neighbors`): `--model` (a run folder, a .keras file or a SavedModel), `--data_dir`,
   `--test_scale` (Q; default: the run's) and `--mean` (default: the run's).
 
-Defaults come from the typed config (`keras_alexnet.training.config`), so a flag and its field never
-disagree. `model_values()` / `data_values()` turn the flags into the flat settings `config_from_values`
-takes; `model_settings(...)` resolves a trained model's image size, test scale, mean and class names.
+Defaults come from the typed config (`keras_alexnet.training.config`) and choices from the lists the
+builders and the config check use (`keras_alexnet.registry`, `config.MEANS`), so a flag and its field
+never disagree. Each flag is in a `flaghelp` group, the heading `--help` lists it under.
+`model_values()` / `data_values()` turn the flags into the flat settings `config_from_values` takes;
+`model_settings(...)` resolves a trained model's image size, test scale, mean and class names.
 """
 
 from absl import flags
 
 from keras_alexnet import registry
+from keras_alexnet.cli import flaghelp
 from keras_alexnet.errors import FlagError
 from keras_alexnet.training import config as train_config
 
@@ -31,22 +34,26 @@ def define_model_flags():
     if _defined("architecture"):
         return
     model = _DEFAULTS.model
+    group = dict(module_name=flaghelp.MODEL)
     flags.DEFINE_enum("architecture", model.architecture, list(registry.MODEL_NAMES), "The network. "
-                      "[AlexNet §3.5, VGG Table 1]")
+                      "[AlexNet §3.5, VGG Table 1]", **group)
     flags.DEFINE_float("width", model.width, "Multiplier of every conv/FC width (not the classes); 1.0 is the "
-                       "paper's net. [AlexNet §3.5]")
+                       "paper's net.", **group)
     flags.DEFINE_enum("lrn", "auto", ["auto", "true", "false"], "Local response normalisation: auto = on for "
-                      "AlexNet and vgg_a_lrn, off for other VGG nets. [AlexNet §3.3, VGG §4.1]")
+                      "AlexNet and vgg_a_lrn, off for other VGG nets. [AlexNet §3.3, VGG §4.1]", **group)
     flags.DEFINE_enum("lrn_convention", model.lrn_convention, list(registry.LRN_CONVENTIONS), "How LRN's "
-                      "alpha is read: the paper's sum, or cuda-convnet's alpha/n. [AlexNet §3.3]")
+                      "alpha is read: the paper's sum, cuda-convnet's alpha/n, or Caffe's alpha/n with k=1. "
+                      "[AlexNet §3.3]", **group)
     flags.DEFINE_enum("pooling", model.pooling, list(registry.POOLINGS), "AlexNet max-pooling: 3x3 "
-                      "stride 2 (overlapping) or 2x2 stride 2. [AlexNet §3.4]")
-    flags.DEFINE_boolean("extra_conv", model.extra_conv, "AlexNet with a sixth convolutional layer. [AlexNet §6]")
+                      "stride 2 (overlapping) or 2x2 stride 2. [AlexNet §3.4]", **group)
+    flags.DEFINE_boolean("extra_conv", model.extra_conv, "AlexNet with a sixth convolutional layer. [AlexNet §6]",
+                         **group)
     flags.DEFINE_enum("init", model.init, list(registry.INITS), "Weight initialisation: N(0, 0.01) with "
-                      "biases 1 in conv2/4/5 and fc6/7 (paper), Caffe's reading, or Glorot. [AlexNet §5, VGG §3.1]")
-    flags.DEFINE_float("dropout", model.dropout, "Dropout rate in fc6 and fc7. [AlexNet §4.2]")
+                      "biases 1 in conv2/4/5 and fc6/7 (paper), Caffe's reading, or Glorot. [AlexNet §5, VGG §3.1]",
+                      **group)
+    flags.DEFINE_float("dropout", model.dropout, "Dropout rate in fc6 and fc7. [AlexNet §4.2]", **group)
     flags.DEFINE_enum("activation", model.activation, list(registry.ACTIVATIONS), "Hidden units: ReLU, "
-                      "or the saturating tanh the paper compares it with (Figure 1). [AlexNet §3.1]")
+                      "or the saturating tanh the paper compares it with (Figure 1). [AlexNet §3.1]", **group)
 
 
 def model_values() -> dict:
@@ -61,35 +68,37 @@ def define_data_flags():
     if _defined("data_dir"):
         return
     data = _DEFAULTS.data
+    group = dict(module_name=flaghelp.DATA)
     flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz); "
-                        "absent (and no --tfds): the built-in Fashion-MNIST default run. [AlexNet §2]")
+                        "absent (and no --tfds): the built-in Fashion-MNIST default run.", **group)
     flags.DEFINE_string("tfds", None, "A TFDS dataset by name instead of --data_dir (imagenet2012, "
                         "imagenette, fashion_mnist, ...), read from TFDS's prepared TFRecords; needs "
-                        "--stats_path for mean subtraction and colour jitter. [AlexNet §2]")
+                        "--stats_path for mean subtraction and colour jitter.", **group)
     flags.DEFINE_string("tfds_data_dir", None, "Where TFDS datasets are prepared (TFDS's default when "
-                        "absent). [AlexNet §2]")
+                        "absent).", **group)
     flags.DEFINE_string("tfds_manual_dir", None, "Folder with the dataset's manual files (ILSVRC tars "
-                        "for imagenet2012), to prepare it offline on first use. [AlexNet §2]")
-    flags.DEFINE_integer("num_classes", 0, "Classes of the data; 0: from dataset.json or TFDS. "
-                         "[AlexNet §3.5]", lower_bound=0)
+                        "for imagenet2012), to prepare it offline on first use.", **group)
+    flags.DEFINE_integer("num_classes", 0, "Classes of the data; 0: from dataset.json or TFDS.", lower_bound=0,
+                         **group)
     flags.DEFINE_integer("label_offset", None, "Subtracted from stored labels; absent: dataset.json's, "
-                         "else 1 (tensorflow/models shards are 1-based). [AlexNet §2]", lower_bound=0)
+                         "else 1 (tensorflow/models shards are 1-based).", lower_bound=0, **group)
     flags.DEFINE_integer("image_size", data.image_size, "Side of the crop fed to the net; not given, on data "
-                         "stored by prepare's alexnet policy: 224/256 of --resize_size. [AlexNet §4.1, VGG §2.1]")
+                         "stored by prepare's alexnet policy: 224/256 of --resize_size. [AlexNet §4.1, VGG §2.1]",
+                         **group)
     flags.DEFINE_integer("resize_size", data.resize_size, "Images rescaled to this shorter side, central "
                          "square (AlexNet framing); also the test scale Q the run records. Not given, on data "
-                         "stored by prepare's alexnet policy: the stored size. [AlexNet §2]")
+                         "stored by prepare's alexnet policy: the stored size. [AlexNet §2]", **group)
     flags.DEFINE_list("scale_jitter", None, "VGG training scale S: one value (fixed S, e.g. 256 or 384) "
-                      "or Smin,Smax for S ~ U[Smin, Smax] (e.g. 256,512). [VGG §3.1]")
+                      "or Smin,Smax for S ~ U[Smin, Smax] (e.g. 256,512). [VGG §3.1]", **group)
     flags.DEFINE_float("pca_jitter_std", data.pca_jitter_std, "Std of the PCA colour-jitter alphas; 0 "
-                       "disables. [AlexNet §4.1]")
+                       "disables. [AlexNet §4.1]", **group)
     flags.DEFINE_enum("mean", "auto", list(train_config.MEANS), "Mean subtracted: auto = the per-pixel image "
-                      "(AlexNet) or the mean colour (VGG). [AlexNet §2, VGG §2.1]")
-    flags.DEFINE_string("stats_path", None, "stats.npz to use instead of <data_dir>/stats.npz. [AlexNet §2]")
-    flags.DEFINE_integer("shuffle_buffer", data.shuffle_buffer, "Records in the training shuffle buffer. "
-                         "[AlexNet §5]")
+                      "(AlexNet) or the mean colour (VGG). [AlexNet §2, VGG §2.1]", **group)
+    flags.DEFINE_string("stats_path", None, "stats.npz to use instead of <data_dir>/stats.npz.", **group)
+    flags.DEFINE_integer("shuffle_buffer", data.shuffle_buffer, "Records in the training shuffle buffer.",
+                         **group)
     flags.DEFINE_boolean("cache", False, "Cache the training records in memory after the first epoch "
-                         "(small data sets). [AlexNet §5]")
+                         "(small data sets).", module_name=flaghelp.SPEED)
 
 
 def scale_jitter():
@@ -132,12 +141,15 @@ def define_trained_model_flags(multiple: bool = False):
             else "The trained model: a run folder, a .keras file or a SavedModel folder")
     definer = flags.DEFINE_list if multiple else flags.DEFINE_string
     definer("model", None, f"{what}; a run folder's run.json gives the crop size, test scale, mean and class "
-            "names. [AlexNet §6, VGG §4]")
-    flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz). [AlexNet §2]")
+            "names.", module_name=flaghelp.MODEL)
+    flags.DEFINE_string("data_dir", None, "Prepared data folder (shards, dataset.json, stats.npz).",
+                        module_name=flaghelp.DATA)
     flags.DEFINE_list("test_scale", None, "Test scale Q (shorter side before cropping); default: the one the "
-                      "run recorded (its --resize_size, or VGG's middle of the jitter range). [AlexNet §2, VGG §3.2]")
+                      "run recorded (its --resize_size, or VGG's middle of the jitter range). [AlexNet §2, VGG §3.2]",
+                      module_name=flaghelp.EVALUATION)
     flags.DEFINE_enum("mean", "auto", list(train_config.MEANS), "Mean subtracted before the net; auto: the one "
-                      "the run trained with (run.json / the export). [AlexNet §2, VGG §2.1]")
+                      "the run trained with (run.json / the export). [AlexNet §2, VGG §2.1]",
+                      module_name=flaghelp.DATA)
 
 
 def test_scales() -> list:

@@ -28,6 +28,7 @@ import os
 from absl import flags
 
 from keras_alexnet import outputs
+from keras_alexnet.cli import flaghelp
 from keras_alexnet.errors import FlagError, UserError
 
 KERAS_SUFFIXES = (".h5", ".hdf5")
@@ -49,15 +50,16 @@ TORCH_SIGNATURES = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive, or a le
 
 flags.DEFINE_string("weights", None, "The weight file: Caffe's bvlc_alexnet.caffemodel (alexnet), torchvision's "
                     "alexnet .pth (alexnet_torchvision), keras.applications VGG16/VGG19 .h5 or torchvision "
-                    "vgg16/vgg19 .pth (vgg_d/vgg_e). [AlexNet §3.5, VGG §2]")
+                    "vgg16/vgg19 .pth (vgg_d/vgg_e).", module_name=flaghelp.MODEL)
 flags.DEFINE_enum("architecture", None, list(ARCHITECTURES), "The net the weights are for: alexnet (Caffe's "
                   "bvlc_alexnet/CaffeNet), alexnet_torchvision, vgg_d (VGG16) or vgg_e (VGG19). "
-                  "[AlexNet §3.5, VGG §2.1]")
-flags.DEFINE_string("run_dir", None, "The run folder to create, e.g. runs/bvlc_alexnet. [VGG §2]")
+                  "[AlexNet §3.5, VGG Table 1]", module_name=flaghelp.MODEL)
 flags.DEFINE_string("mean_file", None, "alexnet only: Caffe's ilsvrc_2012_mean.binaryproto, the mean image "
-                    "the weights were trained with; absent: Caffe's mean colour 104/117/123 (BGR). [AlexNet §2]")
+                    "the weights were trained with; absent: Caffe's mean colour 104/117/123 (BGR).",
+                    module_name=flaghelp.DATA)
 flags.DEFINE_string("class_names", None, "Caffe's synset_words.txt ('n01440764 tench, Tinca tinca' per line): "
-                    "the class names; absent: the ILSVRC-2012 synsets. [AlexNet §2]")
+                    "the class names; absent: the ILSVRC-2012 synsets.", module_name=flaghelp.DATA)
+flags.DEFINE_string("run_dir", None, "The run folder to create, e.g. runs/bvlc_alexnet.", module_name=flaghelp.OUTPUTS)
 FLAGS = flags.FLAGS
 
 

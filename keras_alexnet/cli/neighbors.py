@@ -13,21 +13,25 @@ import os
 from absl import flags
 
 from keras_alexnet import outputs
-from keras_alexnet.cli import flagdefs
+from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError
 
 flagdefs.define_trained_model_flags()
-flags.DEFINE_string("query_split", "validation", "Split the query images come from. [AlexNet §6.1]")
-flags.DEFINE_string("train_split", "train", "Split searched for neighbours. [AlexNet §6.1]")
-flags.DEFINE_integer("num_queries", 5, "Query images (rows of the figure). [AlexNet §6.1]", lower_bound=1)
-flags.DEFINE_integer("k", 6, "Neighbours per query (columns after the query). [AlexNet §6.1]", lower_bound=1)
-flags.DEFINE_integer("max_train", None, "Search only the first N training images. [AlexNet §6.1]", lower_bound=1)
+flags.DEFINE_string("query_split", "validation", "Split the query images come from.", module_name=flaghelp.DATA)
+flags.DEFINE_string("train_split", "train", "Split searched for neighbours.", module_name=flaghelp.DATA)
+flags.DEFINE_integer("max_train", None, "Search only the first N training images.", lower_bound=1,
+                     module_name=flaghelp.DATA)
 flags.DEFINE_string("layer", "fc7", "The layer whose activations are compared: the last hidden layer, or "
                     "any other (a conv or pooling layer's feature maps compared as one flattened vector). "
-                    "[AlexNet §6.1]")
-flags.DEFINE_integer("batch_size", 32, "Images per forward pass. [AlexNet §5]", lower_bound=1)
-flags.DEFINE_integer("tile", 64, "Side of each image in the grid, in pixels. [AlexNet §6.1]", lower_bound=8)
-flags.DEFINE_string("output_dir", None, "Folder for neighbors.png and neighbors.md. [AlexNet §6.1]")
+                    "[AlexNet §6.1]", module_name=flaghelp.EVALUATION)
+flags.DEFINE_integer("num_queries", 5, "Query images (rows of the figure; Figure 4 shows five). [AlexNet §6.1]",
+                     lower_bound=1, module_name=flaghelp.FIGURE)
+flags.DEFINE_integer("k", 6, "Neighbours per query (columns after the query; Figure 4 shows six). "
+                     "[AlexNet §6.1]", lower_bound=1, module_name=flaghelp.FIGURE)
+flags.DEFINE_integer("tile", 64, "Side of each image in the grid, in pixels.", lower_bound=8,
+                     module_name=flaghelp.FIGURE)
+flags.DEFINE_string("output_dir", None, "Folder for neighbors.png and neighbors.md.", module_name=flaghelp.OUTPUTS)
+flags.DEFINE_integer("batch_size", 32, "Images per forward pass.", lower_bound=1, module_name=flaghelp.SPEED)
 FLAGS = flags.FLAGS
 
 

@@ -15,24 +15,27 @@ import sys
 from absl import flags
 
 from keras_alexnet import outputs
-from keras_alexnet.cli import flagdefs
+from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError, UserError
+from keras_alexnet.export import CROPS
 from pipelines.sources import IMAGE_EXTENSIONS, is_image_name
 
 TAKES_ARGUMENTS = True
 
 flagdefs.define_trained_model_flags()
-flags.DEFINE_string("server", None, "Address of a running TF Serving REST API, e.g. http://localhost:8501; "
-                    "used instead of --model. [AlexNet §6.1]")
-flags.DEFINE_string("model_name", None, "The model's name on --server (the folder under TF Serving's "
-                    "base path). [AlexNet §6.1]")
-flags.DEFINE_integer("model_version", None, "A version on --server instead of the newest. [AlexNet §6.1]")
-flags.DEFINE_enum("crops", "center", ["center", "ten_crop"], "Run folder or .keras file only (a SavedModel's "
+flags.DEFINE_enum("crops", "center", list(CROPS), "Run folder or .keras file only (a SavedModel's "
                   "export fixed its crops): the centre crop, or the ten crops whose softmax is averaged. "
-                  "[AlexNet §4.1]")
-flags.DEFINE_integer("batch_size", 16, "Images per request or model call. [AlexNet §5]", lower_bound=1)
+                  "[AlexNet §4.1]", module_name=flaghelp.EVALUATION)
+flags.DEFINE_string("server", None, "Address of a running TF Serving REST API, e.g. http://localhost:8501; "
+                    "used instead of --model.", module_name=flaghelp.SERVING)
+flags.DEFINE_string("model_name", None, "The model's name on --server (the folder under TF Serving's "
+                    "base path).", module_name=flaghelp.SERVING)
+flags.DEFINE_integer("model_version", None, "A version on --server instead of the newest.",
+                     module_name=flaghelp.SERVING)
 flags.DEFINE_string("output_csv", None, "Also write the predictions to this CSV file "
-                    "(file, rank, class, name, probability). [AlexNet §6.1]")
+                    "(file, rank, class, name, probability).", module_name=flaghelp.OUTPUTS)
+flags.DEFINE_integer("batch_size", 16, "Images per request or model call.", lower_bound=1,
+                     module_name=flaghelp.SPEED)
 FLAGS = flags.FLAGS
 
 

@@ -15,53 +15,59 @@ import tarfile
 from absl import flags
 
 from keras_alexnet import outputs
+from keras_alexnet.cli import flaghelp
+from pipelines import image_codec
+from pipelines.sources import fashion_mnist
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Output folder for the shards, dataset.json and labels.txt. [AlexNet §2]")
-flags.DEFINE_enum("dataset", None, ["fashion_mnist"], "A built-in dataset instead of --train: Fashion-MNIST "
-                  "(Debian's IDX files, else TFDS), validation held out of train. [AlexNet §2]")
+_DATA = dict(module_name=flaghelp.DATA)
+_OUTPUTS = dict(module_name=flaghelp.OUTPUTS)
+
 flags.DEFINE_string("train", None, "Training images: a ROOT/<class>/<image> folder, or ILSVRC2012_img_train.tar "
-                    "(a tar of per-synset tars) or a tar of <class>/<image>. Classes are its sorted class names. "
-                    "[AlexNet §2]")
+                    "(a tar of per-synset tars) or a tar of <class>/<image>. Classes are its sorted class names.",
+                    **_DATA)
 flags.DEFINE_string("validation", None, "Validation images: a folder like --train, or ILSVRC2012_img_val.tar "
-                    "(flat; labels from --validation_labels). [AlexNet §2]")
-flags.DEFINE_string("test", None, "Test images: a folder like --train, or a tar of <class>/<image>. [AlexNet §2]")
+                    "(flat; labels from --validation_labels).", **_DATA)
+flags.DEFINE_string("test", None, "Test images: a folder like --train, or a tar of <class>/<image>.", **_DATA)
+flags.DEFINE_enum("dataset", None, ["fashion_mnist"], "A built-in dataset instead of --train: Fashion-MNIST "
+                  "(Debian's IDX files, else TFDS), validation held out of train.", **_DATA)
+flags.DEFINE_string("fashion_mnist_dir", fashion_mnist.DEBIAN_DIR, "Where the Fashion-MNIST IDX "
+                    "files are (Debian's dataset-fashion-mnist); TFDS when the default folder lacks them, an "
+                    "error when a named one does.", **_DATA)
 flags.DEFINE_string("validation_labels", None, "Ground truth of a flat validation tar, one line per image in "
                     "sorted file-name order: synsets (n01751748; default: TFDS's ILSVRC-2012 "
-                    "validation_labels.txt) or the devkit's ILSVRC2012_IDs (needs --synsets). [AlexNet §2]")
+                    "validation_labels.txt) or the devkit's ILSVRC2012_IDs (needs --synsets).", **_DATA)
 flags.DEFINE_string("synsets", None, "For ILSVRC2012_ID ground truth: synsets one per line in ILSVRC2012_ID "
-                    "order (meta.mat's order). [AlexNet §2]")
+                    "order (meta.mat's order).", **_DATA)
 flags.DEFINE_string("class_names", None, "Optional `synset text` lines (synset_words.txt, "
-                    "imagenet_metadata.txt) for image/class/text. [AlexNet §2]")
-flags.DEFINE_string("fashion_mnist_dir", "/usr/share/datasets/fashion-mnist", "Where the Fashion-MNIST IDX "
-                    "files are (Debian's dataset-fashion-mnist); TFDS when the default folder lacks them, an "
-                    "error when a named one does. [AlexNet §2]")
-flags.DEFINE_enum("image_policy", "alexnet", ["alexnet", "vgg", "none"], "Stored size: alexnet = shorter side "
-                  "--stored_size then central square crop; vgg = shorter side --stored_size, aspect kept; none = "
-                  "as is. [AlexNet §2, VGG §3.1]")
-flags.DEFINE_integer("stored_size", 0, "Stored pixels of the policy (0: 256 for alexnet, 512 = S_max for vgg); "
-                     "train's --resize_size / --scale_jitter then rescale from these. "
-                     "[AlexNet §2, VGG §3.1]", lower_bound=0)
-flags.DEFINE_integer("jpeg_quality", 95, "Quality of the stored JPEGs (1-100). [AlexNet §2]", lower_bound=1,
-                     upper_bound=100)
-flags.DEFINE_integer("train_shards", 0, "Training shards (0: about 1,024 images each, at most 1,024; "
-                     "tensorflow/models uses 1024). [AlexNet §2]", lower_bound=0)
-flags.DEFINE_integer("validation_shards", 0, "Validation shards (0: automatic; tensorflow/models uses 128). "
-                     "[AlexNet §2]", lower_bound=0)
-flags.DEFINE_integer("test_shards", 0, "Test shards (0: automatic). [AlexNet §2]", lower_bound=0)
+                    "imagenet_metadata.txt) for image/class/text.", **_DATA)
 flags.DEFINE_integer("validation_holdout", None, "Training images moved to a validation split, chosen with "
                      "--seed (default: 5000 for fashion_mnist; without --validation 10% of --train, at most 10,000; "
-                     "else 0). [AlexNet §5]", lower_bound=0)
+                     "else 0).", lower_bound=0, **_DATA)
+flags.DEFINE_integer("seed", 0, "Seed of the file-order shuffle and the hold-out.", **_DATA)
 flags.DEFINE_integer("label_offset", 0, "Added to the 0-based labels: 1 writes tensorflow/models-style "
-                     "1-based labels (recorded in dataset.json). [AlexNet §2]", lower_bound=0, upper_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the file-order shuffle and the hold-out. [AlexNet §5]")
-flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per core). [AlexNet §2]", lower_bound=0)
+                     "1-based labels (recorded in dataset.json).", lower_bound=0, upper_bound=1, **_DATA)
+flags.DEFINE_enum("image_policy", "alexnet", list(image_codec.POLICIES), "Stored size: alexnet = shorter side "
+                  "--stored_size then central square crop; vgg = shorter side --stored_size, aspect kept; none = "
+                  "as is. [AlexNet §2, VGG §3.1]", **_DATA)
+flags.DEFINE_integer("stored_size", 0, "Stored pixels of the policy (0: 256 for alexnet, 512 = S_max for vgg); "
+                     "train's --resize_size / --scale_jitter then rescale from these. "
+                     "[AlexNet §2, VGG §3.1]", lower_bound=0, **_DATA)
+flags.DEFINE_integer("jpeg_quality", 95, "Quality of the stored JPEGs (1-100).", lower_bound=1, upper_bound=100,
+                     **_DATA)
+flags.DEFINE_string("data_dir", None, "Output folder for the shards, dataset.json and labels.txt.", **_OUTPUTS)
+flags.DEFINE_integer("train_shards", 0, "Training shards (0: about 1,024 images each, at most 1,024; "
+                     "tensorflow/models uses 1024).", lower_bound=0, **_OUTPUTS)
+flags.DEFINE_integer("validation_shards", 0, "Validation shards (0: automatic; tensorflow/models uses 128).",
+                     lower_bound=0, **_OUTPUTS)
+flags.DEFINE_integer("test_shards", 0, "Test shards (0: automatic).", lower_bound=0, **_OUTPUTS)
 flags.DEFINE_boolean("overwrite", False, "Delete the shards, metadata and stats already in --data_dir first "
-                     "(otherwise complete matching shards are kept and the run resumes). [AlexNet §2]")
+                     "(otherwise complete matching shards are kept and the run resumes).", **_OUTPUTS)
 flags.DEFINE_float("progress_interval", 0.0, "Seconds between progress lines (0: an updating line on a "
-                   "terminal, else every 10 s). [AlexNet §2]", lower_bound=0.0)
-
+                   "terminal, else every 10 s).", lower_bound=0.0, **_OUTPUTS)
+flags.DEFINE_integer("num_workers", 0, "Worker processes (0: one per core).", lower_bound=0,
+                     module_name=flaghelp.SPEED)
 
 def validate() -> None:
     from keras_alexnet.errors import FlagError, UserError

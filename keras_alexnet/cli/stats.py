@@ -12,13 +12,14 @@ import os
 from absl import flags
 
 from keras_alexnet import outputs
-from keras_alexnet.cli import flagdefs
+from keras_alexnet.cli import flagdefs, flaghelp
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Folder of prepared shards; stats.npz is written beside them. [AlexNet §2]")
+flags.DEFINE_string("data_dir", None, "Folder of prepared shards; stats.npz is written beside them.",
+                    module_name=flaghelp.DATA)
 flags.DEFINE_integer("max_images", 0, "Use at most this many training images (0: all), a random subsample "
-                     "since prepare shuffles. [AlexNet §4.1]", lower_bound=0)
+                     "since prepare shuffles.", lower_bound=0, module_name=flaghelp.DATA)
 
 
 def validate() -> None:

@@ -20,26 +20,28 @@ import time
 
 from absl import flags
 
+from keras_alexnet.cli import flaghelp
 from keras_alexnet.errors import FlagError
 from keras_alexnet.study import definitions
 
 TAKES_ARGUMENTS = True
 
 flags.DEFINE_enum("scale", "cpu", ["cpu", "paper"], "cpu: sized for a 2-core CPU on the built-in data; paper: "
-                  "the papers' own settings (ImageNet via --data_dir, GPUs). [AlexNet §5, VGG §3.1]")
-flags.DEFINE_integer("seeds", 3, "Seeds per arm (0, 1, ..., N-1); more seeds narrow the intervals. "
-                     "[AlexNet §3.3]", lower_bound=1)
+                  "the papers' own settings (ImageNet via --data_dir, GPUs).", module_name=flaghelp.STUDY)
+flags.DEFINE_integer("seeds", 3, "Seeds per arm (0, 1, ..., N-1); more seeds narrow the intervals.",
+                     lower_bound=1, module_name=flaghelp.STUDY)
 flags.DEFINE_string("data_dir", None, "Prepared data (shards, dataset.json, stats.npz); default at "
-                    "--scale=cpu: the built-in Fashion-MNIST. [AlexNet §2]")
-flags.DEFINE_string("studies_dir", "studies", "Folder holding the studies: studies/<NAME> (cpu scale) or "
-                    "studies/<NAME>_paper. [AlexNet §3.3]")
+                    "--scale=cpu: the built-in Fashion-MNIST.", module_name=flaghelp.DATA)
 flags.DEFINE_string("default_data_root", os.path.join("data", "fashion_mnist"), "Where the built-in "
-                    "Fashion-MNIST is prepared. [AlexNet §2]")
-flags.DEFINE_integer("epochs", 0, "Epochs per run; 0: the scale's. [AlexNet §5]", lower_bound=0)
+                    "Fashion-MNIST is prepared.", module_name=flaghelp.DATA)
+flags.DEFINE_integer("epochs", 0, "Epochs per run; 0: the scale's.", lower_bound=0,
+                     module_name=flaghelp.OPTIMISATION)
 flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch; absent: the scale's (0: whole "
-                     "passes). [AlexNet §5]", lower_bound=0)
-flags.DEFINE_boolean("report_only", False, "Only rebuild the report and figures from the runs on disk. "
-                     "[AlexNet §3.3]")
+                     "passes).", lower_bound=0, module_name=flaghelp.OPTIMISATION)
+flags.DEFINE_string("studies_dir", "studies", "Folder holding the studies: studies/<NAME> (cpu scale) or "
+                    "studies/<NAME>_paper.", module_name=flaghelp.OUTPUTS)
+flags.DEFINE_boolean("report_only", False, "Only rebuild the report and figures from the runs on disk.",
+                     module_name=flaghelp.OUTPUTS)
 FLAGS = flags.FLAGS
 
 

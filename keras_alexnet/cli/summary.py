@@ -7,14 +7,15 @@ VGG §3.2 of the model built at 224x224, applied to an --image_size input (e.g. 
 
 from absl import flags
 
-from keras_alexnet.cli import flagdefs
+from keras_alexnet.cli import flagdefs, flaghelp
 
 flagdefs.define_model_flags()
-flags.DEFINE_integer("num_classes", 1000, "Classes of the final layer fc8. [AlexNet §3.5]", lower_bound=1)
+flags.DEFINE_integer("num_classes", 1000, "Classes of the final layer fc8. [AlexNet §3.5]", lower_bound=1,
+                     module_name=flaghelp.MODEL)
 flags.DEFINE_integer("image_size", 224, "Side of the square input image in pixels. [AlexNet §3.5, VGG §2.1]",
-                     lower_bound=1)
+                     lower_bound=1, module_name=flaghelp.MODEL)
 flags.DEFINE_boolean("dense", False, "Summarize the fully-convolutional net (dense evaluation) of the "
-                     "224x224 model, applied to an --image_size input. [VGG §3.2]")
+                     "224x224 model, applied to an --image_size input. [VGG §3.2]", module_name=flaghelp.EVALUATION)
 FLAGS = flags.FLAGS
 
 

@@ -17,7 +17,7 @@ import sys
 from absl import flags
 
 from keras_alexnet import outputs
-from keras_alexnet.cli import flagdefs
+from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError
 from keras_alexnet.training import config as train_config
 from keras_alexnet.training import data_fit, finetune, presets, strategy
@@ -27,84 +27,101 @@ _D = train_config.TrainConfig()
 
 flagdefs.define_model_flags()
 flagdefs.define_data_flags()
-flags.DEFINE_integer("batch_size", 0, "Global batch size over all replicas; 0 = the paper's: 128 for "
-                     "AlexNet, 256 for VGG, or the largest power of two within a smaller training split. "
-                     "[AlexNet §5, VGG §3.1]")
-flags.DEFINE_float("learning_rate", _D.optimizer.learning_rate, "Initial learning rate epsilon. [AlexNet §5, VGG §3.1]")
-flags.DEFINE_float("momentum", _D.optimizer.momentum, "Momentum of the SGD rule. [AlexNet §5]")
-flags.DEFINE_float("weight_decay", _D.optimizer.weight_decay, "Weight decay inside the momentum update "
-                   "(v <- 0.9 v - wd*lr*w - lr*grad). [AlexNet §5]")
-flags.DEFINE_boolean("decay_biases", _D.optimizer.decay_biases, "Apply weight decay to biases too, as the "
-                     "paper's formula; --nodecay_biases exempts them as Caffe does. [AlexNet §5]")
-flags.DEFINE_integer("epochs", _D.schedule.epochs, "Epoch cap; 0 = the paper's: 90 for AlexNet, 74 for VGG. "
-                     "May change when resuming. [AlexNet §5, VGG §3.1]")
-flags.DEFINE_integer("steps_per_epoch", _D.schedule.steps_per_epoch, "Training steps per epoch; 0 = one pass "
-                     "over the training split. [AlexNet §5]")
-flags.DEFINE_enum("lr_schedule", _D.schedule.lr_schedule, list(train_config.SCHEDULES), "plateau: divide by 10 "
-                  "when the validation error stops improving, --lr_max_reductions times, then stop; "
-                  "linear/cosine: warm-up then decay to 0 by the last epoch (short runs). [AlexNet §5]")
-flags.DEFINE_integer("lr_patience", _D.schedule.lr_patience, "Epochs without improvement of the validation "
-                     "top-1 error before the learning rate is divided by 10. [AlexNet §5]")
-flags.DEFINE_float("lr_min_delta", _D.schedule.lr_min_delta, "Smallest decrease of the validation top-1 error "
-                   "that counts as an improvement. [AlexNet §5]")
-flags.DEFINE_integer("lr_max_reductions", _D.schedule.lr_max_reductions, "Divisions by 10 before training "
-                     "stops at the next plateau. [AlexNet §5, VGG §3.1]")
-flags.DEFINE_float("warmup_epochs", _D.schedule.warmup_epochs, "Linear learning-rate warm-up (linear/cosine "
-                   "schedules), in epochs. [AlexNet §5]")
-flags.DEFINE_integer("ten_crop_every", _D.ten_crop_every, "10-crop evaluation of the validation split every "
-                     "N epochs (0: only at the end). [AlexNet §4.1]")
-flags.DEFINE_string("validation_split", _D.validation_split, "Split watched for the learning-rate schedule "
-                    "and 10-crop evaluation. [AlexNet §5]")
-flags.DEFINE_string("test_split", _D.test_split, "If set, 10-crop accuracy on this split is reported at the "
-                    "end. [AlexNet §4.1, §6]")
-flags.DEFINE_enum("strategy", _D.strategy, list(strategy.STRATEGIES), "default: one device; mirrored: "
-                  "data-parallel over local GPUs (VGG §3.3); multi_worker: several machines from "
-                  "TF_CONFIG; towers: AlexNet's two towers on two devices. [AlexNet §3.2, VGG §3.3]")
-flags.DEFINE_integer("logical_cpus", _D.logical_cpus, "Split the CPU into N logical devices (mirrored/towers "
-                     "without GPUs, for tests). [VGG §3.3]")
-flags.DEFINE_boolean("mixed_precision", _D.mixed_precision, "Mixed precision (float16 on GPU with loss "
-                     "scaling, bfloat16 on CPU); LRN and the softmax stay float32. Unset: on for a new run only "
-                     "on a CPU with AMX-BF16 and no GPU; a resumed run keeps its own. [AlexNet §3.3]")
-flags.DEFINE_boolean("jit_compile", _D.jit_compile, "Compile the forward and backward pass with XLA. [AlexNet §5]")
-flags.DEFINE_boolean("strict_records", False, "Stop at a damaged shard (CRC mismatch, truncated file) with "
-                     "its one line instead of skipping and counting the rest of it (main.py verify lists "
-                     "them). [AlexNet §2]")
-flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps, "Also checkpoint every N steps "
-                     "(epochs are long on ImageNet); 0: epoch ends only. [AlexNet §5]")
-flags.DEFINE_integer("steps_per_call", _D.steps_per_call, "Training steps run by one call of the compiled "
-                     "step (less per-step host overhead); callbacks, the scheduled learning rate and Ctrl-C act "
-                     "once per call. [AlexNet §5]")
-flags.DEFINE_integer("log_every_steps", _D.log_every_steps, "Write the batch loss to TensorBoard every N "
-                     "steps. [AlexNet §5]")
-flags.DEFINE_string("runs_dir", _D.runs_dir, "Folder holding the runs. [AlexNet §5]")
-flags.DEFINE_string("run_name", None, "Name of this run's folder under --runs_dir; default: the "
-                    "architecture's name. The same name resumes the run. [AlexNet §5]")
+_MODEL = dict(module_name=flaghelp.MODEL)
+_OPTIMISATION = dict(module_name=flaghelp.OPTIMISATION)
+_EVALUATION = dict(module_name=flaghelp.EVALUATION)
+_OUTPUTS = dict(module_name=flaghelp.OUTPUTS)
+_SPEED = dict(module_name=flaghelp.SPEED)
+_DISTRIBUTION = dict(module_name=flaghelp.DISTRIBUTION)
+
 flags.DEFINE_string("warm_start", None, "VGG: a trained net A (run folder or .keras) whose first four "
-                    "conv and three FC layers initialise this deeper net. [VGG §3.1]")
+                    "conv and three FC layers initialise this deeper net. [VGG §3.1]", **_MODEL)
 flags.DEFINE_string("init_from", None, "Initialise the model from another run (run folder, checkpoint or "
                     ".keras; trained here or imported): every layer, e.g. S=384 from S=256 with "
                     "--learning_rate=0.001, or all but fc8 when the classes differ (fine-tuning on your own "
                     "classes). The architecture, its options and the mean are the source's unless given. "
-                    "[VGG §3.1]")
+                    "[VGG §3.1]", **_MODEL)
 flags.DEFINE_string("freeze_through", None, "With --init_from: keep the copied layers from the input up to "
                     "this one fixed, e.g. conv5 trains only fc6-fc8 (a layer name of the architecture, "
-                    "below fc8).")
+                    "below fc8).", **_MODEL)
+flags.DEFINE_string("default_data_root", presets.DEFAULT_DATA_ROOT, "Where the default run prepares "
+                    "Fashion-MNIST.", module_name=flaghelp.DATA)
+flags.DEFINE_boolean("strict_records", False, "Stop at a damaged shard (CRC mismatch, truncated file) with "
+                     "its one line instead of skipping and counting the rest of it (main.py verify lists "
+                     "them).", module_name=flaghelp.DATA)
+
+flags.DEFINE_integer("batch_size", 0, "Global batch size over all replicas; 0 = the paper's: 128 for "
+                     "AlexNet, 256 for VGG, or the largest power of two within a smaller training split. "
+                     "[AlexNet §5, VGG §3.1]", **_OPTIMISATION)
+flags.DEFINE_float("learning_rate", _D.optimizer.learning_rate, "Initial learning rate epsilon. "
+                   "[AlexNet §5, VGG §3.1]", **_OPTIMISATION)
+flags.DEFINE_float("momentum", _D.optimizer.momentum, "Momentum of the SGD rule. [AlexNet §5]", **_OPTIMISATION)
+flags.DEFINE_float("weight_decay", _D.optimizer.weight_decay, "Weight decay inside the momentum update "
+                   "(v <- 0.9 v - wd*lr*w - lr*grad). [AlexNet §5]", **_OPTIMISATION)
+flags.DEFINE_boolean("decay_biases", _D.optimizer.decay_biases, "Apply weight decay to biases too, as the "
+                     "paper's formula; --nodecay_biases exempts them as Caffe does. [AlexNet §5]", **_OPTIMISATION)
+flags.DEFINE_integer("epochs", _D.schedule.epochs, "Epoch cap; 0 = the paper's: 90 for AlexNet, 74 for VGG. "
+                     "May change when resuming. [AlexNet §5, VGG §3.1]", **_OPTIMISATION)
+flags.DEFINE_integer("steps_per_epoch", _D.schedule.steps_per_epoch, "Training steps per epoch; 0 = one pass "
+                     "over the training split.", **_OPTIMISATION)
+flags.DEFINE_enum("lr_schedule", _D.schedule.lr_schedule, list(train_config.SCHEDULES), "plateau: divide by 10 "
+                  "when the validation error stops improving, --lr_max_reductions times, then stop (the "
+                  "papers'); linear/cosine: warm-up then decay to 0 by the last epoch (short runs); constant: "
+                  "warm-up, then the same rate. [AlexNet §5, VGG §3.1]", **_OPTIMISATION)
+flags.DEFINE_integer("lr_patience", _D.schedule.lr_patience, "Epochs without improvement of the validation "
+                     "top-1 error before the learning rate is divided by 10.", **_OPTIMISATION)
+flags.DEFINE_float("lr_min_delta", _D.schedule.lr_min_delta, "Smallest decrease of the validation top-1 error "
+                   "that counts as an improvement.", **_OPTIMISATION)
+flags.DEFINE_integer("lr_max_reductions", _D.schedule.lr_max_reductions, "Divisions by 10 before training "
+                     "stops at the next plateau. [AlexNet §5, VGG §3.1]", **_OPTIMISATION)
+flags.DEFINE_float("warmup_epochs", _D.schedule.warmup_epochs, "Linear learning-rate warm-up (linear, cosine "
+                   "and constant schedules), in epochs.", **_OPTIMISATION)
 flags.DEFINE_float("input_scale", _D.input_scale, "Inputs (mean-subtracted, 0..255 scale) are multiplied by "
                    "this while training; the first conv kernel is multiplied by it when the model is saved, so "
                    "the saved model takes the usual inputs. A reparametrisation that slows conv1's learning "
-                   "relative to the other layers; 1 = the paper; with --init_from: the source run's unless given. "
-                   "[AlexNet §2, §5]")
-flags.DEFINE_integer("seed", _D.seed, "Seed for initialisation, data order and augmentation. [AlexNet §5]")
+                   "relative to the other layers; 1 = the paper; with --init_from: the source run's unless given.",
+                   **_OPTIMISATION)
+flags.DEFINE_integer("seed", _D.seed, "Seed for initialisation, data order and augmentation.", **_OPTIMISATION)
+
+flags.DEFINE_string("validation_split", _D.validation_split, "Split watched for the learning-rate schedule "
+                    "and 10-crop evaluation.", **_EVALUATION)
+flags.DEFINE_integer("ten_crop_every", _D.ten_crop_every, "10-crop evaluation of the validation split every "
+                     "N epochs (0: only at the end).", **_EVALUATION)
+flags.DEFINE_string("test_split", _D.test_split, "If set, 10-crop errors on this split are reported at the "
+                    "end.", **_EVALUATION)
+
+flags.DEFINE_string("runs_dir", _D.runs_dir, "Folder holding the runs.", **_OUTPUTS)
+flags.DEFINE_string("run_name", None, "Name of this run's folder under --runs_dir; default: the "
+                    "architecture's name. The same name resumes the run.", **_OUTPUTS)
+flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps, "Also checkpoint every N steps "
+                     "(epochs are long on ImageNet); 0: epoch ends only.", **_OUTPUTS)
+flags.DEFINE_integer("log_every_steps", _D.log_every_steps, "Write the batch loss to TensorBoard every N "
+                     "steps.", **_OUTPUTS)
 flags.DEFINE_boolean("progress", _D.progress, "A progress bar per epoch (images/s, ETA) when the output is a "
-                     "terminal. [AlexNet §5]")
-flags.DEFINE_boolean("export", _D.export, "Export the trained model as a TF Serving SavedModel at the end. "
-                     "[AlexNet §4.1]")
+                     "terminal.", **_OUTPUTS)
+flags.DEFINE_boolean("export", _D.export, "Export the trained model as a TF Serving SavedModel at the end.",
+                     **_OUTPUTS)
 flags.DEFINE_boolean("export_best", _D.export_best, "Also export a new version each time the validation top-1 "
                      "error improves, so a TF Serving watching --export_dir serves the best model while "
-                     "the run goes on. [AlexNet §5]")
-flags.DEFINE_string("export_dir", _D.export_dir, "Export root (TF Serving layout). [AlexNet §4.1]")
-flags.DEFINE_string("default_data_root", presets.DEFAULT_DATA_ROOT, "Where the default run prepares "
-                    "Fashion-MNIST. [AlexNet §2]")
+                     "the run goes on.", **_OUTPUTS)
+flags.DEFINE_string("export_dir", _D.export_dir, "Export root (TF Serving layout).", **_OUTPUTS)
+
+flags.DEFINE_boolean("mixed_precision", _D.mixed_precision, "Mixed precision (float16 on GPU with loss "
+                     "scaling, bfloat16 on CPU); LRN and the softmax stay float32. Unset: on for a new run only "
+                     "on a CPU with AMX-BF16 and no GPU; a resumed run keeps its own.", **_SPEED)
+flags.DEFINE_boolean("jit_compile", _D.jit_compile, "Compile the forward and backward pass with XLA.", **_SPEED)
+flags.DEFINE_integer("steps_per_call", _D.steps_per_call, "Training steps run by one call of the compiled "
+                     "step (less per-step host overhead); callbacks, the scheduled learning rate and Ctrl-C act "
+                     "once per call.", **_SPEED)
+
+flags.DEFINE_enum("strategy", _D.strategy, list(strategy.STRATEGIES), "default: one device; mirrored: "
+                  "data-parallel over local GPUs; multi_worker: several machines from TF_CONFIG; towers: "
+                  "AlexNet's two towers on two devices. [AlexNet §3.2, VGG §3.3]", **_DISTRIBUTION)
+flags.DEFINE_integer("logical_cpus", _D.logical_cpus, "Split the CPU into N logical devices (mirrored/towers "
+                     "without GPUs, for tests).", **_DISTRIBUTION)
+
+# What the default run (no --data_dir, no --tfds) uses instead of the flags' defaults; `--help` shows it.
+DEFAULT_RUN_VALUES = presets.DEFAULT_PRESET
 
 # Flat TrainConfig settings (`train_config.flat_field_names()`) no flag sets, and why. Every other one
 # is read from the flag of its name (`FLAG_NAMES` for the one named otherwise) by `_flag_values`, so a

@@ -11,9 +11,11 @@ import os
 
 from absl import flags
 
+from keras_alexnet.cli import flaghelp
+
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, "Folder of prepared shards (with dataset.json). [AlexNet §2]")
+flags.DEFINE_string("data_dir", None, "Folder of prepared shards (with dataset.json).", module_name=flaghelp.DATA)
 
 
 def validate() -> None:
