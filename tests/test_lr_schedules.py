@@ -1,16 +1,21 @@
 """Every `--lr_schedule` pinned: the learning rate a run's schedule sets at chosen steps (warm-up, then linear,
 cosine or constant) and epochs (AlexNet §5's division by 10 on validation plateaus, three times, then stop), as
 the training run builds it from its settings, against hand-computed values and NumPy transcriptions of the
-rules; the plateau state carried through a checkpoint continues the same rates."""
+rules; the plateau state carried through a checkpoint continues the same rates. The one table
+(`callbacks.lr_schedules.SCHEDULES`) is what the flag, its help and the configuration's check offer."""
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
-from callbacks.plateau import PlateauDecay
-from callbacks.schedule import WarmupDecay
+from callbacks.lr_schedules import SCHEDULES, PlateauDecay, WarmupDecay, make_schedule
+from keras_alexnet.errors import FlagError
 from keras_alexnet.training.callbacks import training_callbacks
 from keras_alexnet.training.checkpointing import RunState
 from keras_alexnet.training.config import config_from_values
@@ -163,3 +168,49 @@ def test_plateau_resumed_from_a_checkpoint_continues_the_same_rates(values, erro
         state.load_callback_states([second])
         after, stopped = drive_plateau(second, errors[cut:], FakeModel(model.rate), start_epoch=cut)
         assert before + after == pytest.approx(expected, rel=1e-6) and stopped == stop, cut
+
+
+def test_the_run_gets_the_callback_make_schedule_makes():
+    for name in SCHEDULES:
+        values = {"lr_schedule": name, "learning_rate": 0.04, "warmup_epochs": 0.5, "epochs": 3}
+        settings = config_from_values(dict(values, data_dir="d")).resolve().schedule
+        made, built = make_schedule(settings, 0.04, 10), schedule_callback(values, 10)
+        assert type(made) is type(built) and vars(made).keys() == vars(built).keys()
+        assert {k: v for k, v in vars(made).items() if k not in ("printer", "_model")} == {
+            k: v for k, v in vars(built).items() if k not in ("printer", "_model")}, name
+
+
+def test_the_table_cites_the_papers_for_their_schedule_only():
+    assert {name: schedule.paper for name, schedule in SCHEDULES.items()} == {
+        "plateau": "AlexNet §5, VGG §3.1", "linear": "", "cosine": "", "constant": ""}
+    assert isinstance(make_schedule(config_from_values({}).schedule, 0.01, 10), PlateauDecay)  # the default
+
+
+# A schedule added to the table, in a fresh interpreter (the flag is defined at import): it is a --lr_schedule
+# choice with its help, the configuration accepts it, and the run gets its callback; TensorFlow is not loaded
+# before the callback is made.
+ADDED = r"""
+import json, sys
+from callbacks import lr_schedules
+lr_schedules.SCHEDULES["halfway"] = lr_schedules.Schedule(
+    "warm-up, then half the rate", "", lr_schedules.SCHEDULES["linear"].make, decay=lambda progress: 0.5)
+from absl import flags
+from keras_alexnet.cli import train
+flags.FLAGS(["main.py", "--lr_schedule=halfway", "--warmup_epochs=1", "--epochs=2"])
+assert "halfway: warm-up, then half the rate (in neither paper)" in flags.FLAGS["lr_schedule"].help
+config = train._config("d").resolve()
+assert config.schedule.lr_schedule == "halfway", config.schedule
+assert "tensorflow" not in sys.modules
+callback = lr_schedules.make_schedule(config.schedule, 0.04, 10)
+print(type(callback).__name__, json.dumps([lr_schedules.scheduled_rate(step, 0.04, 20, 10, "halfway") for step in (0, 9, 10, 19)]))
+"""
+
+
+def test_a_schedule_added_to_the_table_is_a_flag_choice():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", ADDED], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    name, rates = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert name == "WarmupDecay" and json.loads(rates) == pytest.approx([0.004, 0.04, 0.02, 0.02])
+    with pytest.raises(FlagError, match="--lr_schedule=halfway: choose from plateau, linear, cosine, constant"):
+        config_from_values({"lr_schedule": "halfway", "data_dir": "d"}).resolve()

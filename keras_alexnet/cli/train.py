@@ -16,6 +16,7 @@ import sys
 
 from absl import flags
 
+from callbacks.lr_schedules import SCHEDULES
 from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
@@ -40,17 +41,17 @@ flags.DEFINE_integer("epochs", _D.schedule.epochs, "Epoch cap; 0 = the paper's: 
                      "May change when resuming. [AlexNet §5, VGG §3.1]")
 flags.DEFINE_integer("steps_per_epoch", _D.schedule.steps_per_epoch, "Training steps per epoch; 0 = one pass "
                      "over the training split. [AlexNet §5]")
-flags.DEFINE_enum("lr_schedule", _D.schedule.lr_schedule, list(train_config.SCHEDULES), "plateau: divide by 10 "
-                  "when the validation error stops improving, --lr_max_reductions times, then stop; "
-                  "linear/cosine: warm-up then decay to 0 by the last epoch (short runs). [AlexNet §5]")
+flags.DEFINE_enum("lr_schedule", _D.schedule.lr_schedule, list(SCHEDULES), "; ".join(
+    f"{name}: {schedule.does} ({schedule.paper or 'in neither paper'})"
+    for name, schedule in SCHEDULES.items()) + ". [AlexNet §5, VGG §3.1]")
 flags.DEFINE_integer("lr_patience", _D.schedule.lr_patience, "Epochs without improvement of the validation "
                      "top-1 error before the learning rate is divided by 10. [AlexNet §5]")
 flags.DEFINE_float("lr_min_delta", _D.schedule.lr_min_delta, "Smallest decrease of the validation top-1 error "
                    "that counts as an improvement. [AlexNet §5]")
 flags.DEFINE_integer("lr_max_reductions", _D.schedule.lr_max_reductions, "Divisions by 10 before training "
                      "stops at the next plateau. [AlexNet §5, VGG §3.1]")
-flags.DEFINE_float("warmup_epochs", _D.schedule.warmup_epochs, "Linear learning-rate warm-up (linear/cosine "
-                   "schedules), in epochs. [AlexNet §5]")
+flags.DEFINE_float("warmup_epochs", _D.schedule.warmup_epochs, "Linear learning-rate warm-up of the linear, "
+                   "cosine and constant schedules, in epochs. [AlexNet §5]")
 flags.DEFINE_integer("ten_crop_every", _D.ten_crop_every, "10-crop evaluation of the validation split every "
                      "N epochs (0: only at the end). [AlexNet §4.1]")
 flags.DEFINE_string("validation_split", _D.validation_split, "Split watched for the learning-rate schedule "

@@ -90,8 +90,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     from callbacks.dropped_records import DroppedRecords
     from callbacks.export_best import ExportBest
     from callbacks.nan_guard import NanGuard
-    from callbacks.plateau import PlateauDecay
-    from callbacks.schedule import WarmupDecay
+    from callbacks.lr_schedules import make_schedule
     from callbacks.summaries import HParams, ScalarSummaries, run_name
     from callbacks.ten_crop import TenCropEvaluation
     from callbacks.throughput import Progress, Throughput
@@ -100,13 +99,9 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     batch = config.data.batch_size
     throughput = Throughput(batch)
     found = [DroppedRecords(dropped, printer, lost), NanGuard(), throughput]
-    if schedule.lr_schedule == "plateau":
-        found.append(PlateauDecay(monitor="val_top1_error", factor=0.1, patience=schedule.lr_patience,
-                                  min_delta=schedule.lr_min_delta, max_reductions=schedule.lr_max_reductions,
-                                  printer=printer))
-    elif schedule.lr_schedule in ("linear", "cosine") or schedule.warmup_epochs:  # constant: warm-up, then flat
-        found.append(WarmupDecay(config.optimizer.learning_rate, schedule.epochs * steps_per_epoch,
-                                 int(schedule.warmup_epochs * steps_per_epoch), schedule.lr_schedule))
+    rate_schedule = make_schedule(schedule, config.optimizer.learning_rate, steps_per_epoch, printer)
+    if rate_schedule is not None:
+        found.append(rate_schedule)
     ten_crop = None
     run_dir = config.run_dir
     trial = os.path.basename(run_dir)

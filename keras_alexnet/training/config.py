@@ -25,6 +25,7 @@ import dataclasses
 import os
 from typing import Optional
 
+from callbacks.lr_schedules import SCHEDULES
 from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
 from keras_alexnet.outputs import check_folder_name
@@ -32,7 +33,6 @@ from keras_alexnet.training import finetune
 from keras_alexnet.training.strategy import STRATEGIES
 from pipelines.input_config import InputConfig
 
-SCHEDULES = ("plateau", "linear", "cosine", "constant")
 LRN_CONVENTIONS = registry.LRN_CONVENTIONS
 LRN_POSITIONS = registry.LRN_POSITIONS
 POOLINGS = ("overlapping", "non_overlapping")
@@ -89,9 +89,8 @@ class ScheduleConfig:
     """Epochs and the learning-rate schedule. [AlexNet §5, VGG §3.1]
 
     epochs 0: the paper's cap (90 AlexNet, 74 VGG); steps_per_epoch 0: one pass over the training split.
-    lr_schedule "plateau": divide by 10 when the validation top-1 error has not improved by lr_min_delta for
-    lr_patience epochs, lr_max_reductions times, then stop at the next plateau (the papers); "linear" /
-    "cosine": warm-up over warmup_epochs then decay to 0 by the last epoch (short runs); "constant".
+    lr_schedule: a name in `callbacks.lr_schedules.SCHEDULES`, which says what each does; lr_patience,
+    lr_min_delta and lr_max_reductions are the plateau schedule's (the papers'), warmup_epochs the others'.
     """
 
     epochs: int = 0
