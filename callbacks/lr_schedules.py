@@ -143,9 +143,9 @@ def __getattr__(name):
 
 
 def _plateau(settings, learning_rate, steps_per_epoch, printer):
-    return _keras_callback("PlateauDecay")(
-        monitor="val_top1_error", factor=0.1, patience=settings.lr_patience, min_delta=settings.lr_min_delta,
-        max_reductions=settings.lr_max_reductions, printer=printer)
+    """Division by 10 of the rate on the validation top-1 error: `PlateauDecay`'s defaults (the papers')."""
+    return _keras_callback("PlateauDecay")(patience=settings.lr_patience, min_delta=settings.lr_min_delta,
+                                           max_reductions=settings.lr_max_reductions, printer=printer)
 
 
 def _warmup_decay(settings, learning_rate, steps_per_epoch, printer):
