@@ -11,6 +11,7 @@ import dataclasses
 import os
 import sys
 
+from keras_alexnet import runs
 from keras_alexnet.training.config import TrainConfig
 
 
@@ -58,7 +59,6 @@ def hparams_shown_first(config: TrainConfig, values: dict) -> list:
     whose value differs between this run and the runs beside it (the folder holding its run folder:
     `runs/`, or a study's arms and seeds), else `KEY_HPARAMS`. Folders without a readable `run.json` of
     a training run are passed over."""
-    from keras_alexnet import runs
     from keras_alexnet.errors import UserError
 
     here = os.path.abspath(config.run_dir)
@@ -117,7 +117,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
         found.insert(0, ten_crop)
         found += [Progress(steps_per_epoch, schedule.epochs, throughput, printer,
                            bar=config.progress and sys.stdout.isatty()),
-                  MetricsCSV(os.path.join(run_dir, "metrics.csv")),
+                  MetricsCSV(os.path.join(run_dir, runs.METRICS_FILE)),
                   ScalarSummaries(log_dir, trial, update_freq=config.log_every_steps),
                   HParams(log_dir, settings, trial, test_run=run_name(config.test_split, "ten_crop")
                           if config.test_split else None, shown_first=hparams_shown_first(config, settings)),
