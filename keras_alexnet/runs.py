@@ -28,6 +28,9 @@ from keras_alexnet.errors import FlagError, UserError
 RUN_FILE = "run.json"
 STATS_FILE = "stats.npz"
 MODEL_FILE = "model.keras"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"  # TensorBoard
+METRICS_FILE = "metrics.csv"
 FORMAT = 1
 
 
@@ -108,7 +111,7 @@ def resumable_record(run_dir: str) -> Optional[RunRecord]:
     refused)."""
     record = read_record(run_dir)
     if record is not None and record.origin == "train" and not os.path.isfile(
-            os.path.join(run_dir, "checkpoints", "checkpoint")):
+            os.path.join(run_dir, CHECKPOINTS_DIR, "checkpoint")):
         return None
     return record
 

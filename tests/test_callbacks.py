@@ -15,7 +15,7 @@ from callbacks.conv1_images import Conv1Images
 from keras_alexnet.figures import kernel_grid, towers_side_by_side
 from callbacks.csv_log import MetricsCSV
 from callbacks.nan_guard import NanGuard, NonFiniteLoss
-from callbacks.plateau import PlateauDecay
+from callbacks.lr_schedules import PlateauDecay
 from callbacks.summaries import HParams, ScalarSummaries, write_final_errors
 from callbacks.ten_crop import TenCropEvaluation, evaluate_ten_crop
 from callbacks.throughput import Progress, Throughput

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from callbacks.plateau import PlateauDecay
+from callbacks.lr_schedules import PlateauDecay
 
 
 class FakeModel:

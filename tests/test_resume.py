@@ -18,7 +18,7 @@ import json, os, sys, time
 import numpy as np
 import keras, tensorflow as tf
 tf.config.experimental.enable_op_determinism()
-from callbacks.plateau import PlateauDecay
+from callbacks.lr_schedules import PlateauDecay
 from keras_alexnet.training.optimizer import PaperSGD
 from keras_alexnet.training.trainer import Trainer
 

@@ -7,7 +7,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from callbacks.schedule import WarmupDecay, scheduled_rate
+from callbacks.lr_schedules import WarmupDecay, scheduled_rate
 from callbacks.throughput import Throughput
 from keras_alexnet.errors import FlagError
 from keras_alexnet.training.config import TrainConfig, config_from_values
@@ -173,9 +173,7 @@ def test_a_constant_schedule_warms_up_when_asked():
     """--lr_schedule=constant --warmup_epochs=N: the rate rises linearly over the warm-up steps, then stays
     at the base rate (it used to stay at the base rate from the first step); no warm-up: no schedule
     callback at all."""
-    from callbacks.schedule import WarmupDecay
     from keras_alexnet.training.callbacks import training_callbacks
-    from keras_alexnet.training.config import config_from_values
 
     def schedules(warmup_epochs):
         config = config_from_values({"data_dir": "d", "lr_schedule": "constant", "warmup_epochs": warmup_epochs,

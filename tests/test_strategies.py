@@ -24,7 +24,7 @@ if strategy_name in ("mirrored", "towers"):
 import keras
 from keras_alexnet.training.optimizer import PaperSGD
 from keras_alexnet.training.trainer import Trainer
-from callbacks.plateau import PlateauDecay
+from callbacks.lr_schedules import PlateauDecay
 
 strategy, options = make_strategy(strategy_name)
 rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from callbacks.plateau import PlateauDecay
+from callbacks.lr_schedules import PlateauDecay
 from callbacks.summaries import ScalarSummaries
 from callbacks.ten_crop import TenCropEvaluation, evaluate_ten_crop
 from keras_alexnet.evaluation import tables

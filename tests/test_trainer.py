@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from callbacks.nan_guard import NanGuard, NonFiniteLoss
-from callbacks.plateau import PlateauDecay
+from callbacks.lr_schedules import PlateauDecay
 from callbacks.summaries import ScalarSummaries
 from callbacks.throughput import Throughput
 from keras_alexnet.metrics import error_metrics

@@ -16,6 +16,7 @@ import sys
 
 from absl import flags
 
+from callbacks.lr_schedules import SCHEDULES
 from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError
@@ -64,10 +65,9 @@ flags.DEFINE_integer("epochs", _D.schedule.epochs, "Epoch cap; 0 = the paper's: 
                      "May change when resuming. [AlexNet §5, VGG §3.1]", **_OPTIMISATION)
 flags.DEFINE_integer("steps_per_epoch", _D.schedule.steps_per_epoch, "Training steps per epoch; 0 = one pass "
                      "over the training split.", **_OPTIMISATION)
-flags.DEFINE_enum("lr_schedule", _D.schedule.lr_schedule, list(train_config.SCHEDULES), "plateau: divide by 10 "
-                  "when the validation error stops improving, --lr_max_reductions times, then stop (the "
-                  "papers'); linear/cosine: warm-up then decay to 0 by the last epoch (short runs); constant: "
-                  "warm-up, then the same rate. [AlexNet §5, VGG §3.1]", **_OPTIMISATION)
+flags.DEFINE_enum("lr_schedule", _D.schedule.lr_schedule, list(SCHEDULES), "; ".join(
+    f"{name}: {schedule.does} ({schedule.paper or 'in neither paper'})"
+    for name, schedule in SCHEDULES.items()) + ".", **_OPTIMISATION)
 flags.DEFINE_integer("lr_patience", _D.schedule.lr_patience, "Epochs without improvement of the validation "
                      "top-1 error before the learning rate is divided by 10.", **_OPTIMISATION)
 flags.DEFINE_float("lr_min_delta", _D.schedule.lr_min_delta, "Smallest decrease of the validation top-1 error "

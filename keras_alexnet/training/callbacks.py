@@ -11,6 +11,7 @@ import dataclasses
 import os
 import sys
 
+from keras_alexnet import runs
 from keras_alexnet.training.config import TrainConfig
 
 
@@ -58,7 +59,6 @@ def hparams_shown_first(config: TrainConfig, values: dict) -> list:
     whose value differs between this run and the runs beside it (the folder holding its run folder:
     `runs/`, or a study's arms and seeds), else `KEY_HPARAMS`. Folders without a readable `run.json` of
     a training run are passed over."""
-    from keras_alexnet import runs
     from keras_alexnet.errors import UserError
 
     here = os.path.abspath(config.run_dir)
@@ -90,8 +90,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     from callbacks.dropped_records import DroppedRecords
     from callbacks.export_best import ExportBest
     from callbacks.nan_guard import NanGuard
-    from callbacks.plateau import PlateauDecay
-    from callbacks.schedule import WarmupDecay
+    from callbacks.lr_schedules import make_schedule
     from callbacks.summaries import HParams, ScalarSummaries, run_name
     from callbacks.ten_crop import TenCropEvaluation
     from callbacks.throughput import Progress, Throughput
@@ -100,13 +99,9 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
     batch = config.data.batch_size
     throughput = Throughput(batch)
     found = [DroppedRecords(dropped, printer, lost), NanGuard(), throughput]
-    if schedule.lr_schedule == "plateau":
-        found.append(PlateauDecay(monitor="val_top1_error", factor=0.1, patience=schedule.lr_patience,
-                                  min_delta=schedule.lr_min_delta, max_reductions=schedule.lr_max_reductions,
-                                  printer=printer))
-    elif schedule.lr_schedule in ("linear", "cosine") or schedule.warmup_epochs:  # constant: warm-up, then flat
-        found.append(WarmupDecay(config.optimizer.learning_rate, schedule.epochs * steps_per_epoch,
-                                 int(schedule.warmup_epochs * steps_per_epoch), schedule.lr_schedule))
+    rate_schedule = make_schedule(schedule, config.optimizer.learning_rate, steps_per_epoch, printer)
+    if rate_schedule is not None:
+        found.append(rate_schedule)
     ten_crop = None
     run_dir = config.run_dir
     trial = os.path.basename(run_dir)
@@ -122,7 +117,7 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
         found.insert(0, ten_crop)
         found += [Progress(steps_per_epoch, schedule.epochs, throughput, printer,
                            bar=config.progress and sys.stdout.isatty()),
-                  MetricsCSV(os.path.join(run_dir, "metrics.csv")),
+                  MetricsCSV(os.path.join(run_dir, runs.METRICS_FILE)),
                   ScalarSummaries(log_dir, trial, update_freq=config.log_every_steps),
                   HParams(log_dir, settings, trial, test_run=run_name(config.test_split, "ten_crop")
                           if config.test_split else None, shown_first=hparams_shown_first(config, settings)),

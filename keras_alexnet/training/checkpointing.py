@@ -19,7 +19,7 @@ import tempfile
 
 import tensorflow as tf
 
-from keras_alexnet import outputs
+from keras_alexnet import outputs, runs
 from keras_alexnet.errors import UserError
 
 
@@ -113,7 +113,7 @@ def restore_model_weights(model, checkpoint_path):
     """Initialises `model` from another run's checkpoint (model only, no optimizer/counters): VGG §3.1
     trains S=384 from the S=256 model. `checkpoint_path` is a checkpoint prefix or a run's folder."""
     if os.path.isdir(checkpoint_path):
-        for candidate in (checkpoint_path, os.path.join(checkpoint_path, "checkpoints")):
+        for candidate in (checkpoint_path, os.path.join(checkpoint_path, runs.CHECKPOINTS_DIR)):
             latest = tf.train.latest_checkpoint(candidate)
             if latest:
                 checkpoint_path = latest

@@ -25,7 +25,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from callbacks.decays import DECAYS
+from callbacks.lr_schedules import SCHEDULES
 from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
 from keras_alexnet.outputs import check_folder_name
@@ -34,10 +34,9 @@ from keras_alexnet.training import strategy as strategies
 from pipelines import input_config
 from pipelines.input_config import InputConfig
 
-# Choice lists beyond the model options' (`registry.LRN_CONVENTIONS`, `POOLINGS`, `INITS`, ...), built on
-# the lists of the modules that implement them: the rate divided by 10 on plateaus (AlexNet §5, VGG §3.1)
-# or a short run's decay; "auto" (the architecture's own, `registry`) or a mean of `input_config.MEANS`.
-SCHEDULES = ("plateau",) + DECAYS
+# Choice lists beyond the model options' (`registry.LRN_CONVENTIONS`, `POOLINGS`, `INITS`, ...) and the
+# learning-rate schedules' (`callbacks.lr_schedules.SCHEDULES`), built on the lists of the modules that
+# implement them: "auto" (the architecture's own, `registry`) or a mean of `input_config.MEANS`.
 MEANS = ("auto",) + input_config.MEANS
 # InputConfig fields the training run sets itself (not user settings).
 _RUN_SET_INPUT_FIELDS = ("split", "random_crop", "flip", "deterministic", "seed", "drop_remainder")
@@ -89,9 +88,8 @@ class ScheduleConfig:
     """Epochs and the learning-rate schedule. [AlexNet §5, VGG §3.1]
 
     epochs 0: the paper's cap (90 AlexNet, 74 VGG); steps_per_epoch 0: one pass over the training split.
-    lr_schedule "plateau": divide by 10 when the validation top-1 error has not improved by lr_min_delta for
-    lr_patience epochs, lr_max_reductions times, then stop at the next plateau (the papers); "linear" /
-    "cosine": warm-up over warmup_epochs then decay to 0 by the last epoch (short runs); "constant".
+    lr_schedule: a name in `callbacks.lr_schedules.SCHEDULES`, which says what each does; lr_patience,
+    lr_min_delta and lr_max_reductions are the plateau schedule's (the papers'), warmup_epochs the others'.
     """
 
     epochs: int = 0

@@ -20,8 +20,10 @@ import os
 from keras_alexnet import registry, runs
 from keras_alexnet.errors import FlagError, UserError
 from pipelines import records
+from pipelines.input_config import InputConfig
 
-PAPER_CROP, PAPER_FRAME = 224, 256  # AlexNet §2, §4.1: 224x224 patches of the 256x256 images
+# AlexNet §2, §4.1: 224x224 patches of the 256x256 images (the input's defaults, the paper's).
+PAPER_CROP, PAPER_FRAME = InputConfig.image_size, InputConfig.resize_size
 
 
 def paper_crop(frame: int, min_input: int) -> int:

@@ -51,7 +51,8 @@ class Source:
         """A `.keras` file, or a run folder without checkpoints (imported weights): conv1 has the input
         scale folded in. Otherwise a checkpoint (or a run folder's latest one)."""
         path = self.path
-        return path.endswith(".keras") or (os.path.isdir(path) and not os.path.isdir(os.path.join(path, "checkpoints")))
+        return path.endswith(".keras") or (
+            os.path.isdir(path) and not os.path.isdir(os.path.join(path, runs.CHECKPOINTS_DIR)))
 
     def model_values(self) -> dict:
         """The flat `ModelConfig` values ("architecture", "width", ...) the source was built with, the

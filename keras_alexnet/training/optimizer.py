@@ -10,6 +10,10 @@ option: Caffe's reference AlexNet exempts them (`decay_mult: 0`), the paper's fo
 import keras
 from keras import ops
 
+from keras_alexnet.training.config import OptimizerConfig
+
+_PAPER = OptimizerConfig()  # AlexNet §5: ε, μ, λ and whether biases decay, the defaults of PaperSGD
+
 
 def is_bias(variable) -> bool:
     """Biases (and other 1-D parameters): the variables Caffe exempts from weight decay."""
@@ -27,8 +31,8 @@ class PaperSGD(keras.optimizers.Optimizer):
         decay_biases: whether 1-D variables (biases) decay too; the paper's formula says yes.
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, decay=5e-4, decay_biases=True,
-                 name="paper_sgd", **kwargs):
+    def __init__(self, learning_rate=_PAPER.learning_rate, momentum=_PAPER.momentum, decay=_PAPER.weight_decay,
+                 decay_biases=_PAPER.decay_biases, name="paper_sgd", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if not 0.0 <= float(momentum) < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")

@@ -9,7 +9,7 @@ What it changes from the paper, and why (measured on a 2-core CPU shared with ot
   training images, 5,000 held out for validation (the plateau/10-crop split), 10,000 test;
 - resize_size 72 / image_size 64: images upscaled from 28 px to 72, random 64 crops and flips (the
   §4.1 augmentation scaled down; 63 is the smallest input AlexNet's strides accept);
-- width 0.25: a quarter of every conv/FC width (conv1 24 kernels, fc6/fc7 1024), ~1.2M parameters,
+- width 0.25: a quarter of every conv/FC width (conv1 24 kernels, fc6/fc7 1024), ~1.3M parameters,
   ~1,000 img/s on 2 idle cores instead of ~17 for the full net;
 - init glorot, input_scale 1/64 (inputs of std ~1 instead of ~90 while training, folded back into
   conv1's kernel when the model is saved, so the saved model takes the usual 0..255 inputs);

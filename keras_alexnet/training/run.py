@@ -319,8 +319,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         record.finished = None  # training on (a larger epoch cap): finished again at its end
         runs.write_record(run_dir, record)
 
-    log_dir = os.path.join(run_dir, "logs")
-    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    log_dir = os.path.join(run_dir, runs.LOGS_DIR)
+    checkpoint_dir = os.path.join(run_dir, runs.CHECKPOINTS_DIR)
     image_shape = (config.data.image_size, config.data.image_size, 3)
     options = dict(config.model.build_options(), **strategy_options)
 
@@ -489,9 +489,10 @@ def _finished_message(finished: dict, config: TrainConfig) -> str:
 
 
 def _finished_result(finished: dict, config: TrainConfig, start: float) -> RunResult:
-    return RunResult(config.run_dir, config, {}, finished["validation"], finished["test"], finished["model"],
-                     finished["export"], os.path.join(config.run_dir, "checkpoints"),
-                     os.path.join(config.run_dir, "logs"), finished["epochs"], time.time() - start,
+    run_dir = config.run_dir
+    return RunResult(run_dir, config, {}, finished["validation"], finished["test"], finished["model"],
+                     finished["export"], os.path.join(run_dir, runs.CHECKPOINTS_DIR),
+                     os.path.join(run_dir, runs.LOGS_DIR), finished["epochs"], time.time() - start,
                      finished_before=finished["time"])
 
 

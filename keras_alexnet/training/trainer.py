@@ -22,7 +22,7 @@ a shorter call does not retrace), so epochs and step checkpoints end where they 
 callbacks see each call as one batch, as `model.fit` with `steps_per_execution` shows them:
 `on_train_batch_begin(first step)` and `on_train_batch_end(last step, running epoch metrics)`. So
 everything a callback does per batch happens once per call: the learning rate a callback sets (the
-warm-up/decay schedule, `callbacks/schedule.py`) is set from the optimizer's iteration count at the
+warm-up/decay schedule, `callbacks/lr_schedules.py`) is set from the optimizer's iteration count at the
 call's first step and held for its steps (a piecewise-constant curve over blocks of N steps; the
 plateau division, AlexNet §5, acts at epoch ends and is unchanged); the learning rate is logged once
 per call; the stop event (SIGINT/SIGTERM) is seen after the running call, at most N - 1 steps later.
