@@ -196,10 +196,12 @@ class TrainConfig:
         _choice("lr_schedule", sched.lr_schedule, SCHEDULES)
         _choice("strategy", self.strategy, strategies.STRATEGIES)
         default = ModelConfig()
-        if "pooling" not in spec.options and any(getattr(model, name) != getattr(default, name) for name in (
-                "pooling", "extra_conv", "conv1_padding", "lrn_position")):
-            raise FlagError(f"--pooling, --extra_conv, --conv1_padding and --lrn_position are AlexNet options; "
-                            f"--architecture={spec.name} has none of them")
+        changed = [name for name in ("pooling", "extra_conv", "conv1_padding", "lrn_position")
+                   if getattr(model, name) != getattr(default, name)]
+        if "pooling" not in spec.options and changed:
+            # conv1_padding and lrn_position have no flag: they come with imported Caffe weights.
+            named = ", ".join(f"--{name}" if name in ("pooling", "extra_conv") else name for name in changed)
+            raise FlagError(f"{named}: AlexNet options; --architecture={spec.name} has none of them")
         checks = (
             (model.width > 0, f"--width={model.width}: must be positive"),
             (0 <= model.dropout < 1, f"--dropout={model.dropout}: must be in [0, 1)"),
