@@ -28,14 +28,14 @@ def _ten_reference(image, size):
 @pytest.mark.parametrize("height,width,size", [(32, 32, 24), (33, 41, 20), (40, 29, 29)])
 def test_ten_crop_matches_numpy(height, width, size):
     image = _image(height, width)
-    crops = eval_crops.ten_crop(tf.constant(image), size).numpy()
+    crops = eval_crops.corner_and_center_crops(tf.constant(image), size).numpy()
     assert crops.shape == (10, size, size, 3)
     np.testing.assert_array_equal(crops, _ten_reference(image, size))
 
 
 def test_ten_crop_batched():
     images = np.stack([_image(30, 34, seed) for seed in range(3)])
-    crops = eval_crops.ten_crop(tf.constant(images), 16).numpy()
+    crops = eval_crops.corner_and_center_crops(tf.constant(images), 16).numpy()
     assert crops.shape == (3, 10, 16, 16, 3)
     for i in range(3):
         np.testing.assert_array_equal(crops[i], _ten_reference(images[i], 16))
@@ -95,7 +95,7 @@ def test_serving_graph_with_unknown_sizes():
     def serve(image):
         square = eval_crops.center_square(eval_crops.resize_shorter_side(image, 32))
         square = eval_crops.subtract_mean(square, tf.fill([32, 32, 3], 1.0))
-        return eval_crops.center_crop(square, 24), eval_crops.ten_crop(square, 24)
+        return eval_crops.center_crop(square, 24), eval_crops.corner_and_center_crops(square, 24)
 
     center, ten = serve.get_concrete_function().structured_outputs
     assert center.shape.as_list() == [24, 24, 3]

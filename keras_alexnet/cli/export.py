@@ -13,6 +13,7 @@ from absl import flags
 from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError
+from pipelines import eval_protocols
 
 flagdefs.define_trained_model_flags()
 flags.DEFINE_string("base_dir", "saved_models", "TF Serving base folder: versions go to BASE_DIR/NAME/N. "
@@ -20,7 +21,7 @@ flags.DEFINE_string("base_dir", "saved_models", "TF Serving base folder: version
 flags.DEFINE_string("name", None, "Model name (the folder under --base_dir); default: the run's name "
                     "(the model's name for a .keras file). "
                     "[AlexNet §6.1]")
-flags.DEFINE_enum("crops", "center", ["center", "ten_crop"], "What serving_default feeds the net: the centre "
+flags.DEFINE_enum("crops", "center", eval_protocols.servable(), "What serving_default feeds the net: the centre "
                   "crop, or the four corner and centre crops and their reflections, softmax averaged. [AlexNet §4.1]")
 flags.DEFINE_integer("max_pixels", 40_000_000, "Images whose header claims more pixels are refused before "
                      "decoding. [AlexNet §2]", lower_bound=1)

@@ -17,6 +17,7 @@ from absl import flags
 from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs
 from keras_alexnet.errors import FlagError, UserError
+from pipelines import eval_protocols
 from pipelines.sources import IMAGE_EXTENSIONS, is_image_name
 
 TAKES_ARGUMENTS = True
@@ -27,7 +28,7 @@ flags.DEFINE_string("server", None, "Address of a running TF Serving REST API, e
 flags.DEFINE_string("model_name", None, "The model's name on --server (the folder under TF Serving's "
                     "base path). [AlexNet §6.1]")
 flags.DEFINE_integer("model_version", None, "A version on --server instead of the newest. [AlexNet §6.1]")
-flags.DEFINE_enum("crops", "center", ["center", "ten_crop"], "Run folder or .keras file only (a SavedModel's "
+flags.DEFINE_enum("crops", "center", eval_protocols.servable(), "Run folder or .keras file only (a SavedModel's "
                   "export fixed its crops): the centre crop, or the ten crops whose softmax is averaged. "
                   "[AlexNet §4.1]")
 flags.DEFINE_integer("batch_size", 16, "Images per request or model call. [AlexNet §5]", lower_bound=1)
