@@ -118,32 +118,14 @@ def protocol_dataset(config, protocol: str, scale: Optional[int] = None, max_exa
     return dataset
 
 
-def keras_evaluable(model, name: Optional[str] = None):
-    """An in-memory Keras model as an `evaluation.models.Evaluable` (its fully-convolutional net made
-    only when a dense protocol asks for it)."""
-    from keras_alexnet.dense_eval import to_fully_convolutional
-
-    fully_convolutional = []
-
-    def predict(images):
-        return model(images, training=False)
-
-    def score_map(images):
-        if not fully_convolutional:
-            fully_convolutional.append(to_fully_convolutional(model))
-        return fully_convolutional[0](images, training=False)["score_map"]
-
-    return models.Evaluable(name or model.name, int(model.inputs[0].shape[1]), models.mean_kind(model.name),
-                            predict, score_map)
-
-
 def evaluate_model(model, protocol: str, dataset, scale: Optional[int] = None, progress=False, examples=None,
                    should_stop=None) -> protocols.Run:
     """One pass of `protocol` over `dataset` (as `protocol_dataset` makes it) with `model`, an
     `evaluation.models.Evaluable` or a Keras model in memory (nothing reloaded: the 10-crop callback
     calls this every few epochs). `progress`, `examples`, `should_stop` as `protocols.run_protocol`'s;
     the run's `errors()` are its top-1/top-5 error."""
-    evaluable = model if isinstance(model, models.Evaluable) else keras_evaluable(model)
+    dense = eval_protocols.get(protocol).dense
+    evaluable = model if isinstance(model, models.Evaluable) else models.keras_evaluable(model, dense=dense)
     return protocols.run_protocol(evaluable.name, protocol, scale, protocols.batch_probabilities(evaluable, protocol),
                                   dataset, progress=progress, examples=examples, should_stop=should_stop)
 

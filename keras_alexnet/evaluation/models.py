@@ -157,18 +157,27 @@ def evaluable(path: str) -> Evaluable:
 
         return Evaluable(name, int(spec.shape[1]), description.get("mean") or mean_kind(name), predict)
 
-    from keras_alexnet.dense_eval import to_fully_convolutional
+    return keras_evaluable(load_keras_model(path))
 
-    model = load_keras_model(path)
-    fully_convolutional = to_fully_convolutional(model)
+
+def keras_evaluable(model, dense: bool = True) -> Evaluable:
+    """A Keras model (loaded, or in memory as training's) for evaluation; with `dense`, its
+    fully-convolutional net too (`dense_eval.to_fully_convolutional`, a copy of the weights: built only
+    when a dense protocol runs)."""
+    from keras_alexnet.dense_eval import to_fully_convolutional
 
     def predict(images):
         return model(images, training=False)
 
-    def score_map(images):
-        return fully_convolutional(images, training=False)["score_map"]
+    found = Evaluable(model.name, int(model.inputs[0].shape[1]), mean_kind(model.name), predict)
+    if dense:
+        fully_convolutional = to_fully_convolutional(model)
 
-    return Evaluable(model.name, int(model.inputs[0].shape[1]), mean_kind(model.name), predict, score_map)
+        def score_map(images):
+            return fully_convolutional(images, training=False)["score_map"]
+
+        found.score_map = score_map
+    return found
 
 
 def center_crops_with_originals(data_dir: str, split: str, settings, batch_size: int):
