@@ -45,7 +45,9 @@ class Protocol:
 
     `name`: what `--protocols` takes; `method`: its name in the error table; `positions` (one of
     `POSITIONS`), `grid` (for GRID), `flip` (the views' horizontal reflections too) and `frame` (one
-    of `FRAMES`) make the views.
+    of `FRAMES`) make the views. Outputs are averaged by `positions`: WHOLE (`dense`) spatially
+    averages the class score map, then the flip's softmax (VGG §3.2); crops average their softmax
+    (AlexNet §4.1, VGG §3.2).
     """
 
     name: str
@@ -81,13 +83,6 @@ class Protocol:
         Other views get the mean colour (VGG §2.1)."""
         return not self.dense and (self.frame == SQUARE or self.positions == CENTER)
 
-    @property
-    def averaged(self) -> str:
-        """How the net's outputs over an image's views become its prediction, in words."""
-        if self.dense:
-            return "class score map spatially averaged" + (", then the flip's softmax" if self.flip else "")
-        return "softmax averaged over the crops" if self.views > 1 else "softmax of the crop"
-
 
 PROTOCOLS = {protocol.name: protocol for protocol in (
     Protocol("center", "centre crop", "AlexNet §2", CENTER),
@@ -112,24 +107,19 @@ COMBINATIONS = {combination.name: combination for combination in (
 )}
 
 
-def names() -> list:
-    """The protocols' names, in table order."""
-    return list(PROTOCOLS)
-
-
-def get(name: str, flag: str = "protocols") -> Protocol:
-    """The protocol called `name`; FlagError naming `--flag` and the choices otherwise."""
+def get(name: str) -> Protocol:
+    """The protocol called `name`; FlagError naming --protocols and the choices otherwise."""
     found = PROTOCOLS.get(name)
     if found is None:
-        raise FlagError(f"--{flag}: unknown '{name}' (choose from {', '.join(PROTOCOLS)})")
+        raise FlagError(f"--protocols: unknown '{name}' (choose from {', '.join(PROTOCOLS)})")
     return found
 
 
-def check(chosen, flag: str = "protocols") -> list:
-    """`chosen` (names) as protocols, at least one; FlagError naming `--flag` for an unknown one."""
+def check(chosen) -> list:
+    """`chosen` (names) as protocols, at least one; FlagError naming --protocols for an unknown one."""
     if not chosen:
-        raise FlagError(f"--{flag}: unknown '' (choose from {', '.join(PROTOCOLS)})")
-    return [get(name, flag) for name in chosen]
+        raise FlagError(f"--protocols: unknown '' (choose from {', '.join(PROTOCOLS)})")
+    return [get(name) for name in chosen]
 
 
 def combinations_of(chosen) -> list:

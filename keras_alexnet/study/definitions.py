@@ -24,6 +24,7 @@ from typing import Optional
 from keras_alexnet.errors import FlagError
 from pipelines import eval_protocols
 
+
 def measures() -> tuple:
     """Every measure an arm may be judged by: the protocols, their combinations, epochs to an error."""
     return (*eval_protocols.PROTOCOLS, *eval_protocols.COMBINATIONS, "epochs_to_error")
