@@ -47,7 +47,8 @@ Q is `scale` when given, else `test_scale(config)`: resize_size (AlexNet, 256), 
 Mean subtraction (`mean`): "image" subtracts the per-pixel mean image (AlexNet §2), lined up with the
 crop (the same window of the resize_size x resize_size frame, mirrored with the image; for eval the
 mean image rescaled to Q x Q if it is another size, and its mean colour for views outside the central
-square, "multi_crop" and "dense": `Protocol.in_central_square`); "rgb" subtracts the mean colour (VGG §2.1); "none" keeps 0..255.
+square, "multi_crop" and "dense": `Protocol.in_central_square`); "rgb" subtracts the mean colour (VGG
+§2.1); "none" keeps 0..255.
 
 Distribution: pass the `tf.distribute.InputContext` (from `distribute_datasets_from_function`): with
 at least as many shards as input pipelines each pipeline reads shards `id::n`; otherwise all read

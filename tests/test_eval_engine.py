@@ -50,8 +50,9 @@ def data_dir(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("data"))
     with tf.io.TFRecordWriter(os.path.join(folder, records.shard_name("validation", 0, 1))) as writer:
         for image, label in zip(_images(), _labels()):
+            encoded = tf.io.encode_png(image).numpy()
             feature = {
-                records.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.encode_png(image).numpy()])),
+                records.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
                 records.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
             }
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
