@@ -5,55 +5,28 @@ patches and the center patch) as well as their horizontal reflections (hence ten
 averaging the predictions made by the network's softmax layer on the ten patches."
 
 The dataset yields `(images [B, 10, h, w, 3], labels [B])`, as
-`pipelines.input_pipeline.build_eval_dataset(config, protocol="ten_crop")` makes them.
+`keras_alexnet.evaluation.engine.protocol_dataset(config, "ten_crop")` makes them; the pass is the
+evaluation engine's (`engine.evaluate_model` on the Keras model in memory), so the callback, training's
+test pass and `main.py evaluate` give the same numbers.
 """
 
-import numpy as np
 import keras
-import tensorflow as tf
 
-from keras_alexnet.metrics import missed
-from pipelines.eval_crops import crop_probabilities
+from keras_alexnet.evaluation.engine import evaluate_model
 
-
-class EvaluationStopped(Exception):
-    """A 10-crop evaluation stopped between two batches because its `should_stop()` became true."""
+PROTOCOL = "ten_crop"
 
 
-def evaluate_ten_crop(model, dataset, ks=(1, 5), progress=None, should_stop=None):
-    """Top-k errors of 10-crop prediction over `dataset`: {"top1_error": .., "top5_error": .., "count": n}
-    (a tie with the label is a miss: `keras_alexnet.metrics.missed`).
+def evaluate_ten_crop(model, dataset, progress=None, should_stop=None) -> dict:
+    """Top-k errors of 10-crop prediction of the Keras `model` over `dataset`: {"top1_error": ..,
+    "top5_error": .., "count": n} (fractions; a tie with the label is a miss: `keras_alexnet.metrics.missed`).
 
     `progress` (a `keras_alexnet.progress.ProgressLine` counting images) is updated after each batch
     and closed at the end. `should_stop` (a function of no arguments, e.g. a stop event's `is_set`) is
-    asked after each batch; when true, EvaluationStopped is raised (Ctrl-C during a long evaluation).
+    asked after each batch; when true, `evaluation.protocols.EvaluationStopped` is raised (Ctrl-C during a
+    long evaluation).
     """
-
-    @tf.function
-    def batch_wrong(images, labels):
-        probs = crop_probabilities(lambda crops: model(crops, training=False), images)
-        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-        return tf.stack([tf.reduce_sum(missed(labels, probs, k)) for k in ks]), tf.shape(labels)[0]
-
-    wrong = np.zeros(len(ks))
-    count = 0
-    for images, labels in dataset:
-        w, n = batch_wrong(images, labels)
-        wrong += w.numpy()
-        count += int(n)
-        if progress is not None:
-            progress.update(count)
-        if should_stop is not None and should_stop():
-            if progress is not None:
-                progress.close()
-            raise EvaluationStopped(f"10-crop evaluation stopped after {count} images")
-    if progress is not None:
-        progress.close()
-    if count == 0:
-        raise ValueError("10-crop evaluation got an empty dataset")
-    result = {f"top{k}_error": float(w / count) for k, w in zip(ks, wrong)}
-    result["count"] = count
-    return result
+    return evaluate_model(model, PROTOCOL, dataset, progress=progress or False, should_stop=should_stop).errors()
 
 
 class TenCropEvaluation(keras.callbacks.Callback):

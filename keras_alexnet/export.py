@@ -60,7 +60,6 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 16_384
 DEFAULT_MAX_BATCH_IMAGES = 256
 DEFAULT_MAX_BATCH_PIXELS = 200_000_000
-CROPS = ("center", "ten_crop")
 
 DESCRIPTION_FILE = os.path.join("assets.extra", "keras_alexnet.json")
 _VERSION_RE = re.compile(r"^\d+$")
@@ -250,15 +249,24 @@ def central_square_resized(image, size):
     return square[0]
 
 
+def _serving_protocol(crops: str):
+    """The protocol of `pipelines.eval_protocols` named `crops`, one the serving signature can run
+    (`eval_protocols.servable()`: views inside the central square); ValueError otherwise."""
+    from pipelines import eval_protocols
+
+    if crops not in eval_protocols.servable():
+        raise ValueError(f"crops must be one of {tuple(eval_protocols.servable())}, got {crops!r}")
+    return eval_protocols.PROTOCOLS[crops]
+
+
 def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "center"):
-    """A function string -> float32[K, image_size, image_size, 3] (K = 1 or 10) for one encoded image
-    whose header passed `_header_problem`."""
+    """A function string -> float32[K, image_size, image_size, 3] (K: the views of the protocol `crops`,
+    1 for "center", 10 for "ten_crop") for one encoded image whose header passed `_header_problem`."""
     import tensorflow as tf
 
     from pipelines import eval_crops
 
-    if crops not in CROPS:
-        raise ValueError(f"crops must be one of {CROPS}, got {crops!r}")
+    protocol = _serving_protocol(crops)
     if resize_size < image_size:
         raise ValueError(f"resize_size ({resize_size}) is smaller than image_size ({image_size})")
     mean_value = tf.constant(_as_mean(mean, resize_size))
@@ -268,9 +276,8 @@ def make_preprocess(*, mean, image_size: int, resize_size: int, crops: str = "ce
         # 0..255 until mean subtraction; AlexNet §2: shorter side to resize_size, central square.
         image = central_square_resized(image, resize_size)
         image = eval_crops.subtract_mean(tf.reshape(image, [resize_size, resize_size, 3]), mean_value)
-        if crops == "ten_crop":
-            return eval_crops.ten_crop(image, image_size)
-        return eval_crops.center_crop(image, image_size)[tf.newaxis]
+        views = eval_crops.protocol_views(protocol, image, image_size)
+        return views[tf.newaxis] if protocol.views == 1 else views
 
     return preprocess
 
@@ -353,7 +360,7 @@ def make_bytes_function(model, *, class_names, mean, image_size, resize_size, cr
 
     from pipelines.eval_crops import crop_probabilities
 
-    num_crops = 10 if crops == "ten_crop" else 1
+    num_crops = _serving_protocol(crops).views
     preprocess = make_preprocess(mean=mean, image_size=image_size, resize_size=resize_size, crops=crops)
     crop_spec = tf.TensorSpec([num_crops, image_size, image_size, 3], tf.float32)
     class_names = [str(c) for c in class_names]
@@ -472,8 +479,9 @@ def export_saved_model(model, base_dir: str, name: str, *, class_names=None, mea
     `class_names`: one string per class (default: the class ids). `mean`: the training mean on the
     0..255 scale, a per-pixel image (AlexNet §2; resized to `resize_size` if its size differs) or an
     RGB triple (VGG §2.1). `image_size`: the crop fed to the net (default: the model's input size).
-    `crops`: "center" or "ten_crop" (AlexNet §4.1) for the bytes signature. `version`: a fixed
-    version number instead of the next one (refused if it exists).
+    `crops`: the protocol of the bytes signature, one of `pipelines.eval_protocols.servable()`: "center"
+    or "ten_crop" (AlexNet §4.1). `version`: a fixed version number instead of the next one (refused if
+    it exists).
     """
     num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
     if image_size is None:

@@ -13,13 +13,14 @@ evaluation pipelines and a SavedModel serving signature working on decoded image
   evaluation feeds the whole rescaled image; multi-crop evaluation uses "50 crops per scale (5 × 5
   regular grid with 2 flips)".
 
-`crop_probabilities` averages a model's softmax over an image's crops: the evaluation protocols, the
-10-crop callback and the serving signature all call it.
+`protocol_views` makes the views of a protocol of `pipelines.eval_protocols` (the tf.data evaluation
+pipeline and the serving signature call it); `crop_probabilities` averages a model's softmax over an
+image's crops (the evaluation engine, hence the 10-crop callback, and the serving signature).
 """
 
 import tensorflow as tf
 
-# Order of `ten_crop`: the five patches, then their mirrors in the same order (index i + 5 is the
+# Order of `corner_and_center_crops`: the five patches, then their mirrors in the same order (index i + 5 is the
 # horizontal reflection of index i).
 TEN_CROP_ORDER = (
     "top_left",
@@ -102,17 +103,17 @@ def flip_left_right(image):
     return tf.reverse(image, axis=[-2])
 
 
-def ten_crop(image, size):
-    """AlexNet §4.1's ten test patches: `[H, W, C]` -> `[10, s, s, C]` (batch: `[B, 10, s, s, C]`).
+def corner_and_center_crops(image, size, flip=True):
+    """AlexNet §4.1's test patches: `[H, W, C]` -> `[5 or 10, s, s, C]` (batch: `[B, K, s, s, C]`).
 
-    Order (`TEN_CROP_ORDER`): top-left, top-right, bottom-left, bottom-right, centre, then the
-    horizontal reflections of those five in the same order.
+    Order (`TEN_CROP_ORDER`): top-left, top-right, bottom-left, bottom-right, centre, then, with
+    `flip`, the horizontal reflections of those five in the same order.
     """
     height, width = _height_width(image)
     bottom, right = height - size, width - size
     offsets = ((0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2))
     patches = tf.stack([crop(image, y, x, size) for y, x in offsets], axis=-4)
-    return tf.concat([patches, flip_left_right(patches)], axis=-4)
+    return tf.concat([patches, flip_left_right(patches)], axis=-4) if flip else patches
 
 
 def grid_offsets(length, size, grid):
@@ -136,6 +137,33 @@ def grid_crops(image, size, grid=5, flip=True):
     if flip:
         patches = tf.concat([patches, flip_left_right(patches)], axis=-4)
     return patches
+
+
+def protocol_views(protocol, image, size, subtract=None):
+    """The views `protocol` (a `pipelines.eval_protocols.Protocol`) makes of `image` ([H, W, C] rescaled
+    to the test scale Q, or a batch of equal-sized ones), `subtract` (the mean subtraction, None: none)
+    applied to the frame before cropping:
+
+    - dense: the whole image `[H, W, C]` (VGG §3.2);
+    - one crop without flip: `[s, s, C]` (a batch of crops is a batch of images);
+    - otherwise `[K, s, s, C]`, K = `protocol.views`, the reflections after the crops (`grid_crops`,
+      `corner_and_center_crops` give the orders).
+    """
+    from pipelines import eval_protocols
+
+    subtract = subtract or (lambda frame: tf.cast(frame, tf.float32))
+    if protocol.dense:
+        return subtract(image)
+    frame = center_square(image) if protocol.frame == eval_protocols.SQUARE else image
+    if protocol.positions == eval_protocols.CENTER:
+        view = subtract(center_crop(frame, size))
+        if not protocol.flip:
+            return view
+        single = tf.expand_dims(view, -4)
+        return tf.concat([single, flip_left_right(single)], axis=-4)
+    if protocol.positions == eval_protocols.CORNERS_AND_CENTER:
+        return corner_and_center_crops(subtract(frame), size, flip=protocol.flip)
+    return grid_crops(subtract(frame), size, grid=protocol.grid, flip=protocol.flip)
 
 
 def subtract_mean(image, mean):

@@ -30,24 +30,25 @@ Training (`build_train_dataset`):
   about 2 CPU-seconds of every start.
 
 Evaluation (`build_eval_dataset`): the shards read in order (record order preserved) without
-shuffling or augmentation, then one of the test protocols:
+shuffling or augmentation, then the views of one of the test protocols (`pipelines.eval_protocols`,
+made by `eval_crops.protocol_views` from the image rescaled to shorter side Q):
 
-- "center": `[B, s, s, 3]`, the central crop of the image rescaled to shorter side Q.
-- "ten_crop": `[B, 10, s, s, 3]`, AlexNet §4.1's ten patches of the central Q x Q square, in
-  `eval_crops.TEN_CROP_ORDER` (4 corners + centre, then their mirrors in that order).
-- "multi_crop": `[B, 50, s, s, 3]`, VGG §3.2's 5x5 grid with flips over the whole image at scale Q
-  (order in `eval_crops.grid_crops`).
-- "dense": `[1, H', W', 3]`, the whole image rescaled to shorter side Q (VGG §3.2 dense evaluation).
-  Batches of one image, as sizes differ between images; the fully convolutional net averages its
-  class score map and the caller the flipped image's, per image.
+- one crop ("center"): `[B, s, s, 3]`;
+- K crops: `[B, K, s, s, 3]`, e.g. "ten_crop", AlexNet §4.1's ten patches of the central Q x Q square
+  in `eval_crops.TEN_CROP_ORDER` (4 corners + centre, then their mirrors in that order), and
+  "multi_crop", VGG §3.2's 5x5 grid with flips over the whole image (order in `eval_crops.grid_crops`);
+- dense ("dense"): `[1, H', W', 3]`, the whole rescaled image (VGG §3.2 dense evaluation). Batches of
+  one image, as sizes differ between images; the fully convolutional net averages its class score
+  map and the caller the flipped image's, per image.
 
 Q is `scale` when given, else `test_scale(config)`: resize_size (AlexNet, 256), the fixed S, or
 0.5 (Smin + Smax) for jittered S (VGG §3.2, single scale). Evaluation never drops a remainder.
 
 Mean subtraction (`mean`): "image" subtracts the per-pixel mean image (AlexNet §2), lined up with the
 crop (the same window of the resize_size x resize_size frame, mirrored with the image; for eval the
-mean image rescaled to Q x Q if it is another size, and its mean colour for "multi_crop" and "dense"
-whose frames are not square); "rgb" subtracts the mean colour (VGG §2.1); "none" keeps 0..255.
+mean image rescaled to Q x Q if it is another size, and its mean colour for views outside the central
+square, "multi_crop" and "dense": `Protocol.in_central_square`); "rgb" subtracts the mean colour (VGG
+§2.1); "none" keeps 0..255.
 
 Distribution: pass the `tf.distribute.InputContext` (from `distribute_datasets_from_function`): with
 at least as many shards as input pipelines each pipeline reads shards `id::n`; otherwise all read
@@ -85,12 +86,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alexnet.errors import FlagError, UserError
-from pipelines import augment, eval_crops, records, record_parser
+from pipelines import augment, eval_crops, eval_protocols, records, record_parser
 from pipelines.input_config import MEANS, InputConfig, scale_range, test_scale  # noqa: F401  (re-exported)
 from pipelines.stats import read_stats, resize_mean_image
 
 AUTOTUNE = tf.data.AUTOTUNE
-PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
 DROPPED_LINE = (" record(s) dropped: image does not decode or record does not parse "
                 "(`main.py verify` names them)")
 
@@ -449,9 +449,9 @@ def build_eval_dataset(
     config: InputConfig, protocol: str = "center", scale: Optional[int] = None, input_context=None, drop_counter=None,
     lost_counter=None,
 ) -> tf.data.Dataset:
-    """An evaluation pipeline (AlexNet §4.1 test patches, VGG §3.2 test scale Q; module docstring)."""
-    if protocol not in PROTOCOLS:
-        raise FlagError(f"--protocol={protocol}: expected one of {', '.join(PROTOCOLS)}")
+    """An evaluation pipeline (AlexNet §4.1 test patches, VGG §3.2 test scale Q; module docstring) of
+    `protocol`, a name in `pipelines.eval_protocols.PROTOCOLS` (FlagError naming --protocols otherwise)."""
+    chosen = eval_protocols.get(protocol)
     info = dataset_info(config)
     stats, stats_path = _load_needed_stats(config, info, need_pca=False)
     q = int(scale or test_scale(config))
@@ -462,7 +462,7 @@ def build_eval_dataset(
     lost = _counter(lost_counter, "lost_records")
 
     mean = None
-    if config.mean == "image" and protocol in ("center", "ten_crop"):
+    if config.mean == "image" and chosen.in_central_square:
         mean_image = _stat(stats, "mean_image", stats_path)
         if mean_image.shape[:2] != (q, q):
             mean_image = resize_mean_image(mean_image, q)
@@ -471,20 +471,13 @@ def build_eval_dataset(
         mean = tf.constant(_stat(stats, "mean_rgb", stats_path))
 
     def subtract(image):
-        return eval_crops.subtract_mean(image, mean) if mean is not None else image
+        return eval_crops.subtract_mean(image, mean) if mean is not None else tf.cast(image, tf.float32)
 
     def view(image):
-        image = eval_crops.resize_shorter_side(image, q)
-        if protocol == "center":
-            return subtract(eval_crops.center_crop(image, size))
-        if protocol == "ten_crop":
-            return eval_crops.ten_crop(subtract(eval_crops.center_square(image)), size)
-        if protocol == "multi_crop":
-            return eval_crops.grid_crops(subtract(image), size, grid=5, flip=True)
-        return subtract(image)
+        return eval_crops.protocol_views(chosen, eval_crops.resize_shorter_side(image, q), size, subtract)
 
     dataset = decoded_records(config, info, view, counter, lost, input_context)
-    batch = 1 if protocol == "dense" else _per_replica_batch(config, input_context)
+    batch = 1 if chosen.dense else _per_replica_batch(config, input_context)
     dataset = dataset.batch(batch, drop_remainder=False, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.map(tf.autograph.experimental.do_not_convert(lambda batched: (batched["image"], batched["label"])))
     dataset = _options(dataset.prefetch(AUTOTUNE), True)

@@ -28,14 +28,14 @@ def _ten_reference(image, size):
 @pytest.mark.parametrize("height,width,size", [(32, 32, 24), (33, 41, 20), (40, 29, 29)])
 def test_ten_crop_matches_numpy(height, width, size):
     image = _image(height, width)
-    crops = eval_crops.ten_crop(tf.constant(image), size).numpy()
+    crops = eval_crops.corner_and_center_crops(tf.constant(image), size).numpy()
     assert crops.shape == (10, size, size, 3)
     np.testing.assert_array_equal(crops, _ten_reference(image, size))
 
 
 def test_ten_crop_batched():
     images = np.stack([_image(30, 34, seed) for seed in range(3)])
-    crops = eval_crops.ten_crop(tf.constant(images), 16).numpy()
+    crops = eval_crops.corner_and_center_crops(tf.constant(images), 16).numpy()
     assert crops.shape == (3, 10, 16, 16, 3)
     for i in range(3):
         np.testing.assert_array_equal(crops[i], _ten_reference(images[i], 16))
@@ -95,7 +95,7 @@ def test_serving_graph_with_unknown_sizes():
     def serve(image):
         square = eval_crops.center_square(eval_crops.resize_shorter_side(image, 32))
         square = eval_crops.subtract_mean(square, tf.fill([32, 32, 3], 1.0))
-        return eval_crops.center_crop(square, 24), eval_crops.ten_crop(square, 24)
+        return eval_crops.center_crop(square, 24), eval_crops.corner_and_center_crops(square, 24)
 
     center, ten = serve.get_concrete_function().structured_outputs
     assert center.shape.as_list() == [24, 24, 3]
@@ -103,3 +103,26 @@ def test_serving_graph_with_unknown_sizes():
     image = np.random.default_rng(1).integers(0, 256, (40, 60, 3)).astype(np.uint8)
     center, ten = serve(tf.constant(image))
     np.testing.assert_allclose(ten[4].numpy(), center.numpy())
+
+
+def test_protocol_views_of_table_entries_match_numpy():
+    """`protocol_views` reads positions, frame, grid and flips from a protocol entry (`eval_protocols`)."""
+    from pipelines import eval_protocols as table
+
+    image, s = _image(30, 41, seed=5), 20
+    centre_flip = table.Protocol("c2", "centre and mirror", "", table.CENTER, flip=True)
+    views = eval_crops.protocol_views(centre_flip, tf.constant(image), s).numpy()
+    top, left = (30 - s) // 2, (41 - s) // 2
+    crop = image[top:top + s, left:left + s]
+    np.testing.assert_array_equal(views, np.stack([crop, crop[:, ::-1]]))
+
+    grid = table.Protocol("g3", "3x3", "", table.GRID, grid=3)
+    views = eval_crops.protocol_views(grid, tf.constant(image), s, lambda frame: frame - 1.0).numpy()
+    ys, xs = [0, 5, 10], [0, 11, 21]  # 0 .. H - s and 0 .. W - s, evenly, 10.5 rounded half up
+    np.testing.assert_array_equal(views, np.stack([image[y:y + s, x:x + s] - 1.0 for y in ys for x in xs]))
+
+    square = table.PROTOCOLS["ten_crop"]
+    views = eval_crops.protocol_views(square, tf.constant(image), s).numpy()
+    np.testing.assert_array_equal(views, _ten_reference(image[:, 5:35], s))  # the central 30 x 30 square
+    assert table.PROTOCOLS["dense"].dense and eval_crops.protocol_views(
+        table.PROTOCOLS["dense"], tf.constant(image), s).shape == (30, 41, 3)

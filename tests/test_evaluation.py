@@ -204,7 +204,7 @@ def test_dense_plus_multi_crop_row_and_mismatched_runs():
     runs = [_run("D", "dense", 256, [[0.6, 0, 0.4], [0.2, 0.8, 0]], labels),
             _run("D", "multi_crop", 256, [[0.1, 0, 0.9], [0.9, 0.1, 0]], labels)]
     rows = ensemble.table_rows(runs)
-    assert [r["evaluation method"] for r in rows] == ["dense", "multi-crop (50/scale)", ensemble.DENSE_AND_MULTI_CROP]
+    assert [r["evaluation method"] for r in rows] == ["dense", "multi-crop (50/scale)", "dense + multi-crop"]
     assert [r["top-1 val. error (%)"] for r in rows] == [100.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="different examples"):
         protocols.average([runs[0], _run("E", "dense", 256, [[1, 0, 0], [1, 0, 0]], [0, 0])])

@@ -328,7 +328,7 @@ def test_eval_protocols(tmp_path):
 
     x, _ = next(iter(input_pipeline.build_eval_dataset(config, "ten_crop")))
     assert x.shape == (2, 10, SIZE, SIZE, 3)
-    np.testing.assert_allclose(x[1], eval_crops.ten_crop(square, SIZE), atol=1e-4)
+    np.testing.assert_allclose(x[1], eval_crops.corner_and_center_crops(square, SIZE), atol=1e-4)
     np.testing.assert_allclose(x[0, 1], square[:SIZE, -SIZE:], atol=1e-4)  # top-right
     np.testing.assert_allclose(x[0, 6], square[:SIZE, -SIZE:][:, ::-1], atol=1e-4)  # its mirror
 

@@ -13,10 +13,11 @@ from absl import flags
 from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError
-from keras_alexnet.export import CROPS, DEFAULT_MAX_PIXELS
+from keras_alexnet.export import DEFAULT_MAX_PIXELS
+from pipelines import eval_protocols
 
 flagdefs.define_trained_model_flags()
-flags.DEFINE_enum("crops", "center", list(CROPS), "What serving_default feeds the net: the centre "
+flags.DEFINE_enum("crops", "center", eval_protocols.servable(), "What serving_default feeds the net: the centre "
                   "crop, or the four corner and centre crops and their reflections, softmax averaged. [AlexNet §4.1]",
                   module_name=flaghelp.EVALUATION)
 flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Images whose header claims more pixels are refused before "

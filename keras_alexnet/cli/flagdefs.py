@@ -214,16 +214,13 @@ def data_dir(model_path: str):
     """--data_dir, else the prepared data folder the model's run recorded (when it still exists)."""
     import os
 
-    from keras_alexnet import runs
+    from keras_alexnet.evaluation.models import recorded_data_dir
 
     if FLAGS.data_dir:
         if not os.path.isdir(FLAGS.data_dir):
             raise FlagError(f"--data_dir={FLAGS.data_dir}: no such directory")
         return FLAGS.data_dir
-    run_dir = runs.run_dir_of(model_path)
-    record = runs.read_record(run_dir) if run_dir else None
-    found = runs.resolve_recorded_path(run_dir, record, record.data_source) if record is not None else None
-    return found if found and os.path.isdir(found) else None
+    return recorded_data_dir(model_path)
 
 
 def require_data_dir(model_path: str) -> str:

@@ -17,13 +17,13 @@ from absl import flags
 from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError, UserError
-from keras_alexnet.export import CROPS
+from pipelines import eval_protocols
 from pipelines.sources import IMAGE_EXTENSIONS, is_image_name
 
 TAKES_ARGUMENTS = True
 
 flagdefs.define_trained_model_flags()
-flags.DEFINE_enum("crops", "center", list(CROPS), "Run folder or .keras file only (a SavedModel's "
+flags.DEFINE_enum("crops", "center", eval_protocols.servable(), "Run folder or .keras file only (a SavedModel's "
                   "export fixed its crops): the centre crop, or the ten crops whose softmax is averaged. "
                   "[AlexNet §4.1]", module_name=flaghelp.EVALUATION)
 flags.DEFINE_string("server", None, "Address of a running TF Serving REST API, e.g. http://localhost:8501; "

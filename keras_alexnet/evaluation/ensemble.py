@@ -5,20 +5,14 @@ five CNNs averaged; VGG §4.4: "we combine the outputs of several models by aver
 class posteriors"), the table has:
 - one row per protocol and test scale Q (VGG Table 3 is the dense single-scale case);
 - one row per protocol over all scales when there are several (VGG §4.2, Table 4);
-- a "dense + multi-crop" row averaging both over all scales when both ran (VGG §4.3, Table 5).
+- one row per combination of `pipelines.eval_protocols.COMBINATIONS` whose protocols all ran,
+  averaging them over all scales (VGG §4.3, Table 5: "dense + multi-crop").
 Every combination averages softmax outputs (`protocols.average`); images/s is the number of images
-divided by the time of all the passes the row needed.
+divided by the time of all the passes the row needed. Rows are named by the table's `method`s.
 """
 
 from keras_alexnet.evaluation import protocols, tables
-
-METHOD_NAMES = {
-    "center": "centre crop",
-    "ten_crop": "10 crops",
-    "multi_crop": "multi-crop (50/scale)",
-    "dense": "dense",
-}
-DENSE_AND_MULTI_CROP = "dense + multi-crop"
+from pipelines import eval_protocols
 
 
 def _unique(values):
@@ -74,10 +68,11 @@ def table_rows(runs, fuse: bool = True) -> list:
     for name, members in groups:
         count = len(scales_of[members[0]])
         for method in methods:
+            title = eval_protocols.get(method).method
             for index in range(count):
-                add(name, METHOD_NAMES[method], members, [index], [method])
+                add(name, title, members, [index], [method])
             if count > 1:
-                add(name, METHOD_NAMES[method], members, range(count), [method])
-        if "dense" in methods and "multi_crop" in methods:
-            add(name, DENSE_AND_MULTI_CROP, members, range(count), ["dense", "multi_crop"])
+                add(name, title, members, range(count), [method])
+        for combination in eval_protocols.combinations_of(methods):
+            add(name, combination.method, members, range(count), list(combination.members))
     return rows

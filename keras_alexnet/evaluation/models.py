@@ -82,6 +82,17 @@ def class_names(data_dir: str) -> list:
     return [c.text or c.synset or str(c.label) for c in info.classes]
 
 
+def recorded_data_dir(model_path: str):
+    """The prepared data folder the run of the model at `model_path` recorded, when it still exists from
+    here (None otherwise, and for a model without a run folder)."""
+    from keras_alexnet import runs
+
+    run_dir = runs.run_dir_of(model_path)
+    record = runs.read_record(run_dir) if run_dir else None
+    found = runs.resolve_recorded_path(run_dir, record, record.data_source) if record is not None else None
+    return found if found and os.path.isdir(found) else None
+
+
 def split_size(data_dir: str, split: str):
     """The number of examples `dataset.json` records for `split` (None when it records none)."""
     from pipelines import records
@@ -146,18 +157,27 @@ def evaluable(path: str) -> Evaluable:
 
         return Evaluable(name, int(spec.shape[1]), description.get("mean") or mean_kind(name), predict)
 
-    from keras_alexnet.dense_eval import to_fully_convolutional
+    return keras_evaluable(load_keras_model(path))
 
-    model = load_keras_model(path)
-    fully_convolutional = to_fully_convolutional(model)
+
+def keras_evaluable(model, dense: bool = True) -> Evaluable:
+    """A Keras model (loaded, or in memory as training's) for evaluation; with `dense`, its
+    fully-convolutional net too (`dense_eval.to_fully_convolutional`, a copy of the weights: built only
+    when a dense protocol runs)."""
+    from keras_alexnet.dense_eval import to_fully_convolutional
 
     def predict(images):
         return model(images, training=False)
 
-    def score_map(images):
-        return fully_convolutional(images, training=False)["score_map"]
+    found = Evaluable(model.name, int(model.inputs[0].shape[1]), mean_kind(model.name), predict)
+    if dense:
+        fully_convolutional = to_fully_convolutional(model)
 
-    return Evaluable(model.name, int(model.inputs[0].shape[1]), mean_kind(model.name), predict, score_map)
+        def score_map(images):
+            return fully_convolutional(images, training=False)["score_map"]
+
+        found.score_map = score_map
+    return found
 
 
 def center_crops_with_originals(data_dir: str, split: str, settings, batch_size: int):
@@ -166,13 +186,11 @@ def center_crops_with_originals(data_dir: str, split: str, settings, batch_size:
     (the run's mean subtracted, AlexNet §2)."""
     import tensorflow as tf
 
-    from pipelines.input_pipeline import InputConfig, build_eval_dataset
+    from keras_alexnet.evaluation.engine import eval_input, protocol_dataset
 
     def crops(mean_kind):
-        config = InputConfig(data_dir=data_dir, split=split, image_size=settings.image_size,
-                             resize_size=settings.test_scale, mean=mean_kind, stats_path=settings.stats_path,
-                             batch_size=batch_size, pca_jitter_std=0.0)
-        return build_eval_dataset(config, "center", settings.test_scale)
+        return protocol_dataset(eval_input(dataclasses.replace(settings, mean=mean_kind), split, batch_size, data_dir),
+                                "center")
 
     pairs = tf.data.Dataset.zip((crops("none"), crops(settings.mean)))
     return pairs.map(lambda shown, fed: (shown[0], fed[0], fed[1]))

@@ -1,22 +1,14 @@
-"""The papers' test-time protocols, as aggregations of softmax outputs over views of each image.
+"""Running a test protocol of `pipelines.eval_protocols` (the table of the protocols: centre crop,
+AlexNet §4.1's ten crops, VGG §3.2's multi-crop and dense evaluation) over a dataset: softmax outputs
+per image, averaged over the image's views, and timed.
 
-- ``center``: one central crop.
-- ``ten_crop`` (AlexNet §4.1): "five 224×224 patches (the four corner patches and the center patch) as
-  well as their horizontal reflections (hence ten patches in all), and averaging the predictions made
-  by the network's softmax layer on the ten patches".
-- ``multi_crop`` (VGG §3.2): a 5×5 regular grid of crops with 2 flips, 50 crops per scale, softmax
-  averaged.
-- ``dense`` (VGG §3.2): the fully-convolutional net on the whole image rescaled to the test scale Q;
-  the class score map is spatially averaged, and the softmax of the image and of its horizontal flip
-  are averaged.
-
-Several test scales Q (VGG §4.2), dense + multi-crop (VGG §4.3, Table 5) and fusion of several models
-(AlexNet §6: "averaging the predictions of five similar CNNs"; VGG §4.4) all average the softmax
+Several test scales Q (VGG §4.2), protocol combinations (VGG §4.3, Table 5) and fusion of several
+models (AlexNet §6: "averaging the predictions of five similar CNNs"; VGG §4.4) all average the softmax
 outputs of the runs they combine: `average`.
 
-Datasets yield ``(views, labels)``: crop protocols give ``views`` [B, K, h, w, 3] (K = 1, 10, 50; a
-[B, h, w, 3] batch is one crop each), ``dense`` gives whole images [B, H, W, 3], all mean-subtracted,
-as `pipelines.input_pipeline.build_eval_dataset(config, protocol, scale)` makes them.
+Datasets yield ``(views, labels)`` as `pipelines.input_pipeline.build_eval_dataset(config, protocol,
+scale)` makes them: crop protocols give ``views`` [B, K, h, w, 3] (a [B, h, w, 3] batch is one crop
+each), dense ones whole images [B, H, W, 3], all mean-subtracted.
 """
 
 import dataclasses
@@ -24,7 +16,7 @@ import time
 
 import numpy as np
 
-PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
+from pipelines import eval_protocols
 
 
 def multi_scale(train_scale) -> list:
@@ -37,15 +29,18 @@ def multi_scale(train_scale) -> list:
     return [s - 32, s, s + 32]
 
 
-def dense_probabilities(score_map, images):
+def dense_probabilities(score_map, images, flip=True):
     """VGG §3.2 dense evaluation: [B, H, W, 3] -> [B, C].
 
     `score_map(x)` is the fully-convolutional net: [B, H, W, 3] -> class score map [B, h, w, C] of
-    softmax outputs per location. The map is spatially averaged, then image and flip are averaged.
+    softmax outputs per location. The map is spatially averaged, then, with `flip`, image and flip are
+    averaged.
     """
     import tensorflow as tf
 
     images = tf.convert_to_tensor(images)
+    if not flip:
+        return tf.reduce_mean(tf.cast(score_map(images), tf.float32), axis=[1, 2])
     both = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)
     scores = tf.reduce_mean(tf.cast(score_map(both), tf.float32), axis=[1, 2])
     original, flipped = tf.split(scores, 2, axis=0)
@@ -53,12 +48,14 @@ def dense_probabilities(score_map, images):
 
 
 def batch_probabilities(model, protocol: str):
-    """`views -> softmax [B, C]` of an `evaluation.models.Evaluable` under `protocol`: the score map
-    averaged for "dense" (VGG §3.2), the crops' softmax averaged otherwise (AlexNet §4.1)."""
+    """`views -> softmax [B, C]` of an `evaluation.models.Evaluable` under `protocol` (a name in
+    `pipelines.eval_protocols.PROTOCOLS`): the score map averaged for dense protocols (VGG §3.2), the
+    crops' softmax averaged otherwise (AlexNet §4.1)."""
     from pipelines.eval_crops import crop_probabilities
 
-    if protocol == "dense":
-        return lambda images: dense_probabilities(model.score_map, images)
+    chosen = eval_protocols.get(protocol)
+    if chosen.dense:
+        return lambda images: dense_probabilities(model.score_map, images, flip=chosen.flip)
     return lambda crops: crop_probabilities(model.predict, crops)
 
 
@@ -77,23 +74,37 @@ class Run:
     def images_per_second(self) -> float:
         return len(self.labels) / self.seconds if self.seconds > 0 else float("inf")
 
+    def errors(self) -> dict:
+        """{"top1_error", "top5_error" (fractions), "count"} of this run (`tables.errors`)."""
+        from keras_alexnet.evaluation.tables import errors
+
+        return errors(self.probabilities, self.labels)
+
+
+class EvaluationStopped(Exception):
+    """An evaluation stopped between two batches because its `should_stop()` became true."""
+
 
 def run_protocol(model_name, protocol, scale, batch_probabilities, dataset, progress=True, examples=None,
-                 stream=None) -> Run:
+                 stream=None, should_stop=None) -> Run:
     """Runs `batch_probabilities(views) -> [B, C]` over `dataset` and times it (images/s: model time
-    only, without tracing or the input pipeline).
+    only, without tracing or the input pipeline): the one loop every evaluation goes through (`main.py
+    evaluate`, the studies, the 10-crop callback and training's test pass).
 
-    With `progress`, a line says what runs from the start (before tracing) and counts the images
-    (`examples`: the split's size, for an ETA), redrawn on a terminal and every 15 s elsewhere
-    (`keras_alexnet.progress.ProgressLine` on `stream`, stdout by default).
+    `progress`: True for a line that says what runs from the start (before tracing) and counts the
+    images (`examples`: the split's size, for an ETA), redrawn on a terminal and every 15 s elsewhere
+    (`keras_alexnet.progress.ProgressLine` on `stream`, stdout by default); a ProgressLine to update
+    that one; False for none. Each line is closed at the end. `should_stop` (no arguments, e.g. a stop
+    event's `is_set`) is asked after each batch: when true, EvaluationStopped (Ctrl-C during a long
+    evaluation). ValueError for an unknown protocol or an empty dataset.
     """
     import tensorflow as tf
 
     from keras_alexnet.progress import ProgressLine
 
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r} (choose from {PROTOCOLS})")
-    line = ProgressLine(f"{model_name}: {protocol} at Q={scale}", examples, stream=stream) if progress else None
+    eval_protocols.get(protocol)
+    line = progress if isinstance(progress, ProgressLine) else (
+        ProgressLine(f"{model_name}: {protocol} at Q={scale}", examples, stream=stream) if progress else None)
     # One trace for the whole split, whatever the image sizes (dense evaluation varies them).
     step = tf.function(batch_probabilities, input_signature=[dataset.element_spec[0]])
     step.get_concrete_function()  # trace before timing: images/s measures the computation
@@ -108,6 +119,10 @@ def run_protocol(model_name, protocol, scale, batch_probabilities, dataset, prog
         done += len(labels[-1])
         if line is not None:
             line.update(done)
+        if should_stop is not None and should_stop():
+            if line is not None:
+                line.close()
+            raise EvaluationStopped(f"{protocol} evaluation stopped after {done} images")
     if line is not None:
         line.close()
     if not outputs:

@@ -20,13 +20,25 @@ def split_columns(split: str) -> dict:
     return {f"top-{k} val. error (%)": f"top-{k} {name} error (%)" for k in (1, 5)}
 
 
-def top_k_error(probabilities, labels, k: int) -> float:
-    """Percentage of examples whose label is not among the k most probable classes, by training's
-    rule (`keras_alexnet.metrics.missed`: a tie with the label is a miss), so a model that
-    outputs the same probability for every class is wrong on every label, as training reports it."""
+def missed_fraction(probabilities, labels, k: int) -> float:
+    """The fraction of examples whose label is not among the k most probable classes, by training's
+    rule (`keras_alexnet.metrics.missed`: a tie with the label is a miss), so a model that outputs the
+    same probability for every class is wrong on every label, as training reports it."""
     from keras_alexnet.metrics import missed
 
-    return float(100.0 * np.mean(missed(np.asarray(labels), np.asarray(probabilities), k).numpy()))
+    return float(np.mean(missed(np.asarray(labels), np.asarray(probabilities), k).numpy(), dtype=np.float64))
+
+
+def top_k_error(probabilities, labels, k: int) -> float:
+    """`missed_fraction` in percent: the tables' top-k error."""
+    return 100.0 * missed_fraction(probabilities, labels, k)
+
+
+def errors(probabilities, labels) -> dict:
+    """{"top1_error", "top5_error" (fractions), "count"}: what training, the 10-crop callback and the
+    studies record."""
+    return {"top1_error": missed_fraction(probabilities, labels, 1),
+            "top5_error": missed_fraction(probabilities, labels, 5), "count": int(len(labels))}
 
 
 def row(model, method, scales, probabilities, labels, images_per_second) -> dict:

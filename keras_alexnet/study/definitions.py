@@ -6,9 +6,10 @@ for that difference with its section. An evaluation-only arm trains nothing: it 
 runs under another test protocol (compared seed by seed).
 
 Measures (errors are on the held-out validation split, in percent):
-- "ten_crop": AlexNet §4.1's 10-crop error (computed by the training run itself);
-- "center", "dense", "multi_crop": one centre crop; VGG §3.2's dense evaluation at Q and its 50-crop grid;
-- "dense+multi_crop": their softmax outputs averaged (VGG Table 5);
+- a protocol of `pipelines.eval_protocols` ("ten_crop": AlexNet §4.1's 10-crop error, computed by the
+  training run itself; "center", "dense", "multi_crop": one centre crop, VGG §3.2's dense evaluation at Q
+  and its 50-crop grid), or a combination of them ("dense+multi_crop": their softmax outputs averaged,
+  VGG Table 5);
 - "epochs_to_error": epochs of training until the training top-1 error first reaches the scale's threshold,
   interpolated between epochs (AlexNet Figure 1's measure, on the study's epochs).
 
@@ -21,8 +22,12 @@ import dataclasses
 from typing import Optional
 
 from keras_alexnet.errors import FlagError
+from pipelines import eval_protocols
 
-MEASURES = ("ten_crop", "center", "dense", "multi_crop", "dense+multi_crop", "epochs_to_error")
+
+def measures() -> tuple:
+    """Every measure an arm may be judged by: the protocols, their combinations, epochs to an error."""
+    return (*eval_protocols.PROTOCOLS, *eval_protocols.COMBINATIONS, "epochs_to_error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +135,13 @@ class Study:
         names = [arm.name for arm in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"study {self.name}: arm names repeat")
+        unknown = [p for p in self.protocols if p not in eval_protocols.PROTOCOLS]
+        if unknown:
+            raise ValueError(f"study {self.name}: unknown protocol {unknown[0]} (choose from "
+                             f"{', '.join(eval_protocols.PROTOCOLS)})")
+        known = measures()
         for arm in self.arms:
-            if arm.measure not in MEASURES or (arm.reference_measure or arm.measure) not in MEASURES:
+            if arm.measure not in known or (arm.reference_measure or arm.measure) not in known:
                 raise ValueError(f"study {self.name}, arm {arm.name}: unknown measure")
             if arm.reference and arm.reference not in names:
                 raise ValueError(f"study {self.name}, arm {arm.name}: unknown reference {arm.reference}")

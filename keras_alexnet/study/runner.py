@@ -173,41 +173,18 @@ def _ten_crop_of(result) -> Optional[dict]:
 
 
 def measure_run(run_dir: str, protocols, split: str, max_examples: int = 0, batch_size: int = 64) -> dict:
-    """Top-1/top-5 error (fractions) of the run's saved model under `protocols` on `split`
-    (`keras_alexnet.evaluation`; dense and multi_crop together also give "dense+multi_crop", VGG Table 5)."""
-    from keras_alexnet import runs
-    from keras_alexnet.evaluation import models
-    from keras_alexnet.evaluation import protocols as evaluation
-    from keras_alexnet.evaluation.tables import top_k_error
-    from pipelines import record_parser
-    from pipelines.input_pipeline import InputConfig, build_eval_dataset
+    """Top-1/top-5 error (fractions) and count of the run's saved model under each of `protocols` on
+    `split`, and under each combination of them (`pipelines.eval_protocols.COMBINATIONS`: dense and
+    multi_crop together also give "dense+multi_crop", VGG Table 5), at the run's own test scale on the data
+    it was trained on (`keras_alexnet.evaluation.engine.evaluate`)."""
+    from keras_alexnet.evaluation.engine import EvalConfig, evaluate
+    from pipelines.eval_protocols import combinations_of
 
-    model = models.evaluable(run_dir)
-    settings = runs.eval_settings(run_dir, model.image_size)
-    record = runs.read_record(run_dir)
-    data_dir = (record.config or {}).get("data", {}).get("data_dir")
-    measured, outputs = {}, {}
-    for protocol in protocols:
-        config = InputConfig(data_dir=data_dir, split=split, image_size=settings.image_size,
-                             resize_size=settings.test_scale, mean=settings.mean, stats_path=settings.stats_path,
-                             batch_size=batch_size, pca_jitter_std=0.0)
-        dataset = build_eval_dataset(config, protocol, settings.test_scale)
-        if max_examples:
-            dataset = dataset.unbatch().take(max_examples).batch(1 if protocol == "dense" else batch_size)
-        views = evaluation.batch_probabilities(model, protocol)
-        with record_parser.user_errors():
-            run = evaluation.run_protocol(model.name, protocol, settings.test_scale, views, dataset)
-        outputs[protocol] = run
-        measured[protocol] = _errors(run.probabilities, run.labels, top_k_error)
-    if "dense" in outputs and "multi_crop" in outputs:
-        probabilities, labels = evaluation.average([outputs["dense"], outputs["multi_crop"]])
-        measured["dense+multi_crop"] = _errors(probabilities, labels, top_k_error)
-    return measured
-
-
-def _errors(probabilities, labels, top_k_error) -> dict:
-    return {"top1_error": top_k_error(probabilities, labels, 1) / 100.0,
-            "top5_error": top_k_error(probabilities, labels, 5) / 100.0, "count": int(len(labels))}
+    result = evaluate(EvalConfig(models=(run_dir,), split=split, protocols=tuple(protocols), batch_size=batch_size,
+                                 max_examples=max_examples or None), printer=lambda line: None)
+    model = result.runs[0].model
+    return {measure: result.errors(model, measure)
+            for measure in list(protocols) + [c.name for c in combinations_of(protocols)]}
 
 
 def _minutes(seconds: float) -> str:

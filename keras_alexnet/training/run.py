@@ -298,7 +298,10 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         stats_path = runs.write_stats(run_dir if chief else tempfile.mkdtemp(prefix="keras_alexnet_stats_"), stats)
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, stats_path=stats_path))
     train_examples = input_pipeline.count_examples(config.input_for("train", training=True))
-    val_config = config.input_for(config.validation_split)
+    from keras_alexnet.evaluation.engine import eval_input, protocol_dataset
+
+    eval_settings = _eval_settings(config)
+    val_config = eval_input(eval_settings, config.validation_split, config.data.batch_size, config.data)
     val_examples = input_pipeline.count_examples(val_config)
     if batch > train_examples:  # the epoch's pass would hold no full batch, with or without --steps_per_epoch
         raise FlagError(f"--batch_size={batch} is larger than the {train_examples} training examples")
@@ -368,8 +371,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     eval_batch = max(1, min(batch, 64))
 
     def eval_dataset(split, protocol, scale=None):
-        split_config = config.input_for(split, batch_size=eval_batch)
-        return scaled(input_pipeline.build_eval_dataset(split_config, protocol), scale)
+        return scaled(protocol_dataset(eval_input(eval_settings, split, eval_batch, config.data), protocol), scale)
 
     from keras_alexnet.training.callbacks import training_callbacks
 
@@ -426,15 +428,14 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     test = None
     if config.test_split:
         # On the usual inputs: the saved model, with the scale folded into its first kernel.
-        from callbacks.ten_crop import evaluate_ten_crop
+        from keras_alexnet.evaluation.engine import evaluate_model
+        from keras_alexnet.evaluation.protocols import EvaluationStopped
 
         progress = ProgressLine(f"10-crop {config.test_split}",
                                 input_pipeline.count_examples(config.input_for(config.test_split)))
-        from callbacks.ten_crop import EvaluationStopped
-
         try:
-            result = evaluate_ten_crop(model, eval_dataset(config.test_split, "ten_crop", scale=1.0),
-                                       progress=progress, should_stop=stop.event.is_set)
+            result = evaluate_model(model, "ten_crop", eval_dataset(config.test_split, "ten_crop", scale=1.0),
+                                    progress=progress, should_stop=stop.event.is_set).errors()
         except EvaluationStopped:
             stop_if_asked(f"the 10-crop {config.test_split} evaluation")
             raise
@@ -532,6 +533,17 @@ def _initial_weights(config: TrainConfig, say, num_classes: int, weights_from: d
                 say(hint)
         return init
     return None
+
+
+def _eval_settings(config: TrainConfig) -> runs.EvalSettings:
+    """How the run's model is fed at test time, as `run.json` records it: its crop size, test scale Q
+    (`input_pipeline.test_scale`: resize_size, or VGG §3.2's middle of the jitter range), mean and
+    statistics."""
+    from pipelines.input_config import test_scale
+
+    stats_path = config.data.stats_path if config.data.mean != "none" else None
+    return runs.EvalSettings(config.data.image_size, test_scale(config.data), config.data.mean, None, stats_path,
+                             "the run's settings")
 
 
 def _export_settings(config: TrainConfig, record: runs.RunRecord) -> dict:

@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from callbacks.nan_guard import NonFiniteLoss
-from callbacks.ten_crop import EvaluationStopped
+from keras_alexnet.evaluation.protocols import EvaluationStopped
 from keras_alexnet.training.checkpointing import Checkpointer, RunState
 from keras_alexnet.metrics import error_metrics, topk_wrong
 from keras_alexnet.training.strategy import num_workers
