@@ -24,6 +24,8 @@ epoch cap resumes its training (not after its learning-rate schedule stopped it)
 
 import dataclasses
 import os
+import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -250,16 +252,42 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
     from pipelines import input_pipeline, record_parser
 
     policy = keras.mixed_precision.global_policy()
+    # A worker other than the chief keeps its copies (the statistics) in a folder of its own, removed at the end.
+    scratch = None if chief else tempfile.mkdtemp(prefix="keras_alexnet_worker_")
     try:
         with record_parser.user_errors(), _SignalStop(say) as stop:
             return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
-                          input_pipeline, record_parser, stop)
+                          input_pipeline, record_parser, stop, scratch)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+            tf.errors.CancelledError) as error:
+        if config.strategy != "multi_worker":
+            raise
+        raise UserError(_lost_worker_message(error, config, chief)) from None
     finally:
         keras.mixed_precision.set_global_policy(policy)  # a library call leaves the process as it found it
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _lost_worker_message(error, config: TrainConfig, chief: bool) -> str:
+    """One line for a multi-worker run whose collective operations failed: a worker died or cannot be
+    reached. MultiWorkerMirroredStrategy is not elastic: every worker is started again, with its command."""
+    import tensorflow as tf
+
+    text = error.message or type(error).__name__
+    found = re.search(r"aborted by: ([^\n]+)", text)
+    reason = (found.group(1) if found else text.strip().splitlines()[0]).strip()
+    if chief:
+        last = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+        resume = f"resume from {last}" if last else "start afresh (no checkpoint yet)"
+    else:
+        resume = "resume from the chief's last checkpoint"
+    return (f"--strategy=multi_worker: a worker of the cluster stopped or cannot be reached ({reason}); "
+            f"training cannot go on without it: start every worker again with its same command to {resume}")
 
 
 def _train(config, strategy, strategy_options, chief, say, extra_callbacks, start, keras, tf, input_pipeline,
-           record_parser, stop):
+           record_parser, stop, scratch):
     from keras_alexnet import registry
     from keras_alexnet.export import fold_input_scale
     from keras_alexnet.training.optimizer import PaperSGD
@@ -295,7 +323,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     # The user's settings, paths absolute; the pipelines read the run's copy of the stats.
     recorded_config = runs.absolute_paths(config.to_dict())
     if stats is not None:  # the chief's copy in the run folder; other workers keep theirs to themselves
-        stats_path = runs.write_stats(run_dir if chief else tempfile.mkdtemp(prefix="keras_alexnet_stats_"), stats)
+        stats_path = runs.write_stats(run_dir if chief else scratch, stats)
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, stats_path=stats_path))
     train_examples = input_pipeline.count_examples(config.input_for("train", training=True))
     val_config = config.input_for(config.validation_split)
