@@ -109,7 +109,7 @@ class Checkpointer:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _from_chief(strategy, value, is_chief):
+def from_chief(strategy, value, is_chief):
     """The chief's `value` (a tensor of the same shape and dtype on every worker) on every worker: an
     all-reduce sum to which the chief's first replica gives its value and every other replica zeros."""
     given = [not is_chief]
@@ -124,11 +124,12 @@ def _from_chief(strategy, value, is_chief):
                            strategy.experimental_distribute_values_from_function(contribution), axis=None)
 
 
-def _text_from_chief(strategy, text: str, is_chief) -> str:
+def text_from_chief(strategy, text: str, is_chief) -> str:
+    """The chief's `text` on every worker (the others' `text` is not used): its length, then its bytes."""
     codes = tf.constant(list(text.encode("utf-8")) if is_chief else [], tf.int32)
-    length = int(_from_chief(strategy, tf.size(codes), is_chief))
+    length = int(from_chief(strategy, tf.size(codes), is_chief))
     codes = codes if is_chief else tf.zeros([length], tf.int32)
-    return bytes(_from_chief(strategy, codes, is_chief).numpy().astype("uint8").tolist()).decode("utf-8")
+    return bytes(from_chief(strategy, codes, is_chief).numpy().astype("uint8").tolist()).decode("utf-8")
 
 
 def share_from_chief(strategy, variables, text_variable, path: str, is_chief) -> str:
@@ -138,11 +139,11 @@ def share_from_chief(strategy, variables, text_variable, path: str, is_chief) ->
     for variable in variables:
         value = tf.convert_to_tensor(variable)
         if value.dtype == tf.bool:
-            variable.assign(tf.cast(_from_chief(strategy, tf.cast(value, tf.int32), is_chief), tf.bool))
+            variable.assign(tf.cast(from_chief(strategy, tf.cast(value, tf.int32), is_chief), tf.bool))
         else:
-            variable.assign(_from_chief(strategy, value, is_chief))
-    text_variable.assign(_text_from_chief(strategy, text_variable.numpy().decode("utf-8"), is_chief))
-    return _text_from_chief(strategy, path, is_chief)
+            variable.assign(from_chief(strategy, value, is_chief))
+    text_variable.assign(text_from_chief(strategy, text_variable.numpy().decode("utf-8"), is_chief))
+    return text_from_chief(strategy, path, is_chief)
 
 
 def remove_partial_saves(directory: str) -> list:

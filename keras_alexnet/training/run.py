@@ -19,7 +19,8 @@ checkpoint is current, and resuming runs those phases again. A second signal sto
 A run that finished (its model saved, evaluated and exported) is marked so in its `run.json`
 (`finished`: when, its epochs, final errors, model and SavedModel paths); calling `train` on it again
 trains and exports nothing and returns that record (`RunResult.finished_before`), unless a larger
-epoch cap resumes its training (not after its learning-rate schedule stopped it). [AlexNet §5]
+epoch cap resumes its training (not after its learning-rate schedule stopped it). Under `multi_worker`
+the chief's run folder decides, once the cluster is up, and tells the other workers. [AlexNet §5]
 """
 
 import dataclasses
@@ -230,7 +231,8 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
     """
     start = time.time()
     config = config.resolve()
-    finished = _finished(config)
+    several = config.strategy == "multi_worker"  # the chief's run folder decides, once the cluster is up
+    finished = None if several else _finished(config)
     if finished:  # before TensorFlow starts: a finished run answers at once
         printer(_finished_message(finished, config))
         return _finished_result(finished, config, start)
@@ -255,12 +257,24 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
     # A worker other than the chief keeps its copies (the statistics) in a folder of its own, removed at the end.
     scratch = None if chief else tempfile.mkdtemp(prefix="keras_alexnet_worker_")
     try:
+        if several:  # every worker learns from the chief whether the run finished: none waits for it in vain
+            from keras_alexnet.training.checkpointing import text_from_chief
+
+            finished = _finished(config) if chief else None  # a FlagError: the others stop with the lost-worker line
+            when = text_from_chief(strategy, finished["time"] if finished else "", chief)
+            if when and chief:
+                printer(_finished_message(finished, config))
+                return _finished_result(finished, config, start)
+            if when:
+                return RunResult(config.run_dir, config, {}, None, None, None, None,
+                                 os.path.join(config.run_dir, "checkpoints"), os.path.join(config.run_dir, "logs"), 0,
+                                 time.time() - start, finished_before=when)
         with record_parser.user_errors(), _SignalStop(say) as stop:
             return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
                           input_pipeline, record_parser, stop, scratch)
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
             tf.errors.CancelledError) as error:
-        if config.strategy != "multi_worker":
+        if not several:
             raise
         raise UserError(_lost_worker_message(error, config, chief)) from None
     finally:
