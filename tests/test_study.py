@@ -72,7 +72,7 @@ def test_runner_runs_arms_times_seeds_records_the_study_and_skips_finished_runs(
     assert saved["measures"]["ten_crop"]["top1_error"] == pytest.approx(0.29)
     assert saved["measures"]["center"]["top1_error"] == 0.5
     assert saved["history"]["top1_error"] == [0.6, pytest.approx(0.29)]
-    record = runner.read_study_file(plan.study_dir)
+    record = runner.read_study_record(plan.study_dir)
     assert record["seeds"] == [0, 1] and record["scale"] == "cpu"
     arms = {a["name"]: a for a in record["arms"]}
     assert arms["no_lrn"]["overlay"] == {"lrn": False} and arms["no_lrn"]["settings"]["lrn"] is False
@@ -83,7 +83,7 @@ def test_runner_runs_arms_times_seeds_records_the_study_and_skips_finished_runs(
     again = []
     rerun = runner.run_study(plan, train=_fake_train(again), measure=_fake_measure, printer=lambda _: None)
     assert again == [] and sorted(rerun) == sorted(results)
-    assert len(runner.read_study_file(plan.study_dir)["invocations"]) == 2
+    assert len(runner.read_study_record(plan.study_dir)["invocations"]) == 2
 
 
 def test_interrupted_study_resumes_only_what_is_left(tmp_path):
@@ -134,7 +134,7 @@ def test_two_shards_at_once_run_disjoint_runs_whose_union_is_the_plan(tmp_path):
     # unit k (here every run: no warm starts) goes to shard k mod 2 of the plan's order
     assert trained[0] == everything[0::2] and trained[1] == everything[1::2]
     assert sorted(runner.collect(study_dir)) == sorted((arm.name, seed) for arm, seed in plan.runs())
-    record = runner.read_study_file(study_dir)
+    record = runner.read_study_record(study_dir)
     assert sorted(i["shard"] for i in record["invocations"]) == ["0/2", "1/2"] and record["seeds"] == [0, 1, 2]
     assert record["arms"][1]["name"] == "no_lrn"
     leftovers = [f for _, _, files in os.walk(study_dir) for f in files if f.endswith(".tmp")]
@@ -222,7 +222,7 @@ def test_main_py_report_only_merges_the_shards_finished_runs_and_names_the_missi
     assert f"Reporting 1 finished runs; 6 run(s) not finished yet: {', '.join(missing)}" in result.stdout
     report_text = open(folder / "report.md").read()
     assert f"Partial: 6 run(s) not finished yet: {', '.join(missing)}." in report_text
-    assert len(runner.read_study_file(str(folder))["invocations"]) == 2
+    assert len(runner.read_study_record(str(folder))["invocations"]) == 2
 
 
 def _result(top1, top5, history=None):

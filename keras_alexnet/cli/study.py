@@ -139,7 +139,7 @@ def run(argv):
                 raise Interrupted(f"{error}; rerun the same command to resume (finished runs are skipped)") from None
             raise
     results = runner.collect(folder)
-    record = runner.read_study_file(folder) or {}
+    record = runner.read_study_record(folder) or {}
     missing = runner.missing_runs(study, record.get("seeds") or range(FLAGS.seeds), results)
     unfinished = (f"{len(missing)} run(s) not finished yet: "
                   + ", ".join(runner.run_name(arm, seed) for arm, seed in missing)) if missing else ""

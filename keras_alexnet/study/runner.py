@@ -15,7 +15,7 @@ every arm the same data order and augmentation).
 
 Several machines sharing the studies folder: each runs a shard of the runs (`Plan.shard`, `sharding.py`);
 no two invocations write the same file (each its own invocation record and run folders), and
-`read_study_file` merges the invocation records.
+`read_study_record` merges the invocation records.
 """
 
 import dataclasses
@@ -110,11 +110,11 @@ def _jsonable(value):
     return value
 
 
-def write_study_file(plan: Plan, command: str = "") -> str:
+def write_invocation_record(plan: Plan, command: str = "") -> str:
     """This invocation's record `invocations/<time>_<host>_<pid>.json`: the study's arms (settings,
     measure, reference, the paper's claim), the scale and its base settings, the overrides, seeds, shard,
     command and code version. A file of its own, so shards starting together on several machines never
-    write the same file; `read_study_file` merges them."""
+    write the same file; `read_study_record` merges them."""
     study = plan.study
     arms = []
     for arm in study.arms:
@@ -154,7 +154,7 @@ def _read_json(path: str, what: str) -> Optional[dict]:
         raise UserError(f"{path}: not a {what} ({str(error).splitlines()[0]})") from None
 
 
-def read_study_file(study_dir: str) -> Optional[dict]:
+def read_study_record(study_dir: str) -> Optional[dict]:
     """The study's record merged from its invocation records (and a `study.json` of an older study):
     the newest invocation's settings, every invocation in time order under "invocations", the union of
     their seeds under "seeds"; None when there is none."""
@@ -266,7 +266,7 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
     from keras_alexnet import runs
 
     plan.study.validate()
-    write_study_file(plan, command)
+    write_invocation_record(plan, command)
     todo = plan.shard_runs()
     tag = f"[study {plan.study.name}" + ("]" if plan.shard.whole else f", shard {plan.shard}]")
     results, durations = {}, []
