@@ -48,13 +48,16 @@ RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_ste
 
 class TrainingInterrupted(Exception):
     """`train` stopped on SIGINT/SIGTERM; `checkpoint`: the one saved then, or (`current`) the last one,
-    which holds every epoch trained; None if there is none."""
+    which holds every epoch trained; None if there is none (or not `chief`: a worker that only the chief's
+    checkpoints resume)."""
 
-    def __init__(self, checkpoint, signal_name, step, phase="training", current=False):
+    def __init__(self, checkpoint, signal_name, step, phase="training", current=False, chief=True):
         self.checkpoint = checkpoint
         self.signal_name = signal_name
         self.step = step
-        if not checkpoint:
+        if not chief:  # a multi-worker run's other worker: its checkpoints are temporary
+            saved = "the chief's last checkpoint is the one to resume from"
+        elif not checkpoint:
             saved = "no checkpoint could be saved"
         elif current:
             saved = f"the last checkpoint is current: {checkpoint}"
@@ -445,7 +448,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     epochs_run = int(trainer.state.epoch.numpy())
     if stop.event.is_set():
         raise TrainingInterrupted(trainer.interrupted_at or trainer.checkpointer.latest(), stop.signal_name, step,
-                                  trainer.stopped_in or "the end of training", current=not trainer.saved_on_stop)
+                                  trainer.stopped_in or "the end of training", current=not trainer.saved_on_stop,
+                                  chief=chief)
 
     def stop_if_asked(phase):  # between the phases after training; the last checkpoint holds every epoch
         if stop.event.is_set():
