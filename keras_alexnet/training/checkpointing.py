@@ -85,8 +85,9 @@ class Checkpointer:
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         if strategy is not None and num_workers(strategy) > 1:
-            path = share_from_chief(strategy, self.variables, self.state.callbacks_json, path or "",
-                                    self.is_chief) or None
+            path = text_from_chief(strategy, path or "", self.is_chief) or None
+            if path:  # a fresh start needs nothing: the strategy gave every worker the chief's initial values
+                share_from_chief(strategy, self.variables, self.state.callbacks_json, self.is_chief)
         return path
 
     def save(self, global_step: int):
@@ -132,10 +133,9 @@ def text_from_chief(strategy, text: str, is_chief) -> str:
     return bytes(from_chief(strategy, codes, is_chief).numpy().astype("uint8").tolist()).decode("utf-8")
 
 
-def share_from_chief(strategy, variables, text_variable, path: str, is_chief) -> str:
-    """Sets `variables` and the string `text_variable` on every worker to the chief's values, and returns
-    the chief's `path` (the checkpoint it restored, or ""): the workers of `MultiWorkerMirroredStrategy`
-    resume from the one checkpoint only the chief reads."""
+def share_from_chief(strategy, variables, text_variable, is_chief) -> None:
+    """Sets `variables` and the string `text_variable` on every worker to the chief's values: the workers
+    of `MultiWorkerMirroredStrategy` resume from the one checkpoint only the chief reads."""
     for variable in variables:
         value = tf.convert_to_tensor(variable)
         if value.dtype == tf.bool:
@@ -143,7 +143,6 @@ def share_from_chief(strategy, variables, text_variable, path: str, is_chief) ->
         else:
             variable.assign(from_chief(strategy, value, is_chief))
     text_variable.assign(text_from_chief(strategy, text_variable.numpy().decode("utf-8"), is_chief))
-    return text_from_chief(strategy, path, is_chief)
 
 
 def remove_partial_saves(directory: str) -> list:
