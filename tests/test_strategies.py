@@ -143,7 +143,8 @@ def test_multi_worker_two_local_processes(tmp_path):
 
 def test_main_py_train_multi_worker_two_local_processes(tmp_path):
     """`main.py train --strategy=multi_worker` on real Fashion-MNIST images: two workers on 127.0.0.1
-    train together; only the chief writes the run folder."""
+    train together, each in a working folder of its own (as on two hosts, the same --data_dir); only the
+    chief writes run files, the other removes its temporary ones."""
     import csv
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -151,22 +152,44 @@ def test_main_py_train_multi_worker_two_local_processes(tmp_path):
 
     data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 256, "validation": 64, "test": 64})
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    procs = []
     for index in range(2):
-        env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "main.py"), "train", f"--data_dir={data_dir}",
-             "--strategy=multi_worker", "--width=0.125", "--image_size=64", "--resize_size=72",
-             "--epochs=2", "--steps_per_epoch=3", "--batch_size=32", "--pca_jitter_std=0", "--noexport",
-             "--noprogress", "--run_name=mw", "--checkpoint_every_steps=2"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = []
-    for proc in procs:
-        output, _ = proc.communicate(timeout=600)
-        outputs.append(output)
-        assert proc.returncode == 0, output[-3000:]
+        for folder in (f"host{index}", f"tmp{index}"):
+            (tmp_path / folder).mkdir()
+
+    def train_on_both():
+        procs = []
+        for index in range(2):
+            env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+                       TMPDIR=str(tmp_path / f"tmp{index}"),
+                       TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            procs.append(subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "main.py"), "train", f"--data_dir={data_dir}",
+                 "--strategy=multi_worker", "--width=0.125", "--image_size=64", "--resize_size=72",
+                 "--epochs=2", "--steps_per_epoch=3", "--batch_size=32", "--pca_jitter_std=0", "--noexport",
+                 "--noprogress", "--run_name=mw", "--checkpoint_every_steps=2"],
+                cwd=tmp_path / f"host{index}", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        outputs = []
+        for proc in procs:
+            try:
+                output, _ = proc.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise AssertionError(f"worker still running after 600 s (killed): {proc.communicate()[0][-3000:]}")
+            outputs.append(output)
+            assert proc.returncode == 0, output[-3000:]
+        return outputs
+
+    outputs = train_on_both()
     assert "2 replica(s) (multi_worker)" in outputs[0] and "epoch 2/2 |" in outputs[0]
     assert "epoch 2/2 |" not in outputs[1]  # the other worker trains silently
-    with open(tmp_path / "runs" / "mw" / "metrics.csv", newline="") as f:
+    run_dir = tmp_path / "host0" / "runs" / "mw"
+    with open(run_dir / "metrics.csv", newline="") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+    assert {"run.json", "stats.npz", "checkpoints", "logs", "metrics.csv", "model.keras"} <= set(os.listdir(run_dir))
+    assert any(name.startswith("ckpt-") for name in os.listdir(run_dir / "checkpoints"))
+    assert os.listdir(tmp_path / "host1") == [] and os.listdir(tmp_path / "tmp1") == []
+    # The same commands again: the chief's run finished, which the other worker learns from it (its own
+    # folder holds no run), so both stop at once
+    chief, other = train_on_both()
+    assert "This run finished on" in chief and "epoch 1/2 |" not in chief + other
+    assert os.listdir(tmp_path / "host1") == [] and os.listdir(tmp_path / "tmp1") == []

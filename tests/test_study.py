@@ -5,6 +5,8 @@ through the real `train` on miniature Fashion-MNIST files."""
 import glob
 import json
 import os
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -70,7 +72,7 @@ def test_runner_runs_arms_times_seeds_records_the_study_and_skips_finished_runs(
     assert saved["measures"]["ten_crop"]["top1_error"] == pytest.approx(0.29)
     assert saved["measures"]["center"]["top1_error"] == 0.5
     assert saved["history"]["top1_error"] == [0.6, pytest.approx(0.29)]
-    record = json.load(open(os.path.join(plan.study_dir, "study.json")))
+    record = runner.read_study_record(plan.study_dir)
     assert record["seeds"] == [0, 1] and record["scale"] == "cpu"
     arms = {a["name"]: a for a in record["arms"]}
     assert arms["no_lrn"]["overlay"] == {"lrn": False} and arms["no_lrn"]["settings"]["lrn"] is False
@@ -81,7 +83,7 @@ def test_runner_runs_arms_times_seeds_records_the_study_and_skips_finished_runs(
     again = []
     rerun = runner.run_study(plan, train=_fake_train(again), measure=_fake_measure, printer=lambda _: None)
     assert again == [] and sorted(rerun) == sorted(results)
-    assert len(json.load(open(os.path.join(plan.study_dir, "study.json")))["invocations"]) == 2
+    assert len(runner.read_study_record(plan.study_dir)["invocations"]) == 2
 
 
 def test_interrupted_study_resumes_only_what_is_left(tmp_path):
@@ -96,6 +98,131 @@ def test_interrupted_study_resumes_only_what_is_left(tmp_path):
     assert [name for _, name, _ in resumed] == ["baseline_seed1", "no_lrn_seed1"]
     assert any("resuming" in line for line in lines)
     assert len(runner.collect(plan.study_dir)) == 4
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SHARD_SCRIPT = r"""
+import json, sys
+from keras_alexnet.study import runner, sharding
+from tests.test_study import TINY, TINY_SCALE, _fake_train, _fake_measure
+study_dir, data_dir, shard = sys.argv[1:4]
+calls = []
+plan = runner.Plan(TINY, TINY_SCALE, (0, 1, 2), study_dir, {"data_dir": data_dir}, sharding.parse_shard(shard))
+runner.run_study(plan, train=_fake_train(calls), measure=_fake_measure, printer=lambda _: None,
+                 command="study tiny --shard=" + shard)
+print(json.dumps([name for _, name, _ in calls]))
+"""
+
+
+def test_two_shards_at_once_run_disjoint_runs_whose_union_is_the_plan(tmp_path):
+    """Two processes (two machines of a job array) run shards 0/2 and 1/2 of one study folder at the same
+    time: each trains its own runs, together every run once, and both invocations are recorded."""
+    study_dir = str(tmp_path / "studies" / "tiny")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, "-c", SHARD_SCRIPT, study_dir, str(tmp_path), shard], env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for shard in ("0/2", "1/2")]
+    trained = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        trained.append(json.loads(out.strip().splitlines()[-1]))
+    plan = _plan(tmp_path, seeds=(0, 1, 2))
+    everything = [runner.run_name(arm.name, seed) for arm, seed in plan.runs()]
+    assert not set(trained[0]) & set(trained[1]) and sorted(trained[0] + trained[1]) == sorted(everything)
+    # unit k (here every run: no warm starts) goes to shard k mod 2 of the plan's order
+    assert trained[0] == everything[0::2] and trained[1] == everything[1::2]
+    assert sorted(runner.collect(study_dir)) == sorted((arm.name, seed) for arm, seed in plan.runs())
+    record = runner.read_study_record(study_dir)
+    assert sorted(i["shard"] for i in record["invocations"]) == ["0/2", "1/2"] and record["seeds"] == [0, 1, 2]
+    assert record["arms"][1]["name"] == "no_lrn"
+    leftovers = [f for _, _, files in os.walk(study_dir) for f in files if f.endswith(".tmp")]
+    assert leftovers == []
+    assert runner.missing_runs(TINY, record["seeds"], runner.collect(study_dir)) == []
+
+
+def test_a_shard_keeps_a_warm_start_with_its_source_run():
+    """VGG §3.1's warm start (D from A's run of the same seed) runs on the shard of its source, after it;
+    the shards partition the plan for any N, and more seeds leave earlier runs on their shards."""
+    from keras_alexnet.study import sharding
+
+    study = definitions.VGG
+    plan = runner.Plan(study, study.scales["cpu"], (0, 1, 2), "unused")
+    names = lambda runs: [runner.run_name(arm.name, seed) for arm, seed in runs]  # noqa: E731
+    everything = names(plan.runs())
+    for count in (1, 2, 3, 5, 40):
+        shards = [names(sharding.shard_runs(plan.runs(), sharding.Shard(i, count))) for i in range(count)]
+        assert sorted(sum(shards, [])) == sorted(everything)
+        for runs in shards:
+            for seed in (0, 1, 2):
+                if f"D_warm_start_seed{seed}" in runs:
+                    assert runs.index(f"A_seed{seed}") < runs.index(f"D_warm_start_seed{seed}")
+    fewer = runner.Plan(study, study.scales["cpu"], (0, 1), "unused")
+    for i in range(3):
+        before = names(sharding.shard_runs(fewer.runs(), sharding.Shard(i, 3)))
+        after = names(sharding.shard_runs(plan.runs(), sharding.Shard(i, 3)))
+        assert after[:len(before)] == before
+
+
+@pytest.mark.parametrize("text, problem", [("2/2", "the shard index i must be 0 to 1"),
+                                           ("1/0", "the number of shards N must be at least 1"),
+                                           ("-1/2", "not of the form i/N"), ("half", "not of the form i/N")])
+def test_a_bad_shard_is_refused(text, problem):
+    from keras_alexnet.study import sharding
+
+    with pytest.raises(ValueError, match=problem):
+        sharding.parse_shard(text)
+
+
+def _main_study(*args, cwd):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "study", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def test_main_py_study_refuses_a_bad_shard_before_any_work(tmp_path):
+    for args, problem in ((["--shard=4/4"], "--shard=4/4: the shard index i must be 0 to 3"),
+                          (["--shard=0/2", "--report_only"], "--shard=0/2: --report_only reports every shard")):
+        result = _main_study("alexnet", *args, f"--studies_dir={tmp_path}", cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == ""
+        line, = result.stderr.strip().splitlines()
+        assert line.startswith(f"main.py study: error: {problem}"), result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_main_py_report_only_merges_the_shards_finished_runs_and_names_the_missing(tiny_data, tmp_path):
+    """Shard 0 of 7 of the AlexNet study done (an injected training call), a shard without runs through
+    `main.py study --shard`, then `--report_only` reports what is finished and names the rest."""
+    from keras_alexnet.study import sharding
+
+    study = definitions.ALEXNET
+    folder = tmp_path / "studies" / "alexnet"
+    plan = runner.Plan(study, study.scales["cpu"], (0,), str(folder), {"data_dir": tiny_data}, sharding.Shard(0, 7))
+
+    def train(config, printer=print):  # a finished run's metrics.csv, as `_fake_train`, without resolving data
+        os.makedirs(config.run_dir, exist_ok=True)
+        with open(os.path.join(config.run_dir, "metrics.csv"), "w") as f:
+            f.write("epoch,top1_error,top5_error\n1,0.6,0.1\n")
+        return types.SimpleNamespace(validation={"ten_crop": {"top1_error": 0.3, "top5_error": 0.1}}, epochs_run=1)
+
+    done = runner.run_study(plan, train=train, measure=_fake_measure, printer=lambda _: None)
+    assert sorted(done) == [("baseline", 0)]  # unit 0 of 7: the baseline of seed 0
+    result_file = folder / "baseline_seed0" / runner.RESULT_FILE  # the class count a run's run.json gives
+    result_file.write_text(json.dumps(dict(json.loads(result_file.read_text()), num_classes=10)))
+    empty = _main_study("alexnet", "--shard=39/40", "--seeds=1", f"--data_dir={tiny_data}", "--studies_dir=studies",
+                        cwd=tmp_path)
+    assert empty.returncode == 0, empty.stderr[-3000:]
+    assert "shard 39/40: 0 of them" in empty.stdout and "Shard 39/40 of study alexnet done." in empty.stdout
+    assert "6 run(s) not finished yet: no_lrn_seed0, " in empty.stdout
+    assert "python main.py study alexnet --report_only --studies_dir=studies" in empty.stdout
+    assert not os.path.exists(folder / "report.md")  # a shard writes no report
+    result = _main_study("alexnet", "--report_only", "--studies_dir=studies", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    missing = [runner.run_name(arm.name, 0) for arm in study.trained_arms()[1:]]
+    assert f"Reporting 1 finished runs; 6 run(s) not finished yet: {', '.join(missing)}" in result.stdout
+    report_text = open(folder / "report.md").read()
+    assert f"Partial: 6 run(s) not finished yet: {', '.join(missing)}." in report_text
+    assert len(runner.read_study_record(str(folder))["invocations"]) == 2
 
 
 def _result(top1, top5, history=None):

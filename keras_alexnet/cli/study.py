@@ -8,6 +8,10 @@ excludes 0", "no significant difference at this scale", "opposite direction"): r
 PNG figures in the study folder. The same command after an interruption skips finished runs and resumes the
 interrupted one; --report_only rebuilds the report from the runs on disk.
 
+--shard=i/N runs only shard i of N of the arm x seed runs (`keras_alexnet.study.sharding`), so a job array
+on several machines sharing the studies folder runs the study between them; a shard writes no report:
+--report_only merges the finished runs of every shard and names the missing ones.
+
 --scale=cpu (default) sizes the study for a 2-core CPU on the built-in Fashion-MNIST data (the settings are
 printed); --scale=paper uses the papers' own settings on --data_dir (ImageNet, GPUs).
 `tensorboard --logdir studies/<NAME>` compares all runs (one hparams table across arms and seeds).
@@ -22,7 +26,7 @@ from absl import flags
 
 from keras_alexnet.cli import flaghelp
 from keras_alexnet.errors import FlagError
-from keras_alexnet.study import definitions
+from keras_alexnet.study import definitions, sharding
 
 TAKES_ARGUMENTS = True
 
@@ -40,8 +44,11 @@ flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch; absent:
                      "passes).", lower_bound=0, module_name=flaghelp.OPTIMISATION)
 flags.DEFINE_string("studies_dir", "studies", "Folder holding the studies: studies/<NAME> (cpu scale) or "
                     "studies/<NAME>_paper.", module_name=flaghelp.OUTPUTS)
-flags.DEFINE_boolean("report_only", False, "Only rebuild the report and figures from the runs on disk.",
-                     module_name=flaghelp.OUTPUTS)
+flags.DEFINE_boolean("report_only", False, "Only rebuild the report and figures from the runs on disk "
+                     "(every shard's), naming the runs still missing.", module_name=flaghelp.OUTPUTS)
+flags.DEFINE_string("shard", None, "i/N: run only shard i (0 to N-1) of N of the arm x seed runs, e.g. one "
+                    "task of a job array on machines sharing --studies_dir; no report (--report_only merges the "
+                    "shards).", module_name=flaghelp.DISTRIBUTION)
 FLAGS = flags.FLAGS
 
 
@@ -54,6 +61,13 @@ def validate(argv):
         *others, last = definitions.STUDIES
         raise FlagError(f"give one study name: {', '.join(others)} or {last}")
     definitions.get(argv[0])
+    if FLAGS.shard is not None:
+        if FLAGS.report_only:
+            raise FlagError(f"--shard={FLAGS.shard}: --report_only reports every shard's runs; give one of the two")
+        try:
+            sharding.parse_shard(FLAGS.shard)
+        except ValueError as error:
+            raise FlagError(f"--shard={FLAGS.shard}: {error}") from None
     if FLAGS.scale == "paper" and not FLAGS.data_dir and not FLAGS.report_only:
         raise FlagError("--scale=paper needs --data_dir (ImageNet prepared with `main.py prepare` and `main.py stats`)")
     if FLAGS.report_only:
@@ -78,6 +92,15 @@ def _overrides(data_dir: str) -> dict:
     return values
 
 
+def _report_command(name: str) -> str:
+    """The `--report_only` command for this study folder."""
+    words = ["python", "main.py", "study", name, "--report_only"]
+    for flag in ("scale", "studies_dir"):
+        if FLAGS[flag].present:
+            words.append(f"--{flag}={FLAGS[flag].value}")
+    return shlex.join(words)
+
+
 def _print(message):
     print(message, flush=True)
 
@@ -96,10 +119,13 @@ def run(argv):
             from pipelines.default_data import ensure_default_data
 
             data_dir = ensure_default_data(FLAGS.default_data_root)  # 72 px frames, cropped or rescaled by each study
-        plan = runner.Plan(study, scale, tuple(range(FLAGS.seeds)), folder, _overrides(data_dir))
+        shard = sharding.parse_shard(FLAGS.shard) if FLAGS.shard else sharding.Shard()
+        plan = runner.Plan(study, scale, tuple(range(FLAGS.seeds)), folder, _overrides(data_dir), shard)
         runs = plan.runs()
+        mine = "" if shard.whole else (f"\n  shard {shard}: {len(plan.shard_runs())} of them: "
+                                       + ", ".join(runner.run_name(a.name, s) for a, s in plan.shard_runs()))
         _print(f"Study {study.name} ({scale.name} scale): {len(study.trained_arms())} trained arms x {FLAGS.seeds} "
-               f"seeds = {len(runs)} runs in {folder}/\n  {scale.description}\n  base settings: "
+               f"seeds = {len(runs)} runs in {folder}/{mine}\n  {scale.description}\n  base settings: "
                + " ".join(f"--{k}={v}" for k, v in dict(scale.settings, **plan.overrides).items())
                + "\n  arms: " + "; ".join(f"{a.name} ({a.description})" for a in study.arms))
         command = shlex.join(["python", "main.py", "study"] + sys.argv[2:])
@@ -115,13 +141,23 @@ def run(argv):
                 raise Interrupted(f"{error}; rerun the same command to resume (finished runs are skipped)") from None
             raise
     results = runner.collect(folder)
+    record = runner.read_study_record(folder) or {}
+    missing = runner.missing_runs(study, record.get("seeds") or range(FLAGS.seeds), results)
+    unfinished = (f"{len(missing)} run(s) not finished yet: "
+                  + ", ".join(runner.run_name(arm, seed) for arm, seed in missing)) if missing else ""
+    if FLAGS.shard:
+        _print(f"Shard {FLAGS.shard} of study {study.name} done. " + (f"Study-wide, {unfinished}. " if missing else "")
+               + "When every shard is done, the report: " + _report_command(study.name))
+        return
     if not results:
         raise FlagError(f"{folder}: no finished runs to report")
-    record = runner.read_study_file(folder) or {}
+    if missing:
+        _print(f"Reporting {len(results)} finished runs; {unfinished}")
     versions = sorted({i.get("code_version", "") for i in record.get("invocations", [])} - {""})
     seeds = sorted({seed for _, seed in results})
     header += (f"\n\nSeeds: {', '.join(map(str, seeds))}. Code: {', '.join(versions) or 'unknown'}. "
-               f"Report made {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+               f"Report made {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+               + (f" Partial: {unfinished}." if missing else ""))
     text, paths = report.write_report(study, folder, results, scale.error_threshold, header)
     _print(text)
     _print("wrote " + ", ".join(paths) + f"\nTensorBoard: tensorboard --logdir {folder}")

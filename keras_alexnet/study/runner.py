@@ -3,7 +3,8 @@
 Layout (one TensorBoard logdir for the whole study: `tensorboard --logdir studies/<name>` shows every run;
 a run's name `<arm>_seed<k>` is its hparams trial id, so the hparams table has one row per arm and seed):
 
-    studies/<name>/study.json                        the arms' settings, seeds, scale, code version
+    studies/<name>/invocations/<time>_<host>_<pid>.json   one per invocation: the arms' settings, seeds,
+                                                     scale, shard, command and code version
     studies/<name>/<arm>_seed<k>/                    a run folder (run.json, checkpoints/, logs/, metrics.csv)
     studies/<name>/<arm>_seed<k>/study_result.json   the run's measures and per-epoch history, when done
 
@@ -11,11 +12,16 @@ Resumable: a run with `study_result.json` (made with the same settings) is skipp
 it is resumed by `train` from its last checkpoint. Runs go seed by seed (all arms of seed 0 first), so an
 interrupted study already holds whole comparisons (arms are compared seed by seed: the same seed gives
 every arm the same data order and augmentation).
+
+Several machines sharing the studies folder: each runs a shard of the runs (`Plan.shard`, `sharding.py`);
+no two invocations write the same file (each its own invocation record and run folders), and
+`read_study_record` merges the invocation records.
 """
 
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import time
 from typing import Callable, Optional
@@ -23,8 +29,10 @@ from typing import Callable, Optional
 from keras_alexnet import atomic
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.study.definitions import Arm, PerScale, RunOf, Scale, Study
+from keras_alexnet.study.sharding import Shard, shard_runs
 
-STUDY_FILE = "study.json"
+INVOCATIONS_DIR = "invocations"
+LEGACY_STUDY_FILE = "study.json"  # the single record of studies run before invocation records
 RESULT_FILE = "study_result.json"
 # Run settings every study run takes: no export or test split (the claims are measured on validation).
 RUN_SETTINGS = {"export": False, "test_split": "", "ten_crop_every": 0, "progress": False,
@@ -33,14 +41,15 @@ RUN_SETTINGS = {"export": False, "test_split": "", "ten_crop_every": 0, "progres
 
 @dataclasses.dataclass
 class Plan:
-    """One invocation of a study: which scale, which seeds, where, and the user's overrides
-    (flat settings applied to the scale's base, under every arm's own overlay; e.g. data_dir)."""
+    """One invocation of a study: which scale, which seeds, where, the user's overrides (flat settings
+    applied to the scale's base, under every arm's own overlay; e.g. data_dir), and its shard of the runs."""
 
     study: Study
     scale: Scale
     seeds: tuple
     study_dir: str
     overrides: dict = dataclasses.field(default_factory=dict)
+    shard: Shard = Shard()
 
     def run_dir(self, arm_name: str, seed: int) -> str:
         return os.path.join(self.study_dir, run_name(arm_name, seed))
@@ -65,6 +74,10 @@ class Plan:
     def runs(self) -> list:
         """(arm, seed) of every training run, seed by seed."""
         return [(arm, seed) for seed in self.seeds for arm in self.study.trained_arms()]
+
+    def shard_runs(self) -> list:
+        """(arm, seed) of the runs this invocation's shard trains, in order."""
+        return shard_runs(self.runs(), self.shard)
 
 
 def run_name(arm_name: str, seed: int) -> str:
@@ -97,11 +110,11 @@ def _jsonable(value):
     return value
 
 
-def write_study_file(plan: Plan, command: str = "") -> str:
-    """`study.json`: the study's arms (settings, measure, reference, the paper's claim), the scale and its
-    base settings, seeds, and one entry per invocation with the code version."""
-    path = os.path.join(plan.study_dir, STUDY_FILE)
-    previous = read_study_file(plan.study_dir) or {}
+def write_invocation_record(plan: Plan, command: str = "") -> str:
+    """This invocation's record `invocations/<time>_<host>_<pid>.json`: the study's arms (settings,
+    measure, reference, the paper's claim), the scale and its base settings, the overrides, seeds, shard,
+    command and code version. A file of its own, so shards starting together on several machines never
+    write the same file; `read_study_record` merges them."""
     study = plan.study
     arms = []
     for arm in study.arms:
@@ -114,17 +127,20 @@ def write_study_file(plan: Plan, command: str = "") -> str:
             entry["settings"] = {k: _jsonable(v) for k, v in plan.values(arm, plan.seeds[0]).items()
                                  if k not in ("seed", "run_name")}
         arms.append(entry)
-    seeds = sorted(set(previous.get("seeds", [])) | set(plan.seeds))
-    invocation = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "code_version": code_version(),
-                  "seeds": list(plan.seeds), "command": command}
+    now = time.time()
+    host = socket.gethostname()
+    invocation = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "code_version": code_version(),
+                  "seeds": list(plan.seeds), "shard": str(plan.shard), "host": host, "command": command}
     record = {"study": study.name, "description": study.description, "scale": plan.scale.name,
               "scale_description": plan.scale.description,
               "base_settings": {k: _jsonable(v) for k, v in plan.scale.settings.items()},
               "overrides": {k: _jsonable(v) for k, v in plan.overrides.items()},
-              "error_threshold": plan.scale.error_threshold, "seeds": seeds, "arms": arms,
-              "invocations": previous.get("invocations", []) + [invocation]}
-    os.makedirs(plan.study_dir, exist_ok=True)
-    return atomic.write_json(path, record)
+              "error_threshold": plan.scale.error_threshold, "arms": arms, "invocation": invocation}
+    folder = os.path.join(plan.study_dir, INVOCATIONS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:]
+    name = f"{stamp}_{host}_{os.getpid()}.json"
+    return atomic.write_json(os.path.join(folder, name), record)
 
 
 def _read_json(path: str, what: str) -> Optional[dict]:
@@ -138,8 +154,30 @@ def _read_json(path: str, what: str) -> Optional[dict]:
         raise UserError(f"{path}: not a {what} ({str(error).splitlines()[0]})") from None
 
 
-def read_study_file(study_dir: str) -> Optional[dict]:
-    return _read_json(os.path.join(study_dir, STUDY_FILE), "study record")
+def read_study_record(study_dir: str) -> Optional[dict]:
+    """The study's record merged from its invocation records (and a `study.json` of an older study):
+    the newest invocation's settings, every invocation in time order under "invocations", the union of
+    their seeds under "seeds"; None when there is none."""
+    records = [_read_json(os.path.join(study_dir, LEGACY_STUDY_FILE), "study record")]
+    folder = os.path.join(study_dir, INVOCATIONS_DIR)
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".json")) if os.path.isdir(folder) else []
+    records += [_read_json(os.path.join(folder, name), "study invocation record") for name in names]
+    records = [r for r in records if r is not None]
+    if not records:
+        return None
+    invocations = []
+    for record in records:
+        invocations += record.get("invocations", []) + ([record["invocation"]] if "invocation" in record else [])
+    merged = {k: v for k, v in records[-1].items() if k != "invocation"}
+    merged["invocations"] = sorted(invocations, key=lambda i: i.get("time", ""))
+    merged["seeds"] = sorted({seed for i in invocations for seed in i.get("seeds", [])}
+                             | set(merged.get("seeds", [])))
+    return merged
+
+
+def missing_runs(study: Study, seeds, results: dict) -> list:
+    """(arm name, seed) of the trained runs of `seeds` that have no result in `results` yet."""
+    return [(arm.name, seed) for seed in seeds for arm in study.trained_arms() if (arm.name, seed) not in results]
 
 
 def read_result(run_dir: str) -> Optional[dict]:
@@ -193,7 +231,7 @@ def _minutes(seconds: float) -> str:
 
 def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = measure_run,
               printer: Callable[[str], None] = print, command: str = "") -> dict:
-    """Trains and measures every run of `plan` not done yet; returns {(arm, seed): result dict}.
+    """Trains and measures every run of `plan`'s shard not done yet; returns {(arm, seed): result dict}.
 
     `train` is `keras_alexnet.training.run.train` unless given (tests inject a stand-in); `measure` runs
     the study's extra protocols on a trained run. TrainingInterrupted from `train` propagates (the run
@@ -205,8 +243,9 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
     from keras_alexnet import runs
 
     plan.study.validate()
-    write_study_file(plan, command)
-    todo = plan.runs()
+    write_invocation_record(plan, command)
+    todo = plan.shard_runs()
+    tag = f"[study {plan.study.name}" + ("]" if plan.shard.whole else f", shard {plan.shard}]")
     results, durations = {}, []
     for index, (arm, seed) in enumerate(todo, start=1):
         run_dir = plan.run_dir(arm.name, seed)
@@ -222,14 +261,14 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
                                     "with its epochs or give another --studies_dir")
             results[(arm.name, seed)] = done
             durations.append(done.get("seconds", 0.0))
-            printer(f"[study {plan.study.name}] run {index} of {len(todo)}: {arm.name} seed {seed}: done earlier, "
+            printer(f"{tag} run {index} of {len(todo)}: {arm.name} seed {seed}: done earlier, "
                     "skipped")
             continue
         remaining = len(todo) - index + 1
         per_run = sum(durations) / len(durations) if durations else plan.scale.seconds_per_run
         eta = f"ETA {_minutes(per_run * remaining)}" if per_run else "ETA after the first run"
         state = "resuming" if os.path.isdir(run_dir) else "starting"
-        printer(f"[study {plan.study.name}] run {index} of {len(todo)}: {arm.name} seed {seed} ({state}; "
+        printer(f"{tag} run {index} of {len(todo)}: {arm.name} seed {seed} ({state}; "
                 f"{remaining} to go, {eta}) -> {run_dir}")
         start = time.time()
         result = train(config, printer=lambda line: printer("  " + line))
@@ -247,7 +286,7 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
                 "code_version": code_version()}
         _write_result(run_dir, done)
         results[(arm.name, seed)] = done
-        printer(f"[study {plan.study.name}] run {index} of {len(todo)}: {arm.name} seed {seed} done in "
+        printer(f"{tag} run {index} of {len(todo)}: {arm.name} seed {seed} done in "
                 f"{_minutes(seconds)}: " + ", ".join(
                     f"{name} top-1 {100 * m['top1_error']:.2f}%" for name, m in sorted(measures.items())))
     return results

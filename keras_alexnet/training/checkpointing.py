@@ -4,7 +4,9 @@ A `tf.train.Checkpoint` holds the model's variables (weights and random-generato
 rate), the epoch and step-in-epoch counters, the running sums of the epoch's training metrics and the
 callbacks' state (the plateau schedule of AlexNet §5) as a JSON string variable — so every piece is
 written in one atomic save. `CheckpointManager` keeps the last few. Under `MultiWorkerMirroredStrategy`
-every worker saves (as TensorFlow requires), non-chief workers into a temporary folder. The
+every worker saves (as TensorFlow requires), non-chief workers into a temporary folder they remove; only
+the chief reads its checkpoint folder to resume, and sends every restored value to the other workers
+(`share_from_chief`), so they need no access to it (separate hosts, separate disks). The
 `ckpt-N_temp` folders a save killed midway leaves are removed when the run starts again. A save that
 fails (no space left, a read-only or removed folder) removes its partial files and stops the run with
 one line naming the folder, the reason and the last good checkpoint, which is kept: the same command
@@ -21,6 +23,7 @@ import tensorflow as tf
 
 from keras_alexnet import outputs, runs
 from keras_alexnet.errors import UserError
+from keras_alexnet.training.strategy import num_workers
 
 
 class RunState:
@@ -57,12 +60,16 @@ class Checkpointer:
         # Keras 3 models are not tracked by tf.train.Checkpoint themselves: their variables are listed
         # here, so the non-trainable ones (the dropout layers' random-generator states) are saved and a
         # resumed run draws the same dropout masks as an uninterrupted one.
+        self.state = state
+        # Every value a checkpoint holds, in one order on every worker (what `share_from_chief` sends).
+        self.variables = list(model.variables) + list(optimizer.variables) + [
+            state.epoch, state.step_in_epoch, state.train_sums, state.finished]
         self.checkpoint = tf.train.Checkpoint(model_variables=list(model.variables), optimizer=optimizer,
                                               epoch=state.epoch,
                                               step_in_epoch=state.step_in_epoch,
                                               train_sums=state.train_sums, finished=state.finished,
                                               callbacks=state.callbacks_json)
-        # The chief's manager finds the checkpoint to resume from; every worker restores from it.
+        # The chief's manager finds the checkpoint to resume from; the other workers get its values.
         if is_chief:
             remove_partial_saves(directory)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=max_to_keep)
@@ -71,11 +78,16 @@ class Checkpointer:
     def latest(self):
         return tf.train.latest_checkpoint(self.source)
 
-    def restore_latest(self):
-        """Restores the newest checkpoint if there is one; returns its path or None."""
-        path = self.latest()
+    def restore_latest(self, strategy=None):
+        """Restores the newest checkpoint if there is one; returns its path or None. With a multi-worker
+        `strategy` the chief restores and every other worker takes the chief's values and path."""
+        path = self.latest() if self.is_chief else None
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
+        if strategy is not None and num_workers(strategy) > 1:
+            path = text_from_chief(strategy, path or "", self.is_chief) or None
+            if path:  # a fresh start needs nothing: the strategy gave every worker the chief's initial values
+                share_from_chief(strategy, self.variables, self.state.callbacks_json, self.is_chief)
         return path
 
     def save(self, global_step: int):
@@ -96,6 +108,41 @@ class Checkpointer:
     def close(self):
         if not self.is_chief:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def from_chief(strategy, value, is_chief):
+    """The chief's `value` (a tensor of the same shape and dtype on every worker) on every worker: an
+    all-reduce sum to which the chief's first replica gives its value and every other replica zeros."""
+    given = [not is_chief]
+
+    def contribution(context):
+        del context
+        give = not given[0]
+        given[0] = True
+        return value if give else tf.zeros_like(value)
+
+    return strategy.reduce(tf.distribute.ReduceOp.SUM,
+                           strategy.experimental_distribute_values_from_function(contribution), axis=None)
+
+
+def text_from_chief(strategy, text: str, is_chief) -> str:
+    """The chief's `text` on every worker (the others' `text` is not used): its length, then its bytes."""
+    codes = tf.constant(list(text.encode("utf-8")) if is_chief else [], tf.int32)
+    length = int(from_chief(strategy, tf.size(codes), is_chief))
+    codes = codes if is_chief else tf.zeros([length], tf.int32)
+    return bytes(from_chief(strategy, codes, is_chief).numpy().astype("uint8").tolist()).decode("utf-8")
+
+
+def share_from_chief(strategy, variables, text_variable, is_chief) -> None:
+    """Sets `variables` and the string `text_variable` on every worker to the chief's values: the workers
+    of `MultiWorkerMirroredStrategy` resume from the one checkpoint only the chief reads."""
+    for variable in variables:
+        value = tf.convert_to_tensor(variable)
+        if value.dtype == tf.bool:
+            variable.assign(tf.cast(from_chief(strategy, tf.cast(value, tf.int32), is_chief), tf.bool))
+        else:
+            variable.assign(from_chief(strategy, value, is_chief))
+    text_variable.assign(text_from_chief(strategy, text_variable.numpy().decode("utf-8"), is_chief))
 
 
 def remove_partial_saves(directory: str) -> list:

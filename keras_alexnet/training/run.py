@@ -19,11 +19,14 @@ checkpoint is current, and resuming runs those phases again. A second signal sto
 A run that finished (its model saved, evaluated and exported) is marked so in its `run.json`
 (`finished`: when, its epochs, final errors, model and SavedModel paths); calling `train` on it again
 trains and exports nothing and returns that record (`RunResult.finished_before`), unless a larger
-epoch cap resumes its training (not after its learning-rate schedule stopped it). [AlexNet §5]
+epoch cap resumes its training (not after its learning-rate schedule stopped it). Under `multi_worker`
+the chief's run folder decides, once the cluster is up, and tells the other workers. [AlexNet §5]
 """
 
 import dataclasses
 import os
+import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -45,13 +48,16 @@ RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_ste
 
 class TrainingInterrupted(Exception):
     """`train` stopped on SIGINT/SIGTERM; `checkpoint`: the one saved then, or (`current`) the last one,
-    which holds every epoch trained; None if there is none."""
+    which holds every epoch trained; None if there is none (or not `chief`: a worker that only the chief's
+    checkpoints resume)."""
 
-    def __init__(self, checkpoint, signal_name, step, phase="training", current=False):
+    def __init__(self, checkpoint, signal_name, step, phase="training", current=False, chief=True):
         self.checkpoint = checkpoint
         self.signal_name = signal_name
         self.step = step
-        if not checkpoint:
+        if not chief:  # a multi-worker run's other worker: its checkpoints are temporary
+            saved = "the chief's last checkpoint is the one to resume from"
+        elif not checkpoint:
             saved = "no checkpoint could be saved"
         elif current:
             saved = f"the last checkpoint is current: {checkpoint}"
@@ -228,7 +234,8 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
     """
     start = time.time()
     config = config.resolve()
-    finished = _finished(config)
+    several = config.strategy == "multi_worker"  # the chief's run folder decides, once the cluster is up
+    finished = None if several else _finished(config)
     if finished:  # before TensorFlow starts: a finished run answers at once
         printer(_finished_message(finished, config))
         return _finished_result(finished, config, start)
@@ -250,16 +257,54 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
     from pipelines import input_pipeline, record_parser
 
     policy = keras.mixed_precision.global_policy()
+    # A worker other than the chief keeps its copies (the statistics) in a folder of its own, removed at the end.
+    scratch = None if chief else tempfile.mkdtemp(prefix="keras_alexnet_worker_")
     try:
+        if several:  # every worker learns from the chief whether the run finished: none waits for it in vain
+            from keras_alexnet.training.checkpointing import text_from_chief
+
+            finished = _finished(config) if chief else None  # a FlagError: the others stop with the lost-worker line
+            when = text_from_chief(strategy, finished["time"] if finished else "", chief)
+            if when and chief:
+                printer(_finished_message(finished, config))
+                return _finished_result(finished, config, start)
+            if when:
+                return RunResult(config.run_dir, config, {}, None, None, None, None,
+                                 os.path.join(config.run_dir, "checkpoints"), os.path.join(config.run_dir, "logs"), 0,
+                                 time.time() - start, finished_before=when)
         with record_parser.user_errors(), _SignalStop(say) as stop:
             return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
-                          input_pipeline, record_parser, stop)
+                          input_pipeline, record_parser, stop, scratch)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+            tf.errors.CancelledError) as error:
+        if not several:
+            raise
+        raise UserError(_lost_worker_message(error, config, chief)) from None
     finally:
         keras.mixed_precision.set_global_policy(policy)  # a library call leaves the process as it found it
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _lost_worker_message(error, config: TrainConfig, chief: bool) -> str:
+    """One line for a multi-worker run whose collective operations failed: a worker died or cannot be
+    reached. MultiWorkerMirroredStrategy is not elastic: every worker is started again, with its command."""
+    import tensorflow as tf
+
+    text = error.message or type(error).__name__
+    found = re.search(r"aborted by: ([^\n]+)", text)
+    reason = (found.group(1) if found else text.strip().splitlines()[0]).strip()
+    if chief:
+        last = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+        resume = f"resume from {last}" if last else "start afresh (no checkpoint yet)"
+    else:
+        resume = "resume from the chief's last checkpoint"
+    return (f"--strategy=multi_worker: a worker of the cluster stopped or cannot be reached ({reason}); "
+            f"training cannot go on without it: start every worker again with its same command to {resume}")
 
 
 def _train(config, strategy, strategy_options, chief, say, extra_callbacks, start, keras, tf, input_pipeline,
-           record_parser, stop):
+           record_parser, stop, scratch):
     from keras_alexnet import registry
     from keras_alexnet.export import fold_input_scale
     from keras_alexnet.training.optimizer import PaperSGD
@@ -295,7 +340,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     # The user's settings, paths absolute; the pipelines read the run's copy of the stats.
     recorded_config = runs.absolute_paths(config.to_dict())
     if stats is not None:  # the chief's copy in the run folder; other workers keep theirs to themselves
-        stats_path = runs.write_stats(run_dir if chief else tempfile.mkdtemp(prefix="keras_alexnet_stats_"), stats)
+        stats_path = runs.write_stats(run_dir if chief else scratch, stats)
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, stats_path=stats_path))
     train_examples = input_pipeline.count_examples(config.input_for("train", training=True))
     from keras_alexnet.evaluation.engine import eval_input, protocol_dataset
@@ -405,7 +450,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     epochs_run = int(trainer.state.epoch.numpy())
     if stop.event.is_set():
         raise TrainingInterrupted(trainer.interrupted_at or trainer.checkpointer.latest(), stop.signal_name, step,
-                                  trainer.stopped_in or "the end of training", current=not trainer.saved_on_stop)
+                                  trainer.stopped_in or "the end of training", current=not trainer.saved_on_stop,
+                                  chief=chief)
 
     def stop_if_asked(phase):  # between the phases after training; the last checkpoint holds every epoch
         if stop.event.is_set():

@@ -143,7 +143,7 @@ class Trainer:
                                              is_chief=is_chief)
         self.resumed_from = None
         if self.checkpointer is not None:
-            self.resumed_from = self.checkpointer.restore_latest()
+            self.resumed_from = self.checkpointer.restore_latest(strategy)
         if self.resumed_from is None and initial_weights is not None:
             initial_weights(self.model)
         self._train_step = self._make_train_step()
@@ -288,7 +288,15 @@ class Trainer:
         return count
 
     def fit(self, callbacks=()):
-        """Trains to the epoch cap or until a callback stops training; returns the History callback."""
+        """Trains to the epoch cap or until a callback stops training; returns the History callback.
+        A worker's temporary checkpoint folder (not the chief's) is removed however `fit` ends."""
+        try:
+            return self._fit(callbacks)
+        finally:
+            if self.checkpointer is not None:
+                self.checkpointer.close()
+
+    def _fit(self, callbacks):
         history = keras.callbacks.History()
         callbacks = list(callbacks) + [history]
         if self.resumed_from:
@@ -361,14 +369,10 @@ class Trainer:
         except _Interrupted as stopped:
             self.stopped_in, self.saved_on_stop = str(stopped), True
             self.interrupted_at = self._save(callbacks)
-            if self.checkpointer is not None:
-                self.checkpointer.close()
             return history
         try:
             callback_list.on_train_end(logs)
         except EvaluationStopped:  # the final 10-crop evaluation: every epoch is saved already
             self.stopped_in = "the final 10-crop validation"
             self.interrupted_at = self.checkpointer.latest() if self.checkpointer is not None else None
-        if self.checkpointer is not None:
-            self.checkpointer.close()
         return history
