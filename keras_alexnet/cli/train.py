@@ -103,6 +103,10 @@ flags.DEFINE_boolean("export_best", _D.export_best, "Also export a new version e
                      "error improves, so a TF Serving watching --export_dir serves the best model while "
                      "the run goes on. [AlexNet §5]")
 flags.DEFINE_string("export_dir", _D.export_dir, "Export root (TF Serving layout). [AlexNet §4.1]")
+flags.DEFINE_string("data_service", _D.data_service, "grpc://HOST:PORT of a tf.data service dispatcher (main.py "
+                    "data_service): its workers read, decode, crop, flip and colour-shift the training batches; "
+                    "validation and 10-crop evaluation stay here. The workers must see --data_dir at the same "
+                    "path. See docs/data_service.md. [AlexNet §4.1]")
 flags.DEFINE_string("default_data_root", presets.DEFAULT_DATA_ROOT, "Where the default run prepares "
                     "Fashion-MNIST. [AlexNet §2]")
 
@@ -111,7 +115,7 @@ _RUN_FLAGS = ("batch_size", "learning_rate", "momentum", "weight_decay", "decay_
               "warmup_epochs", "ten_crop_every", "validation_split", "test_split", "strategy", "logical_cpus",
               "mixed_precision", "jit_compile", "checkpoint_every_steps", "steps_per_call", "log_every_steps",
               "runs_dir", "run_name", "warm_start", "init_from", "freeze_through", "input_scale", "seed", "progress",
-              "export", "export_best", "export_dir", "strict_records")
+              "export", "export_best", "export_dir", "strict_records", "data_service")
 
 
 def _default_run() -> bool:
@@ -173,6 +177,10 @@ def validate():
         raise FlagError(f"--stats_path={config.data.stats_path}: no such file")
     if FLAGS.data_dir is not None:
         flagdefs.check_shards(FLAGS.data_dir, "train")
+    if config.data_service:  # a dispatcher that does not answer would leave the run waiting for an hour
+        from pipelines.data_service import check_dispatcher
+
+        check_dispatcher(config.data_service)
 
 
 def starting() -> str:
