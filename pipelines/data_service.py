@@ -25,13 +25,17 @@ before training and would leave a missing worker's share unread until it comes b
 is a shard: use several shards per worker (ImageNet's 1024 training shards are plenty).
 
 Workers read the shard paths the trainer names, so they must see the data at the same paths (a
-shared file system, or the same copy at the same place on every machine); a worker that cannot
-read a shard fails the trainer with one line naming the path (`unreadable_shard`). Each epoch's
+shared file system, or the same copy at the same place on every machine; the trainer sends absolute
+paths); a worker that does not find a shard, or may not read it, fails the trainer with one line
+naming the path (`input_pipeline.UNSEEN_SHARD`, `unreadable_shard`): said by the trainer, which
+stops, not by the worker, which goes on serving. Each epoch's
 files are shuffled by the epoch's seed and each image's draws come from (seed, shard, position), but
 which worker reads which shard, and so the order of the batches, depends on timing: a run through
 the service is not bitwise reproducible.
 """
 
+import dataclasses
+import os
 import re
 import signal
 import socket
@@ -140,6 +144,8 @@ def distributed_train_dataset(config, address: str, drop_counter, lost_counter):
 
     from pipelines import input_pipeline
 
+    if config.data_dir:  # the workers run elsewhere, in other folders
+        config = dataclasses.replace(config, data_dir=os.path.abspath(config.data_dir))
     batches = input_pipeline.build_worker_train_dataset(config)
     batches = batches.apply(tf.data.experimental.service.distribute(
         processing_mode="distributed_epoch", service=address))
@@ -178,7 +184,7 @@ def unreadable_shard(error: Exception):
     path = match.group(1) if match else message.splitlines()[0]
     reason = "no such file" if isinstance(error, tf.errors.NotFoundError) else "permission denied"
     return UserError(f"{path}: a tf.data service worker cannot read it ({reason}): workers read the data at "
-                     f"the trainer's paths (a shared file system, see docs/data_service.md)")
+                     "the paths the trainer reads (a shared file system, see docs/data_service.md)")
 
 
 def describe(address: str) -> str:

@@ -91,6 +91,8 @@ from pipelines.stats import read_stats, resize_mean_image
 
 AUTOTUNE = tf.data.AUTOTUNE
 PROTOCOLS = ("center", "ten_crop", "multi_crop", "dense")
+UNSEEN_SHARD = (": not found by a tf.data service worker: workers read the data at the paths the trainer reads "
+                "(a shared file system, see docs/data_service.md)")
 DROPPED_LINE = (" record(s) dropped: image does not decode or record does not parse "
                 "(`main.py verify` names them)")
 
@@ -378,7 +380,8 @@ def build_worker_train_dataset(config: InputConfig) -> tf.data.Dataset:
     records (`read_shard`, a damaged one marked) and an end element, positions, the decode
     (`_crop_decoder`, draws from the seed, the shard's name and the position: which worker reads a
     shard changes nothing), the gaps the undecodable records leave counted on the next element that
-    arrives (the end element counts those at the shard's end). Then the shards' elements are
+    arrives (the end element counts those at the shard's end); a shard the worker does not find stops
+    the pass with a one-line error naming it (`UNSEEN_SHARD`). Then the shards' elements are
     interleaved and shuffled (decoded crops: ~150 kB each at 224 px), batched, and per batch the counts
     summed, damaged shards named on the worker's stderr (or, strictly, the stop), labels checked.
     """
@@ -401,6 +404,10 @@ def build_worker_train_dataset(config: InputConfig) -> tf.data.Dataset:
 
     @plain
     def shard_elements(path, size, records_held):
+        # A worker without the trainer's files (no shared file system) would find no records in them.
+        found = tf.size(tf.io.matching_files(path)) > 0
+        with tf.control_dependencies([record_parser.bad_data(found, path, UNSEEN_SHARD)]):
+            path = tf.identity(path)
         draw = tf.bitwise.bitwise_xor(tf.strings.to_hash_bucket_fast(path, 2**62), tf.constant(seed, tf.int64))
         elements = record_parser.read_shard(path, size, records_held)
         elements = elements.concatenate(tf.data.Dataset.from_tensors(_end_element())).enumerate()
