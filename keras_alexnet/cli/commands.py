@@ -12,6 +12,7 @@ COMMANDS = {
     "neighbors": ("keras_alexnet.cli.neighbors", "training images nearest in fc7 space, as an image grid"),
     "figures": ("keras_alexnet.cli.figures", "conv1 kernel grid and top-5 panels as PNG (and TensorBoard)"),
     "study": ("keras_alexnet.cli.study", "re-measure the papers' claims: arms x seeds, intervals, verdicts"),
-    "data_service": ("keras_alexnet.cli.data_service", "tf.data service dispatcher or worker: the training input pipeline on other machines"),
     "import_weights": ("keras_alexnet.cli.import_weights", "published AlexNet (Caffe, torchvision) / VGG16/19 weights -> a run folder"),
+    "data_service": ("keras_alexnet.cli.data_service", "tf.data service dispatcher or worker: the training input pipeline on other "
+                     "machines"),
 }
