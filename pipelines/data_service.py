@@ -26,9 +26,9 @@ is a shard: use several shards per worker (ImageNet's 1024 training shards are p
 
 Workers read the shard paths the trainer names, so they must see the data at the same paths (a
 shared file system, or the same copy at the same place on every machine; the trainer sends absolute
-paths); a worker that does not find a shard, or may not read it, fails the trainer with one line
-naming the path (`input_pipeline.UNSEEN_SHARD`, `unreadable_shard`): said by the trainer, which
-stops, not by the worker, which goes on serving. Each epoch's
+paths); a worker that does not find a shard fails the trainer with one line naming the path
+(`input_pipeline.UNSEEN_SHARD`): said by the trainer, which stops, not by the worker, which goes on
+serving. Each epoch's
 files are shuffled by the epoch's seed and each image's draws come from (seed, shard, position), but
 which worker reads which shard, and so the order of the batches, depends on timing: a run through
 the service is not bitwise reproducible.
@@ -68,6 +68,19 @@ def check_port(port: int, flag: str, shown=None) -> None:
     """FlagError unless `port` is in 1..65535."""
     if not 1 <= port <= 65535:
         raise FlagError(f"--{flag}={port if shown is None else shown}: the port must be in 1..65535")
+
+
+def check_port_free(port: int, flag: str = "port") -> None:
+    """FlagError unless `port` can be bound on this machine. gRPC servers share a port with another
+    process already listening there (SO_REUSEPORT), so a second dispatcher on a dispatcher's port would
+    start and take some of its connections: refused instead."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart's closed connections do not count
+        try:
+            probe.bind(("", port))
+        except OSError as error:
+            raise FlagError(f"--{flag}={port}: in use on this machine ({error.strerror}); another dispatcher or "
+                            "worker?") from None
 
 
 def check_dispatcher(address: str, flag: str = "data_service", timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -168,23 +181,6 @@ def distributed_train_dataset(config, address: str, drop_counter, lost_counter):
             return tf.nest.map_structure(tf.identity, (crops, labels))
 
     return input_pipeline.finish_train_batches(batches.map(count), config)
-
-
-def unreadable_shard(error: Exception):
-    """The one-line `UserError` for a worker's failure to read a shard (tf.errors.NotFoundError or
-    PermissionDeniedError from the service), or None for another error."""
-    import tensorflow as tf
-
-    from keras_alexnet.errors import UserError
-
-    if not isinstance(error, (tf.errors.NotFoundError, tf.errors.PermissionDeniedError)):
-        return None
-    message = getattr(error, "message", None) or str(error)
-    match = re.search(r"(/[^\s;:'\"]+)", message)
-    path = match.group(1) if match else message.splitlines()[0]
-    reason = "no such file" if isinstance(error, tf.errors.NotFoundError) else "permission denied"
-    return UserError(f"{path}: a tf.data service worker cannot read it ({reason}): workers read the data at "
-                     "the paths the trainer reads (a shared file system, see docs/data_service.md)")
 
 
 def describe(address: str) -> str:

@@ -158,6 +158,20 @@ def test_bad_flags_are_one_line_exit_2(args, message):
     assert len(lines) == 1 and lines[0].startswith("main.py data_service: error:") and message in lines[0], lines
 
 
+def test_a_port_in_use_is_refused_not_shared():
+    """gRPC would share the port with the process listening there (SO_REUSEPORT)."""
+    with socket.socket() as listening:
+        listening.bind(("", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        for args in (["dispatcher", f"--port={port}", "--work_dir=wd"],
+                     ["worker", "--dispatcher=localhost:5050", f"--port={port}"]):
+            result = main_py("data_service", *args)
+            assert result.returncode == 2 and result.stderr.startswith(
+                f"main.py data_service: error: --port={port}: in use on this machine ("), result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_train_without_a_reachable_dispatcher_is_one_line_within_seconds(tmp_path, data_dir):
     port = free_port()  # nothing listens there
     start = time.time()

@@ -54,6 +54,8 @@ def validate(argv) -> None:
         if not FLAGS.dispatcher:
             raise FlagError("--dispatcher is required: the dispatcher's HOST:PORT")
         data_service.split_address(FLAGS.dispatcher, "dispatcher")
+    if FLAGS.port is not None:  # last: the flags' own problems first
+        data_service.check_port_free(FLAGS.port)
 
 
 def run(argv) -> None:

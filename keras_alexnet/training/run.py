@@ -408,15 +408,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
             from pipelines.data_service import describe
 
             say(describe(config.data_service))
-    try:
-        history = trainer.fit(callback_set.callbacks + extra_callbacks)
-    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as error:
-        from pipelines.data_service import unreadable_shard
-
-        problem = unreadable_shard(error) if config.data_service else None
-        if problem is None:
-            raise
-        raise problem from None
+    history = trainer.fit(callback_set.callbacks + extra_callbacks)
     step = int(trainer.optimizer.iterations.numpy())
     epochs_run = int(trainer.state.epoch.numpy())
     if stop.event.is_set():
