@@ -123,7 +123,7 @@ def start_worker(dispatcher: str, port: int = 0, host: str = ""):
     config = service.WorkerConfig(dispatcher_address=f"{dispatcher_host}:{dispatcher_port}",
                                   worker_address=f"{host}:%port%", port=port, protocol=PROTOCOL)
     server = service.WorkerServer(config)
-    return server, f"{host}:{server._address.rsplit(':', 1)[1]}"
+    return server, f"{host}:{server._address.rsplit(':', 1)[1]}"  # the bound port (no public accessor)
 
 
 def serve_until_stopped(server) -> str:

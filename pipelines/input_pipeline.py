@@ -29,6 +29,11 @@ Training (`build_train_dataset`):
   Python control flow on tensors) marked `do_not_convert`: AutoGraph's source conversion of them cost
   about 2 CPU-seconds of every start.
 
+Through the tf.data service (`pipelines/data_service.py`), workers run `build_worker_train_dataset`:
+the same per-record work and batches, arranged for dynamic sharding (the shard list its only source,
+the decode per shard) and capturing no variable: each batch carries its dropped and lost record counts
+for the trainer to add up.
+
 Evaluation (`build_eval_dataset`): the shards read in order (record order preserved) without
 shuffling or augmentation, then one of the test protocols:
 
