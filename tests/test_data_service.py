@@ -233,6 +233,23 @@ def test_one_pass_through_two_workers_covers_every_record_once_and_keeps_the_cou
     assert "truncated record at byte" in capfd.readouterr().err
 
 
+def test_a_bad_label_read_by_a_worker_is_the_one_line_record_error(tmp_path):
+    from pipelines import data_service, record_parser
+
+    shards = [[(_jpeg(_image(seed=10 * s + i)), (s + i) % 5) for i in range(7)] for s in range(3)]
+    shards[1][2] = (_jpeg(_image(seed=99)), 7)
+    data_dir = write_shards(str(tmp_path / "data"), shards)
+    write_stats(data_dir)
+    with local_service(tmp_path / "work") as address:
+        dataset = data_service.distributed_train_dataset(_config(data_dir, drop_remainder=False), address,
+                                                         record_parser.DropCounter(),
+                                                         record_parser.DropCounter("lost_records"))
+        with pytest.raises(record_parser.UserError) as raised, record_parser.user_errors():
+            for _ in dataset:
+                pass
+    assert str(raised.value) == f"{os.path.join(data_dir, 'train-00001-of-00003')}: record 2: label 7 outside [0, 5)"
+
+
 # -- faults, with real processes -------------------------------------------------------------------
 
 def start_training(processes, data_dir, port, name, args):
@@ -285,6 +302,23 @@ def test_a_restarted_dispatcher_takes_the_job_up_again(tmp_path, processes, data
     assert trainer.returncode == 0 and "epoch 2/2" in out and "Done in" in out, out
     with open(tmp_path / "runs" / "restarted" / "run.json") as f:
         assert json.load(f)["config"]["data_service"] == f"grpc://localhost:{port}"
+
+
+def test_an_interrupted_run_resumes_through_the_service(tmp_path, processes, data_dir):
+    """SIGTERM mid-epoch saves a checkpoint; the same command resumes, the epoch's remaining steps from
+    a new pass (the service's batches are not replayed)."""
+    port = free_port()
+    processes.dispatcher(port, tmp_path / "work")
+    processes.worker(port, "worker1")
+    args = ["--epochs=2", "--steps_per_epoch=12", "--checkpoint_every_steps=4"]
+    trainer = start_training(processes, data_dir, port, "resumed", args)
+    wait_for_step_checkpoint(processes, trainer, tmp_path / "runs" / "resumed")
+    trainer.send_signal(signal.SIGTERM)
+    out = finished(processes, trainer, timeout=60)
+    assert trainer.returncode == 130 and "resume with:" in out, out
+    again = start_training(processes, data_dir, port, "resumed", args)
+    out = finished(processes, again, timeout=90)
+    assert again.returncode == 0 and "Resuming from" in out and "epoch 2/2" in out and "Done in" in out, out
 
 
 def test_a_worker_that_cannot_read_the_data_fails_the_trainer_in_one_line(tmp_path, processes, data_dir):
