@@ -186,6 +186,11 @@ def test_train_without_a_reachable_dispatcher_is_one_line_within_seconds(tmp_pat
                      "--work_dir=DIR)"], lines
     bad = main_py("train", f"--data_dir={data_dir}", "--data_service=localhost:5050", f"--runs_dir={tmp_path}")
     assert bad.returncode == 2 and "--data_service=localhost:5050: expected grpc://HOST:PORT" in bad.stderr
+    several = main_py("train", f"--data_dir={data_dir}", f"--data_service=grpc://127.0.0.1:{port}",
+                      "--strategy=multi_worker", f"--runs_dir={tmp_path}")
+    assert several.returncode == 2 and several.stderr.strip() == (
+        "main.py train: error: --data_service with --strategy=multi_worker: each worker would read the whole "
+        "epoch; use one trainer (default, mirrored or towers)"), several.stderr
 
 
 # -- the pipeline through the service: coverage and counts against the local pipeline ----------------

@@ -234,8 +234,8 @@ class TrainConfig:
              f"--strategy=towers places AlexNet's two towers; --architecture={spec.name} has none"),
             (not (self.warm_start and self.init_from), "give --warm_start or --init_from, not both"),
             (not (self.data_service and self.strategy == "multi_worker"),
-             f"--data_service with --strategy=multi_worker: each worker would read the whole epoch; use one "
-             f"trainer (default, mirrored or towers)"),
+             "--data_service with --strategy=multi_worker: each worker would read the whole epoch; use one "
+             "trainer (default, mirrored or towers)"),
             (not self.warm_start or (spec.family == "vgg" and spec.vgg_config != "A"),
              f"--warm_start initialises a deeper VGG net (vgg_b..vgg_e) from net A, not --architecture={spec.name}"),
         )
