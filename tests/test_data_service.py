@@ -193,6 +193,19 @@ def test_train_without_a_reachable_dispatcher_is_one_line_within_seconds(tmp_pat
         "epoch; use one trainer (default, mirrored or towers)"), several.stderr
 
 
+def test_the_library_call_checks_the_dispatcher_too(tmp_path, data_dir):
+    from keras_alexnet.errors import FlagError
+    from keras_alexnet.training.config import config_from_values
+    from keras_alexnet.training.run import train
+
+    address = f"grpc://127.0.0.1:{free_port()}"
+    config = config_from_values({"data_dir": data_dir, "width": 0.125, "image_size": 64, "resize_size": 72,
+                                 "batch_size": 64, "runs_dir": str(tmp_path), "data_service": address})
+    with pytest.raises(FlagError, match=f"--data_service={address}: no tf.data service dispatcher answers there"):
+        train(config, printer=lambda message: None)
+    assert not glob.glob(str(tmp_path / "*" / "run.json"))
+
+
 # -- the pipeline through the service: coverage and counts against the local pipeline ----------------
 
 @contextlib.contextmanager

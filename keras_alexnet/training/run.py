@@ -287,6 +287,10 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         say(f"  precision: {policy} ({why})")
     changes = check_resume(config, record) if record is not None else {}
 
+    if config.data_service:  # library callers too: the service's client would retry for an hour
+        from pipelines.data_service import check_dispatcher
+
+        check_dispatcher(config.data_service)
     info = input_pipeline.dataset_info(config.input_for("train", training=True))
     num_classes = info.num_classes
     if not num_classes:
