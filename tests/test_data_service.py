@@ -64,7 +64,7 @@ def split_train_shard(data_dir, shards=TRAIN_SHARDS):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("service") / "data")
-    return split_train_shard(make_fashion_dir(folder, counts={"train": 1536, "validation": 256, "test": 64}))
+    return split_train_shard(make_fashion_dir(folder, counts={"train": 1536, "validation": 64, "test": 64}))
 
 
 class Processes:
@@ -92,10 +92,15 @@ class Processes:
         self.wait_for(process, "listening on port")
         return process
 
-    def worker(self, port, name):
-        process = self.start(name, "data_service", "worker", f"--dispatcher=localhost:{port}", "--host=localhost")
-        self.wait_for(process, "worker listening at localhost:")
-        return process
+    def service(self, port, work_dir, workers=2):
+        """A dispatcher and `workers` workers, started together (workers wait for their dispatcher)."""
+        dispatcher = self.start("dispatcher", "data_service", "dispatcher", f"--port={port}", f"--work_dir={work_dir}")
+        started = [self.start(f"worker{index + 1}", "data_service", "worker", f"--dispatcher=localhost:{port}",
+                              "--host=localhost") for index in range(workers)]
+        self.wait_for(dispatcher, "listening on port")
+        for worker in started:
+            self.wait_for(worker, "worker listening at localhost:")
+        return dispatcher, started
 
     @staticmethod
     def output(process):
@@ -293,31 +298,27 @@ def finished(processes, trainer, timeout):
 
 def test_a_killed_worker_leaves_the_epoch_to_the_other(tmp_path, processes, data_dir):
     port = free_port()
-    processes.dispatcher(port, tmp_path / "work")
-    doomed = processes.worker(port, "worker1")
-    processes.worker(port, "worker2")
-    trainer = start_training(processes, data_dir, port, "killed_worker", ["--epochs=2", "--steps_per_epoch=12",
+    _, (doomed, _) = processes.service(port, tmp_path / "work")
+    trainer = start_training(processes, data_dir, port, "killed_worker", ["--epochs=1", "--steps_per_epoch=12",
                                                                           "--checkpoint_every_steps=4"])
     wait_for_step_checkpoint(processes, trainer, tmp_path / "runs" / "killed_worker")  # mid-epoch 1
     doomed.send_signal(signal.SIGKILL)
     out = finished(processes, trainer, timeout=90)
-    assert trainer.returncode == 0 and "epoch 2/2" in out and "Done in" in out, out
+    assert trainer.returncode == 0 and "epoch 1/1" in out and "Done in" in out, out
     assert "data order not bitwise reproducible" in out
 
 
 def test_a_restarted_dispatcher_takes_the_job_up_again(tmp_path, processes, data_dir):
     port = free_port()
-    dispatcher = processes.dispatcher(port, tmp_path / "work")
-    processes.worker(port, "worker1")
-    processes.worker(port, "worker2")
-    trainer = start_training(processes, data_dir, port, "restarted", ["--epochs=2", "--steps_per_epoch=12",
+    dispatcher, _ = processes.service(port, tmp_path / "work")
+    trainer = start_training(processes, data_dir, port, "restarted", ["--epochs=1", "--steps_per_epoch=12",
                                                                       "--checkpoint_every_steps=4"])
     wait_for_step_checkpoint(processes, trainer, tmp_path / "runs" / "restarted")  # mid-epoch 1
     dispatcher.send_signal(signal.SIGKILL)
     dispatcher.wait(timeout=30)
     processes.dispatcher(port, tmp_path / "work", name="dispatcher2")
     out = finished(processes, trainer, timeout=120)
-    assert trainer.returncode == 0 and "epoch 2/2" in out and "Done in" in out, out
+    assert trainer.returncode == 0 and "epoch 1/1" in out and "Done in" in out, out
     with open(tmp_path / "runs" / "restarted" / "run.json") as f:
         assert json.load(f)["config"]["data_service"] == f"grpc://localhost:{port}"
 
@@ -326,9 +327,8 @@ def test_an_interrupted_run_resumes_through_the_service(tmp_path, processes, dat
     """SIGTERM mid-epoch saves a checkpoint; the same command resumes, the epoch's remaining steps from
     a new pass (the service's batches are not replayed)."""
     port = free_port()
-    processes.dispatcher(port, tmp_path / "work")
-    processes.worker(port, "worker1")
-    args = ["--epochs=2", "--steps_per_epoch=12", "--checkpoint_every_steps=4"]
+    processes.service(port, tmp_path / "work", workers=1)
+    args = ["--epochs=1", "--steps_per_epoch=12", "--checkpoint_every_steps=4"]
     trainer = start_training(processes, data_dir, port, "resumed", args)
     wait_for_step_checkpoint(processes, trainer, tmp_path / "runs" / "resumed")
     trainer.send_signal(signal.SIGTERM)
@@ -336,7 +336,7 @@ def test_an_interrupted_run_resumes_through_the_service(tmp_path, processes, dat
     assert trainer.returncode == 130 and "resume with:" in out, out
     again = start_training(processes, data_dir, port, "resumed", args)
     out = finished(processes, again, timeout=90)
-    assert again.returncode == 0 and "Resuming from" in out and "epoch 2/2" in out and "Done in" in out, out
+    assert again.returncode == 0 and "Resuming from" in out and "epoch 1/1" in out and "Done in" in out, out
 
 
 def test_a_worker_that_cannot_read_the_data_fails_the_trainer_in_one_line(tmp_path, processes, data_dir):
@@ -347,9 +347,9 @@ def test_a_worker_that_cannot_read_the_data_fails_the_trainer_in_one_line(tmp_pa
     private = tmp_path / "private"
     shutil.copytree(data_dir, private / "data")
     port = free_port()
-    processes.dispatcher(port, tmp_path / "work")
     worker = processes.start("worker", "data_service", "worker", f"--dispatcher=localhost:{port}", "--host=localhost",
                              hide=private)
+    processes.dispatcher(port, tmp_path / "work")
     processes.wait_for(worker, "worker listening at localhost:")
     trainer = start_training(processes, str(private / "data"), port, "unreadable", ["--epochs=1"])
     out = finished(processes, trainer, timeout=120)
