@@ -44,8 +44,8 @@ import threading
 from keras_alexnet.errors import FlagError
 
 PROTOCOL = "grpc"
-# How long the dispatcher waits for a worker's heartbeat before it gives the worker's work up (TF's
-# default is an hour: a killed worker would stall its consumers that long).
+# How long the dispatcher waits for a worker's heartbeat before it gives the worker's work up (set
+# here, short: a killed worker's consumers wait for it that long; live workers heartbeat far more often).
 WORKER_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 5.0
 _ADDRESS_RE = re.compile(r"^(?:(?P<protocol>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d+)$")
