@@ -29,6 +29,11 @@ Training (`build_train_dataset`):
   Python control flow on tensors) marked `do_not_convert`: AutoGraph's source conversion of them cost
   about 2 CPU-seconds of every start.
 
+Through the tf.data service (`pipelines/data_service.py`), workers run `build_worker_train_dataset`:
+the same per-record work and batches, arranged for dynamic sharding (the shard list its only source,
+the decode per shard) and capturing no variable: each batch carries its dropped and lost record counts
+for the trainer to add up.
+
 Evaluation (`build_eval_dataset`): the shards read in order (record order preserved) without
 shuffling or augmentation, then the views of one of the test protocols (`pipelines.eval_protocols`,
 made by `eval_crops.protocol_views` from the image rescaled to shorter side Q):
@@ -91,6 +96,8 @@ from pipelines.input_config import MEANS, InputConfig, scale_range, test_scale  
 from pipelines.stats import read_stats, resize_mean_image
 
 AUTOTUNE = tf.data.AUTOTUNE
+UNSEEN_SHARD = (": not found by a tf.data service worker: workers read the data at the paths the trainer reads "
+                "(a shared file system, see docs/data_service.md)")
 DROPPED_LINE = (" record(s) dropped: image does not decode or record does not parse "
                 "(`main.py verify` names them)")
 
@@ -272,15 +279,10 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
     batch = _per_replica_batch(config, input_context)
     counter = _counter(drop_counter)
     lost = _counter(lost_counter, "lost_records")
-    size = config.image_size
     deterministic = bool(config.deterministic)
     seed = _seed(config)
-    jitter = config.scale_jitter
-    center_square = jitter is None
     spec = info.record_spec
-
-    mean_image = _mean_image(config, stats, stats_path)
-    mean_rgb = tf.constant(_stat(stats, "mean_rgb", stats_path)) if config.mean == "rgb" else None
+    decode = _crop_decoder(config, info, stats, stats_path)
 
     dataset = _read_records(info, config, input_context, shuffle=True, seed=seed, deterministic=deterministic)
     if config.cache:
@@ -290,52 +292,12 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
     dataset = dataset.concatenate(tf.data.Dataset.from_tensors(_end_element())).enumerate()
     dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
 
-    if config.pca_jitter_std > 0:
-        eigenvalues = tf.constant(_stat(stats, "eigenvalues", stats_path))
-        eigenvectors = tf.constant(_stat(stats, "eigenvectors", stats_path))
-
-    def plan_image(seeds):
-        # AlexNet §4.1 per image: reflection (the mean image window's column mirrored to match), PCA
-        # colour shift with the mean colour folded in.
-        flipped = augment.flip_coin(seeds[2]) if config.flip else tf.constant(False)
-        shift = tf.zeros([3], tf.float32)
-        if config.pca_jitter_std > 0:
-            shift = augment.pca_shift(eigenvalues, eigenvectors, augment.pca_alphas(config.pca_jitter_std, seeds[3]))
-        if mean_rgb is not None:
-            shift = shift - mean_rgb
-        return flipped, shift
-
-    @tf.autograph.experimental.do_not_convert
-    def decode(indexed, draw):
-        position, element = indexed
-
-        def image_and_label():
-            encoded, stored_label = record_parser.parse_unchecked(element["record"], spec)
-            seeds = augment.split_seed(tf.stack([draw, position]), 4)
-            scale = config.resize_size if jitter is None else augment.sample_scale(jitter, seeds[0])
-
-            def plan(height, width):
-                return augment.crop_window(height, width, scale, size, seeds[1], center_square, config.random_crop)
-
-            window, frame_y, frame_x = augment.decode_window(encoded, plan)
-            flipped, shift = plan_image(seeds)
-            frame_x = tf.where(flipped, config.resize_size - size - frame_x, frame_x)
-            return (augment.resize_window(window, size, dtype=tf.uint8), flipped, tf.stack([frame_y, frame_x]),
-                    shift, stored_label)
-
-        def no_image():  # the end element or a damage marker: left out after the batch
-            return (tf.zeros([size, size, 3], tf.uint8), tf.constant(False), tf.zeros([2], tf.int32),
-                    tf.zeros([3], tf.float32), tf.constant(record_parser.NO_LABEL, tf.int64))
-
-        image, flipped, frame, shift, stored_label = tf.cond(element["index"] >= 0, image_and_label, no_image)
-        return {"image": image, "flipped": flipped, "frame": frame, "shift": shift, "stored_label": stored_label,
-                "position": position, "shard": element["shard"], "index": element["index"],
-                "damage": element["damage"]}
-
     # The hot path: parse, windowed decode and the per-image draws in one ordered parallel map (uint8
     # crops). An undecodable image fails its element, which ignore_errors() drops; the gaps in the
     # positions count them.
-    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors()
+    plain = tf.autograph.experimental.do_not_convert
+    dataset = dataset.map(plain(lambda indexed, draw: decode(indexed[0], indexed[1], draw)),
+                          num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors()
     dataset = dataset.batch(batch, num_parallel_calls=AUTOTUNE, deterministic=True)
 
     stopped = tf.Variable(False, trainable=False) if config.strict_records else None
@@ -366,34 +328,169 @@ def build_train_dataset(config: InputConfig, input_context=None, drop_counter=No
                                           tf.int64))
             checks += [counter.passes.assign_add(ended), lost.passes.assign_add(ended)]
         with tf.control_dependencies(checks):
-            labels = record_parser.check_labels(chunk["stored_label"], chunk["shard"], chunk["index"], spec,
-                                                ignore=tf.logical_not(is_record))
-        batch_crops = {key: chunk[key] for key in ("image", "flipped", "frame", "shift")}
-        batch_crops, labels = tf.cond(
-            tf.reduce_all(is_record),
-            lambda: (batch_crops, labels),
-            lambda: tf.nest.map_structure(lambda values: tf.boolean_mask(values, is_record), (batch_crops, labels)),
-        )
-        return positions[-1] + 1, (batch_crops, labels)
+            return positions[-1] + 1, _records_of_batch(chunk, spec)
 
     dataset = dataset.scan(tf.constant(0, tf.int64), account)
+    finish = None if crops else _finisher(config, _mean_image(config, stats, stats_path))
+    dataset = finish_train_batches(dataset, config, batch, finish)
+    dataset.drop_counter = counter
+    dataset.lost_counter = lost
+    return dataset
+
+
+def _records_of_batch(chunk, spec):
+    """(crops, labels) of a batch of decoded elements: the labels checked (`check_labels`), the
+    elements that are not records (end elements, damage markers) left out."""
+    is_record = chunk["index"] >= 0
+    labels = record_parser.check_labels(chunk["stored_label"], chunk["shard"], chunk["index"], spec,
+                                        ignore=tf.logical_not(is_record))
+    batch_crops = {key: chunk[key] for key in ("image", "flipped", "frame", "shift")}
+    return tf.cond(
+        tf.reduce_all(is_record),
+        lambda: (batch_crops, labels),
+        lambda: tf.nest.map_structure(lambda values: tf.boolean_mask(values, is_record), (batch_crops, labels)),
+    )
+
+
+def finish_train_batches(dataset, config: InputConfig, batch=None, finish=None) -> tf.data.Dataset:
+    """The last stages of training, on `(crops, labels)` batches: batches not full left out with
+    `config.drop_remainder` (else the empty ones), then `finish` (the float work) when given, static
+    batch shapes, prefetch. `batch`: the per-replica batch (default `config.batch_size`)."""
+    batch = batch or config.batch_size
     plain = tf.autograph.experimental.do_not_convert
     if config.drop_remainder:
         dataset = dataset.filter(plain(lambda batch_crops, labels: tf.equal(tf.shape(labels)[0], batch)))
     else:
         dataset = dataset.filter(plain(lambda batch_crops, labels: tf.shape(labels)[0] > 0))
-    if not crops:
-        finish = _finisher(config, mean_image)
+    if finish is not None:
         dataset = dataset.map(plain(lambda batch_crops, labels: (finish(batch_crops), labels)),
                               num_parallel_calls=AUTOTUNE, deterministic=True)
     if config.drop_remainder:  # static batch shapes
         dataset = dataset.map(plain(lambda inputs, labels: (
             tf.nest.map_structure(lambda x: tf.ensure_shape(x, [batch] + x.shape[1:]), inputs),
             tf.ensure_shape(labels, [batch]))))
-    dataset = _options(dataset.prefetch(AUTOTUNE), deterministic)
-    dataset.drop_counter = counter
-    dataset.lost_counter = lost
-    return dataset
+    return _options(dataset.prefetch(AUTOTUNE), bool(config.deterministic))
+
+
+def build_worker_train_dataset(config: InputConfig) -> tf.data.Dataset:
+    """The training pipeline as tf.data service workers run it (`pipelines/data_service.py`), for one
+    epoch: batches `(crops, labels, counts)`, crops and labels as `build_train_dataset(...,
+    crops=True)` makes them (AlexNet §4.1 or VGG §3.1 augmentation), `counts` int64 [2] the records
+    dropped (undecodable) and lost (damaged shards) in the batch's stretch of the pass, for the trainer
+    to add up; remainder batches are kept (the trainer drops them after counting).
+
+    Made for dynamic sharding (`distributed_epoch`): the one source is the list of shards (shuffled
+    by the seed here), which the dispatcher hands out one at a time; everything else is per shard or
+    per element and captures no variable (a dataset sent to the service cannot). Per shard: its
+    records (`read_shard`, a damaged one marked) and an end element, positions, the decode
+    (`_crop_decoder`, draws from the seed, the shard's name and the position: which worker reads a
+    shard changes nothing), the gaps the undecodable records leave counted on the next element that
+    arrives (the end element counts those at the shard's end); a shard the worker does not find stops
+    the pass with a one-line error naming it (`UNSEEN_SHARD`). Then the shards' elements are
+    interleaved and shuffled (decoded crops: ~150 kB each at 224 px), batched, and per batch the counts
+    summed, damaged shards named on the worker's stderr (or, strictly, the stop), labels checked.
+    """
+    info = dataset_info(config)
+    stats, stats_path = _load_needed_stats(config, info, need_pca=config.pca_jitter_std > 0)
+    batch = config.batch_size
+    seed = _seed(config) or 0
+    spec = info.record_spec
+    decode = _crop_decoder(config, info, stats, stats_path)
+    plain = tf.autograph.experimental.do_not_convert
+    held = list(info.shard_examples) or [-1] * len(info.files)  # -1: the shard's record count is unknown
+    order = np.random.default_rng(seed).permutation(len(info.files))
+    files = [info.files[i] for i in order]
+    sizes = [tf.io.gfile.stat(path).length for path in files]
+    shards = tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64),
+                                                 tf.constant([held[i] for i in order], tf.int64)))
+
+    def gaps(previous, element):
+        return element["position"], dict(element, dropped=element["position"] - previous - 1)
+
+    @plain
+    def shard_elements(path, size, records_held):
+        # A worker without the trainer's files (no shared file system) would find no records in them.
+        found = tf.size(tf.io.matching_files(path)) > 0
+        with tf.control_dependencies([record_parser.bad_data(found, path, UNSEEN_SHARD)]):
+            path = tf.identity(path)
+        draw = tf.bitwise.bitwise_xor(tf.strings.to_hash_bucket_fast(path, 2**62), tf.constant(seed, tf.int64))
+        elements = record_parser.read_shard(path, size, records_held)
+        elements = elements.concatenate(tf.data.Dataset.from_tensors(_end_element())).enumerate()
+        elements = elements.map(plain(lambda position, element: decode(position, element, draw))).ignore_errors()
+        return elements.scan(tf.constant(-1, tf.int64), plain(gaps))
+
+    dataset = shards.interleave(shard_elements, cycle_length=max(1, min(len(files), config.cycle_length)),
+                                block_length=1, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = dataset.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    @plain
+    def account(chunk):
+        dropped = tf.reduce_sum(chunk["dropped"])
+        line = tf.strings.join([tf.strings.as_string(dropped), DROPPED_LINE])
+        lost = record_parser.damage_lost(chunk["damage"], strict=config.strict_records)
+        checks = [tf.cond(dropped > 0, lambda: tf.print(line, output_stream=sys.stderr), tf.no_op), lost]
+        with tf.control_dependencies(checks):
+            batch_crops, labels = _records_of_batch(chunk, spec)
+        return batch_crops, labels, tf.stack([dropped, lost])
+
+    dataset = dataset.map(account, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _options(dataset.prefetch(AUTOTUNE), bool(config.deterministic))
+
+
+def _crop_decoder(config, info, stats, stats_path):
+    """The per-record hot path of training: `decode(position, element, draw)` -> a dict of one record's
+    uint8 crop (window-only decode, resized to the crop if needed), its flip, frame position and colour
+    shift (AlexNet §4.1; VGG §3.1's scale jitter), stored label, `position`, shard, index and damage.
+    Its draws are stateless from (`draw`, `position`). An element that is not a record (index -1: an
+    end element or a damage marker) gets a zero crop; a record that does not parse or decode fails."""
+    size = config.image_size
+    jitter = config.scale_jitter
+    center_square = jitter is None
+    spec = info.record_spec
+    mean_rgb = tf.constant(_stat(stats, "mean_rgb", stats_path)) if config.mean == "rgb" else None
+    if config.pca_jitter_std > 0:
+        eigenvalues = tf.constant(_stat(stats, "eigenvalues", stats_path))
+        eigenvectors = tf.constant(_stat(stats, "eigenvectors", stats_path))
+
+    def plan_image(seeds):
+        # AlexNet §4.1 per image: reflection (the mean image window's column mirrored to match), PCA
+        # colour shift with the mean colour folded in.
+        flipped = augment.flip_coin(seeds[2]) if config.flip else tf.constant(False)
+        shift = tf.zeros([3], tf.float32)
+        if config.pca_jitter_std > 0:
+            shift = augment.pca_shift(eigenvalues, eigenvectors, augment.pca_alphas(config.pca_jitter_std, seeds[3]))
+        if mean_rgb is not None:
+            shift = shift - mean_rgb
+        return flipped, shift
+
+    @tf.autograph.experimental.do_not_convert
+    def decode(position, element, draw):
+
+        def image_and_label():
+            encoded, stored_label = record_parser.parse_unchecked(element["record"], spec)
+            seeds = augment.split_seed(tf.stack([draw, position]), 4)
+            scale = config.resize_size if jitter is None else augment.sample_scale(jitter, seeds[0])
+
+            def plan(height, width):
+                return augment.crop_window(height, width, scale, size, seeds[1], center_square, config.random_crop)
+
+            window, frame_y, frame_x = augment.decode_window(encoded, plan)
+            flipped, shift = plan_image(seeds)
+            frame_x = tf.where(flipped, config.resize_size - size - frame_x, frame_x)
+            return (augment.resize_window(window, size, dtype=tf.uint8), flipped, tf.stack([frame_y, frame_x]),
+                    shift, stored_label)
+
+        def no_image():  # the end element or a damage marker: left out after the batch
+            return (tf.zeros([size, size, 3], tf.uint8), tf.constant(False), tf.zeros([2], tf.int32),
+                    tf.zeros([3], tf.float32), tf.constant(record_parser.NO_LABEL, tf.int64))
+
+        image, flipped, frame, shift, stored_label = tf.cond(element["index"] >= 0, image_and_label, no_image)
+        return {"image": image, "flipped": flipped, "frame": frame, "shift": shift, "stored_label": stored_label,
+                "position": position, "shard": element["shard"], "index": element["index"],
+                "damage": element["damage"]}
+
+    return decode
 
 
 def train_batch_finisher(config: InputConfig, scale: float = 1.0):

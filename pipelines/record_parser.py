@@ -308,15 +308,15 @@ def _describe_damage(note):
     return line, skipped, lost
 
 
-def handle_damage(damage, lost: DropCounter, strict=False, report=True):
-    """For the damage notes among `damage` (a batch's string vector, "" for records; `read_shard`): with
-    `strict`, fails with the first damaged shard's one line (`user_errors()` turns it into that
-    UserError); otherwise, when `report` (a bool tensor or Python bool: False for a pass whose damage was
-    already named and counted), prints `<path>: corrupted record at byte <offset> (record <index>); <n>
-    record(s) from there skipped` on stderr for each and adds the n to `lost` (n: the shard's records
-    in `dataset.json` minus those read; a shard without that count is named with the bytes skipped).
-    An op (nothing without damage) to run as a control dependency (a bool tensor: whether there was
-    damage); the description is built only for a damaged shard."""
+def damage_lost(damage, strict=False, report=True):
+    """The records lost to the damaged shards among `damage` (a batch's string vector of damage notes,
+    "" for records; `read_shard`), as an int64 tensor: with `strict`, fails with the first damaged
+    shard's one line (`user_errors()` turns it into that UserError); otherwise, when `report` (a bool
+    tensor or Python bool: False for a pass whose damage was already named and counted), prints
+    `<path>: corrupted record at byte <offset> (record <index>); <n> record(s) from there skipped` on
+    stderr for each and counts the n (the shard's records in `dataset.json` minus those read; a shard
+    without that count is named with the bytes skipped, and counts 0). 0 without damage; the
+    description is built only for a damaged shard."""
     damage = tf.reshape(damage, [-1])
     bad = tf.strings.length(damage) > 0
 
@@ -328,13 +328,21 @@ def handle_damage(damage, lost: DropCounter, strict=False, report=True):
             done = [tf.debugging.Assert(False, [_BEGIN, lines[0], _STRICT_HINT, _END], summarize=1)]
         else:
             text = tf.strings.reduce_join(tf.strings.join([lines, skipped], separator="; "), separator="\n")
-            done = [tf.print(text, output_stream=sys.stderr), lost.variable.assign_add(tf.reduce_sum(records))]
+            done = [tf.print(text, output_stream=sys.stderr)]
         with tf.control_dependencies(done):
-            return tf.constant(True)
+            return tf.reduce_sum(records)
 
     if strict:
         report = True
-    return tf.cond(tf.logical_and(tf.reduce_any(bad), report), describe_all, lambda: tf.reduce_any(bad))
+    return tf.cond(tf.logical_and(tf.reduce_any(bad), report), describe_all, lambda: tf.constant(0, tf.int64))
+
+
+def handle_damage(damage, lost: DropCounter, strict=False, report=True):
+    """`damage_lost` with the count added to `lost`: an op to run as a control dependency (a bool
+    tensor: whether there was damage)."""
+    added = lost.variable.assign_add(damage_lost(damage, strict, report))
+    with tf.control_dependencies([added]):
+        return tf.reduce_any(tf.strings.length(tf.reshape(damage, [-1])) > 0)
 
 
 def as_user_error(error: Exception):

@@ -59,7 +59,8 @@ def takes(flags: set, name: str) -> bool:
     return name in flags or name.removeprefix("no") in flags
 
 
-DOCS = ("README.md", "docs/serving.md", "docs/fine_tuning.md", "docs/monitoring.md")
+DOCS = ("README.md", "docs/serving.md", "docs/fine_tuning.md", "docs/monitoring.md", "docs/data_service.md",
+        "docs/several_machines.md")
 
 
 def test_every_flag_the_docs_mention_exists_and_each_command_line_takes_its_flags():

@@ -13,4 +13,6 @@ COMMANDS = {
     "figures": ("keras_alexnet.cli.figures", "conv1 kernel grid and top-5 panels as PNG (and TensorBoard)"),
     "study": ("keras_alexnet.cli.study", "re-measure the papers' claims: arms x seeds, intervals, verdicts"),
     "import_weights": ("keras_alexnet.cli.import_weights", "published AlexNet (Caffe, torchvision) / VGG16/19 weights -> a run folder"),
+    "data_service": ("keras_alexnet.cli.data_service", "tf.data service dispatcher or worker: the training input pipeline on other "
+                     "machines"),
 }

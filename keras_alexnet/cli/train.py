@@ -119,6 +119,10 @@ flags.DEFINE_enum("strategy", _D.strategy, list(strategy.STRATEGIES), "default: 
                   "AlexNet's two towers on two devices. [AlexNet §3.2, VGG §3.3]", **_DISTRIBUTION)
 flags.DEFINE_integer("logical_cpus", _D.logical_cpus, "Split the CPU into N logical devices (mirrored/towers "
                      "without GPUs, for tests).", **_DISTRIBUTION)
+flags.DEFINE_string("data_service", _D.data_service, "grpc://HOST:PORT of a tf.data service dispatcher (main.py "
+                    "data_service): its workers read, decode, crop, flip and colour-shift the training batches; "
+                    "validation and 10-crop evaluation stay here. The workers must see --data_dir at the same "
+                    "path. See docs/data_service.md.", **_DISTRIBUTION)
 
 # What the default run (no --data_dir, no --tfds) uses instead of the flags' defaults; `--help` shows it.
 DEFAULT_RUN_VALUES = presets.DEFAULT_PRESET
@@ -206,6 +210,10 @@ def validate():
         raise FlagError(f"--stats_path={config.data.stats_path}: no such file")
     if FLAGS.data_dir is not None:
         flagdefs.check_shards(FLAGS.data_dir, "train")
+    if config.data_service:  # a dispatcher that does not answer would leave the run waiting for an hour
+        from pipelines.data_service import check_dispatcher
+
+        check_dispatcher(config.data_service)
 
 
 def starting() -> str:

@@ -121,6 +121,8 @@ class TrainConfig:
       batch, so a scheduled learning rate is set once per call (`trainer.py`).
     - runs_dir / run_name: the run folder (run_name None: the architecture's name); the same folder
       resumes the run.
+    - data_service: "grpc://HOST:PORT" of a tf.data service dispatcher whose workers make the training
+      batches (`pipelines/data_service.py`); "" for the pipeline in this process.
     """
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -148,6 +150,7 @@ class TrainConfig:
     export: bool = True
     export_best: bool = False
     export_dir: str = "saved_models"
+    data_service: str = ""
 
     @property
     def spec(self) -> registry.ModelSpec:
@@ -230,6 +233,9 @@ class TrainConfig:
             (self.strategy != "towers" or spec.towers == 2,
              f"--strategy=towers places AlexNet's two towers; --architecture={spec.name} has none"),
             (not (self.warm_start and self.init_from), "give --warm_start or --init_from, not both"),
+            (not (self.data_service and self.strategy == "multi_worker"),
+             "--data_service with --strategy=multi_worker: each worker would read the whole epoch; use one "
+             "trainer (default, mirrored or towers)"),
             (not self.warm_start or (spec.family == "vgg" and spec.vgg_config != "A"),
              f"--warm_start initialises a deeper VGG net (vgg_b..vgg_e) from net A, not --architecture={spec.name}"),
         )
@@ -242,6 +248,10 @@ class TrainConfig:
             raise FlagError("--mean=image needs the fixed AlexNet framing: use --mean=rgb with --scale_jitter (VGG §2.1)")
         if data.data_dir is not None:
             data.validate()
+        if self.data_service:
+            from pipelines.data_service import split_address
+
+            split_address(self.data_service, "data_service", protocol_required=True)
         if self.warm_start and not os.path.exists(self.warm_start):
             raise FlagError(f"--warm_start={self.warm_start}: no such run folder or file")
         if self.init_from and not (os.path.exists(self.init_from) or os.path.exists(self.init_from + ".index")):

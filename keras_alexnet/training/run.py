@@ -43,7 +43,7 @@ RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_ste
                      "export_best", "export_dir", "ten_crop_every", "test_split", "strategy", "logical_cpus",
                      "jit_compile", "warm_start", "init_from", "data.shuffle_buffer", "data.cache",
                      "data.cycle_length", "data.data_dir", "data.tfds_data_dir", "data.tfds_manual_dir",
-                     "data.stats_path", "data.strict_records", "runs_dir", "steps_per_call")
+                     "data.stats_path", "data.strict_records", "runs_dir", "steps_per_call", "data_service")
 
 
 class TrainingInterrupted(Exception):
@@ -332,6 +332,10 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         say(f"  precision: {policy} ({why})")
     changes = check_resume(config, record) if record is not None else {}
 
+    if config.data_service:  # library callers too: the service's client would retry for an hour
+        from pipelines.data_service import check_dispatcher
+
+        check_dispatcher(config.data_service)
     info = input_pipeline.dataset_info(config.input_for("train", training=True))
     num_classes = info.num_classes
     if not num_classes:
@@ -401,9 +405,15 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         return dataset.map(times_scale)
 
     def train_dataset_fn(input_context, epoch):
-        # One seed per epoch: an epoch's batches are the same when it is run again after a resume.
+        # One seed per epoch: an epoch's batches are the same when it is run again after a resume (not
+        # through the tf.data service, whose workers' timing orders the batches).
         epoch_config = dataclasses.replace(config.input_for("train", training=True),
                                            seed=config.seed * 100003 + epoch)
+        if config.data_service:
+            from pipelines.data_service import distributed_train_dataset
+
+            per_replica = dataclasses.replace(epoch_config, batch_size=input_context.get_per_replica_batch_size(batch))
+            return distributed_train_dataset(per_replica, config.data_service, dropped, lost)
         return input_pipeline.build_train_dataset(epoch_config, input_context, drop_counter=dropped, lost_counter=lost,
                                                   crops=True)
 
@@ -427,7 +437,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                       checkpoint_every_steps=config.checkpoint_every_steps, jit_compile=config.jit_compile,
                       loss_scale=loss_scale, is_chief=chief, initial_weights=initial_weights,
                       printer=say, stop_event=stop.event, steps_per_call=config.steps_per_call,
-                      prepare_inputs=finish_batch)
+                      prepare_inputs=finish_batch, replays_epochs=not config.data_service)
     callback_set = training_callbacks(config, chief=chief, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                                       replicas=replicas, dropped=dropped, lost=lost, printer=say,
                                       val_examples=val_examples,
@@ -445,6 +455,10 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         say(f"{config.model.architecture} on {info.source}: {num_classes} classes, {train_examples} training "
             f"images, {steps_per_epoch} steps of {batch} per epoch, up to {epochs} epochs, {replicas} "
             f"replica(s) ({config.strategy})")
+        if config.data_service:
+            from pipelines.data_service import describe
+
+            say(describe(config.data_service))
     history = trainer.fit(callback_set.callbacks + extra_callbacks)
     step = int(trainer.optimizer.iterations.numpy())
     epochs_run = int(trainer.state.epoch.numpy())

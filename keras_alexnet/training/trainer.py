@@ -76,7 +76,7 @@ class Trainer:
         train_dataset_fn: (input_context, epoch) -> tf.data.Dataset of per-replica batches
             (inputs, labels), inputs the model's images or what `prepare_inputs` takes, whose order
             depends only on `epoch`, so a resumed epoch sees the same batches; it is repeated and
-            `skip`ped here.
+            `skip`ped here to resume an epoch (unless `replays_epochs` is False).
         steps_per_epoch: training steps in an epoch (equal on every worker).
         epochs: the epoch cap.
         global_batch_size: examples per step over all replicas.
@@ -93,6 +93,9 @@ class Trainer:
             training step on each replica's device (and in its XLA cluster with `jit_compile`): the
             training batches' float work (`input_pipeline.train_batch_finisher`) when the dataset
             yields uint8 crops; None when it yields the model's inputs.
+        replays_epochs: whether `train_dataset_fn` gives an epoch's batches again in the same order; if
+            not (the tf.data service), a resumed epoch takes its remaining steps from a new pass
+            instead of reading and discarding the batches it already trained on.
         stop_event: a `threading.Event`; once set (SIGINT/SIGTERM), `fit` saves a checkpoint after the
             current step (or validation batch, or 10-crop batch of an epoch's end; before the first
             step when it was set before `fit`) and returns, with `interrupted_at` its path. Set during
@@ -103,7 +106,8 @@ class Trainer:
     def __init__(self, strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
                  epochs, global_batch_size, val_dataset_fn=None, val_examples=None, checkpoint_dir=None,
                  checkpoint_every_steps=0, jit_compile=False, loss_scale=False, is_chief=True,
-                 initial_weights=None, printer=print, stop_event=None, steps_per_call=1, prepare_inputs=None):
+                 initial_weights=None, printer=print, stop_event=None, steps_per_call=1, prepare_inputs=None,
+                 replays_epochs=True):
         self.strategy = strategy
         self.train_dataset_fn = train_dataset_fn
         self.val_dataset_fn = val_dataset_fn
@@ -119,6 +123,7 @@ class Trainer:
             raise ValueError(f"steps_per_call={steps_per_call}: must be >= 1")
         self.jit_compile = jit_compile
         self.prepare_inputs = prepare_inputs
+        self.replays_epochs = replays_epochs
         self.is_chief = is_chief
         self.printer = printer
         self.stop_event = stop_event
@@ -215,7 +220,7 @@ class Trainer:
             dataset = self.train_dataset_fn(input_context, epoch).repeat()
             options = tf.data.Options()
             options.experimental_warm_start = True
-            return (dataset.skip(skip) if skip else dataset).with_options(options)
+            return (dataset.skip(skip) if skip and self.replays_epochs else dataset).with_options(options)
 
         options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn, options))
