@@ -20,8 +20,9 @@ NOT_FROM_A_PAPER = {
               "logical_cpus", "strict_records", "progress", "seed", "checkpoint_every_steps", "steps_per_call",
               "log_every_steps", "default_data_root", "data_dir", "tfds", "tfds_data_dir", "tfds_manual_dir",
               "stats_path", "shuffle_buffer", "cache", "steps_per_epoch", "warmup_epochs", "input_scale",
-              "validation_split", "test_split"],
-    "study": ["studies_dir", "report_only", "seeds", "default_data_root", "data_dir", "epochs", "steps_per_epoch"],
+              "validation_split", "test_split", "data_service"],
+    "study": ["studies_dir", "report_only", "seeds", "default_data_root", "data_dir", "epochs", "steps_per_epoch",
+              "shard"],
     "figures": ["output_dir", "logdir", "batch_size", "split", "model", "tile", "kernel_scale"],
     "neighbors": ["output_dir", "batch_size", "tile", "max_train"],
     "evaluate": ["output_dir", "batch_size", "max_examples", "split", "model"],
@@ -85,7 +86,7 @@ def test_train_help_is_grouped_by_task_with_every_flag_in_exactly_one_group(help
     assert set(placed) == _own_flags("train")
     assert {"momentum", "lr_schedule", "batch_size"} <= set(groups["optimisation and schedule"])
     assert {"scale_jitter", "pca_jitter_std", "data_dir"} <= set(groups["data and augmentation"])
-    assert {"strategy", "logical_cpus"} == set(groups["distribution"])
+    assert {"strategy", "logical_cpus", "data_service"} == set(groups["distribution"])
     assert "--verbosity=" not in helps["train"] and "--logtostderr" not in helps["train"]  # absl's own
 
 
