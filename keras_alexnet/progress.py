@@ -4,7 +4,8 @@ export) on the terminal, so the output never goes silent.
 On a terminal a `ProgressLine` is one line redrawn in place (count, bar, rate, ETA) and, while it is
 open, at least every second even when no unit completes (a first step that traces the graph, a slow
 batch): the elapsed time keeps moving. Elsewhere (a log file, a pipe, a batch scheduler) it prints a
-title line at once and then one line every `interval` seconds. On a terminal a redrawn line never
+title line at once, then one line every `interval` seconds while it runs, and one with the final count
+when the count reaches its total or the line is closed (unless the last line printed shows it already). On a terminal a redrawn line never
 wraps: it is fitted to the terminal's width (read again at each redraw, so a resized window is followed)
 by dropping its least important fields first (`fit_fields`), because a wrapped line cannot be redrawn in
 place and leaves a copy of itself on every row it wrapped onto. Rates and ETAs come from `Rate`: the
@@ -139,6 +140,7 @@ class ProgressLine:
         self._start = clock()
         self._drawn = 0.0
         self._printed = self._start
+        self._printed_done = 0  # the count the last line printed off a terminal showed
         self._open = True
         self._counted = False
         self._lock = threading.Lock()
@@ -165,16 +167,21 @@ class ProgressLine:
             if force or now - self._drawn >= 0.2:
                 self._drawn = now
                 self._write(self._line(), final=False)
-        elif now - self._printed >= self.interval:
-            self._printed = now
-            self._write(self._line(), final=True)
+        elif now - self._printed >= self.interval or (force and self.done != self._printed_done):
+            self._print_line(now)
+
+    def _print_line(self, now):
+        """Prints the line off a terminal (caller holds the lock)."""
+        self._printed, self._printed_done = now, self.done
+        self._write(self._line(), final=True)
 
     def _tick(self):
         with self._lock:
             self._show()
 
     def close(self, summary=None) -> None:
-        """Ends the line: on a terminal the last state stays (or `summary` replaces it)."""
+        """Ends the line: on a terminal the last state stays (or `summary` replaces it); elsewhere the
+        final count is printed unless the last line printed shows it (or `summary` is)."""
         with self._lock:
             if not self._open:
                 return
@@ -184,6 +191,8 @@ class ProgressLine:
                 self._write(summary, final=True)
             elif self.interactive:
                 self._write(self._line(), final=True)
+            elif self.done != self._printed_done:
+                self._print_line(self.clock())
 
     # Ranks of the fields (`fit_fields`): the highest is dropped first when the terminal is too narrow.
     BAR_RANK, ELAPSED_RANK, RATE_RANK, VALUE_RANK, ETA_RANK, WAITING_RANK = 7, 6, 5, 4, 3, 2

@@ -8,9 +8,12 @@ shard of every split (shards in parallel, one thread per core: TensorFlow's read
 the GIL) and the example counts `dataset.json` records against the records the shards hold.
 
 A damaged shard is described in one line: the first problem and how many records have one, e.g.
-`/data/train-00003-of-00128: corrupted record at byte 1650317 (record 15); records from there unreadable`
-or `/data/validation-00001-of-00004: 2 bad record(s), first: record 17: image does not decode`; re-run
-`prepare` for just those shards, or remove them.
+`/data/train-00003-of-00128: corrupted record at byte 1650317 (record 15); 985 record(s) from there
+unreadable` or `/data/validation-00001-of-00004: 2 bad record(s), first: record 17: image does not
+decode`; re-run `prepare` for just those shards, or remove them. The records lost to a shard's damage
+are counted as training counts them (`pipelines/record_parser.py`): the shard's records as
+`dataset.json` records them (`records.SplitInfo.records_per_shard`) minus those read before the
+damage; a folder prepared before per-shard counts names the bytes left unread instead.
 """
 
 import concurrent.futures
@@ -30,13 +33,17 @@ _FRAME = 16  # TFRecord bytes around a record's data: length (8), its CRC (4), t
 @dataclasses.dataclass
 class ShardReport:
     """One shard's result: `records` read whole, `bad` of them unusable, `damage` the file's own damage
-    (CRC mismatch, truncation: "" when the whole file reads), `first` the first bad record's line."""
+    (CRC mismatch, truncation: "" when the whole file reads), `lost` the records behind the damage
+    (None when `dataset.json` records no count for the shard: then `unread_bytes` says what is lost),
+    `first` the first bad record's line."""
 
     path: str
     records: int = 0
     bad: int = 0
     damage: str = ""
     first: str = ""
+    lost: Optional[int] = None
+    unread_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -46,7 +53,11 @@ class ShardReport:
         """The one line naming the shard's problems ("" for a sound shard)."""
         parts = []
         if self.damage:
-            parts.append(f"{self.damage}; records from there unreadable")
+            if self.lost is not None:
+                parts.append(f"{self.damage}; {self.lost} record(s) from there unreadable")
+            else:
+                parts.append(f"{self.damage}; {self.unread_bytes} byte(s) from there unreadable (dataset.json "
+                             "records no record count for this shard)")
         if self.bad:
             parts.append(f"{self.bad} bad record(s), first: {self.first}")
         return f"{self.path}: {'; '.join(parts)}" if parts else ""
@@ -79,8 +90,9 @@ def _record_problem(serialized: bytes, label_offset: int, num_classes: Optional[
     return ""
 
 
-def verify_shard(path: str, label_offset: int = 0, num_classes: Optional[int] = None) -> ShardReport:
-    """Reads and checks every record of the shard at `path` (see the module docstring)."""
+def verify_shard(path: str, label_offset: int = 0, num_classes: Optional[int] = None, held: int = -1) -> ShardReport:
+    """Reads and checks every record of the shard at `path` (see the module docstring); `held`: the
+    records it holds as `dataset.json` records them, -1 when unknown."""
     report = ShardReport(path)
     iterator = iter(tf.data.TFRecordDataset(path))
     offset = 0  # of the next record's frame (TensorFlow's message may name its data's offset instead)
@@ -93,6 +105,10 @@ def verify_shard(path: str, label_offset: int = 0, num_classes: Optional[int] = 
             found = _DATA_LOSS_RE.search(error.message)
             kind = found.group(1) if found else "damaged"
             report.damage = f"{kind} record at byte {offset} (record {report.records})"
+            if held >= report.records:
+                report.lost = held - report.records
+            else:
+                report.unread_bytes = os.path.getsize(path) - offset
             break
         problem = _record_problem(serialized, label_offset, num_classes)
         if problem:
@@ -134,11 +150,17 @@ def verify_data_dir(data_dir: str, workers: Optional[int] = None, on_shard=None)
     offset = metadata.label_offset if metadata else records.TF_MODELS_LABEL_OFFSET
     num_classes = metadata.num_classes if metadata else None
     splits = _splits(data_dir, metadata)
-    paths = [path for split in splits for path in records.list_shards(data_dir, split)]
+    paths, held = [], []
+    for split in splits:
+        files = records.list_shards(data_dir, split)
+        counts = metadata.splits[split].records_per_shard() if metadata and split in metadata.splits else []
+        paths += files
+        held += counts if len(counts) == len(files) else [-1] * len(files)  # -1: the shard's count is unknown
     workers = workers or os.cpu_count() or 1
     reports = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(verify_shard, path, offset, num_classes): path for path in paths}
+        futures = {pool.submit(verify_shard, path, offset, num_classes, count): path
+                   for path, count in zip(paths, held)}
         for future in concurrent.futures.as_completed(futures):
             report = future.result()
             reports[report.path] = report

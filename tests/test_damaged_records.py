@@ -222,15 +222,16 @@ def test_verify_lists_each_damaged_shard_in_one_line(tmp_path):
     report = verify.verify_data_dir(data_dir)
     assert [s.path for s in report.damaged] == names[1:]
     assert [s.line() for s in report.damaged] == [
-        f"{names[1]}: corrupted record at byte {flipped} (record 3); records from there unreadable",
-        f"{names[2]}: truncated record at byte {cut} (record 1); records from there unreadable",
+        f"{names[1]}: corrupted record at byte {flipped} (record 3); 2 record(s) from there unreadable",
+        f"{names[2]}: truncated record at byte {cut} (record 1); 4 record(s) from there unreadable",
         f"{names[3]}: 1 bad record(s), first: record 2: image does not decode",
-    ]
+    ]  # dataset.json: 5 records a shard; 3 and 1 read before the damage
     result = _verify_cli(data_dir)
     assert result.returncode == 1, result.stdout + result.stderr
     assert sorted(result.stdout.splitlines()) == sorted(s.line() for s in report.damaged)
     errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and "3 damaged shard(s) of 5" in errors[0], errors
+    assert len(errors) == 1 and f"{data_dir}: 3 damaged shard(s) of 5, 6 record(s) unreadable, 1 bad record(s) " \
+        "(listed above" in errors[0], errors
 
     for path in names[1:]:
         os.remove(path)
@@ -249,6 +250,40 @@ def test_verify_lists_each_damaged_shard_in_one_line(tmp_path):
     result = _verify_cli(data_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == f"verify: {data_dir}: 2 shard(s), 8 records: all sound"
+
+
+def test_verify_counts_what_training_loses_and_names_the_bytes_without_per_shard_counts(tmp_path, capfd):
+    """The records `verify` calls unreadable are those the training pipeline counts lost for the same
+    truncated shard (dataset.json's count minus the records before the damage); a dataset.json written
+    before per-shard counts gives the bytes left unread, as training names them, except for a split of
+    one shard (its count is the split's)."""
+    data_dir, shard = _data(tmp_path)  # 2 train shards of 6
+    offset = truncate_in(shard, 2)
+    (report,) = verify.verify_data_dir(data_dir).damaged
+    assert (report.records, report.lost) == (2, 4)
+    assert report.line() == f"{shard}: truncated record at byte {offset} (record 2); 4 record(s) from there unreadable"
+    dataset = input_pipeline.build_train_dataset(_config(data_dir, drop_remainder=False))
+    assert len(_labels(dataset)) == 6 + 2 and dataset.lost_counter.take() == report.lost
+    capfd.readouterr()
+
+    info = records.read_metadata(data_dir)
+    info.splits["train"] = records.SplitInfo(num_examples=12, num_shards=2)  # dataset.json of before shard counts
+    records.write_metadata(data_dir, info)
+    unread = os.path.getsize(shard) - offset
+    (report,) = verify.verify_data_dir(data_dir).damaged
+    assert report.lost is None and report.unread_bytes == unread > 0
+    assert report.line() == (f"{shard}: truncated record at byte {offset} (record 2); {unread} byte(s) from there "
+                             "unreadable (dataset.json records no record count for this shard)")
+    result = _verify_cli(data_dir)
+    assert result.returncode == 1 and result.stdout.splitlines() == [report.line()], result.stdout + result.stderr
+    assert "1 damaged shard(s) of 2, 1 shard(s) unreadable from their damage on, with no record count in " \
+           "dataset.json (listed above" in result.stderr, result.stderr
+
+    os.remove(os.path.join(data_dir, records.shard_name("train", 0, 2)))
+    info.splits["train"] = records.SplitInfo(num_examples=6, num_shards=1)
+    records.write_metadata(data_dir, info)
+    (report,) = verify.verify_data_dir(data_dir).damaged
+    assert report.lost == 4, report.line()
 
 
 def test_training_runs_over_damaged_shards_and_a_strict_run_resumes_past_them(tmp_path):

@@ -51,12 +51,33 @@ def test_off_a_terminal_a_line_at_the_start_then_every_interval():
     for done in range(100, 1001, 100):  # 100 images every 4 s
         clock.now += 4.0
         line.update(done)
-    line.close()
     lines = out.getvalue().splitlines()
-    assert len(lines) == 3  # at the start, then at 16 s and 32 s; no \r anywhere
+    assert len(lines) == 4  # at the start, then at 16 s and 32 s, and at the total (40 s); no \r anywhere
     assert lines[1].startswith("10-crop test |  400/1000 images [========>...........]  40% | 25 img/s | "
                                "ETA 0:24 | 0:16 elapsed")
-    assert "\r" not in out.getvalue()
+    assert lines[3].startswith("10-crop test | 1000/1000 images [====================] 100% | 25 img/s | "
+                               "ETA 0:00 | 0:40 elapsed")
+    line.close()  # the final count is printed already
+    assert out.getvalue().splitlines() == lines and "\r" not in out.getvalue()
+
+
+def test_off_a_terminal_the_final_count_is_printed_when_the_line_closes():
+    """A phase shorter than the interval, or one that ends below its total (a damaged record, fewer
+    images than counted), still prints the count it reached when it closes; nothing to add when the
+    last line printed shows it."""
+    clock, out = Clock(), io.StringIO()
+    line = ProgressLine("stats", 15, stream=out, interactive=False, interval=15.0, clock=clock, redraw=None)
+    for done in (4, 8, 12):
+        clock.now += 1.0
+        line.update(done)
+    assert len(out.getvalue().splitlines()) == 1
+    line.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("stats | 12/15 images [================>...]  80% | ")
+    assert lines[1].endswith("| 0:03 elapsed")
+    empty = io.StringIO()
+    ProgressLine("nothing", 5, stream=empty, interactive=False, clock=clock, redraw=None).close()
+    assert len(empty.getvalue().splitlines()) == 1  # the start line shows 0/5 already
 
 
 def test_on_a_terminal_one_line_redrawn_in_place():

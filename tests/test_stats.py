@@ -1,11 +1,18 @@
 """pipelines/stats.py against NumPy on the same decoded images: mean image (AlexNet §2), mean RGB
 (VGG §2.1), RGB covariance and its eigen-decomposition (AlexNet §4.1)."""
 
+import io
+import itertools
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_alexnet.errors import UserError
+from keras_alexnet.progress import ProgressLine
 from pipelines import image_codec, prepare, records, stats
 from pipelines.sources import load
 from tests.image_fixtures import make_folder, read_split
@@ -58,6 +65,37 @@ def test_load_stats_round_trip_and_missing_file(prepared, tmp_path):
     for key in ("mean_image", "mean_rgb", "rgb_cov", "eigenvalues", "eigenvectors"):
         np.testing.assert_array_equal(loaded[key], saved[key])
         assert loaded[key].dtype == saved[key].dtype
+
+
+def test_off_a_terminal_main_py_stats_prints_its_progress_at_the_start_and_the_final_count(prepared):
+    """stdout a pipe (a log file, a scheduler): the progress line at 0/15, then at the end with the count
+    reached, then the result line."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, os.path.join(root, "main.py"), "stats", f"--data_dir={prepared}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    title = "stats: mean image, mean RGB and RGB covariance of the training images | "
+    progress = [line for line in lines if line.startswith(title)]
+    assert len(progress) == 2 and "\r" not in result.stdout, lines
+    assert progress[0].startswith(title + " 0/15 images [>...................]   0% |"), lines
+    assert progress[1].startswith(title + "15/15 images [====================] 100% |"), lines
+    assert lines[-1].startswith(f"stats: {os.path.join(prepared, records.STATS_FILE)}: 15 images, mean RGB"), lines
+
+
+def test_the_progress_line_counts_the_images_of_each_batch(prepared):
+    """Off a terminal, a line every interval (here each batch comes an interval later) with the images
+    counted so far, and the final count."""
+    out = io.StringIO()
+    clock = itertools.count(0.0, 16.0).__next__  # 16 s later at each reading: every line is due
+    line = ProgressLine("stats", 15, stream=out, interactive=False, interval=15.0, clock=clock, redraw=None)
+    stats.compute(prepared, batch_size=4, progress=line)
+    counts = [text.split(" | ")[1].split(" images")[0].strip().split("/") for text in out.getvalue().splitlines()]
+    assert {total for _, total in counts} == {"15"}
+    done = [int(count) for count, _ in counts]  # batches of 4, 4, 4 and 3, in the order they come
+    assert done[0] == 0 and done[-1] == 15 and len(done) == 5, done
+    assert all(later - earlier in (3, 4) for earlier, later in zip(done, done[1:])), done
 
 
 def test_max_images_subsamples(prepared):

@@ -35,7 +35,7 @@ _OUTPUTS = dict(module_name=flaghelp.OUTPUTS)
 _SPEED = dict(module_name=flaghelp.SPEED)
 _DISTRIBUTION = dict(module_name=flaghelp.DISTRIBUTION)
 
-flags.DEFINE_string("warm_start", None, "VGG: a trained net A (run folder or .keras) whose first four "
+flags.DEFINE_string("warm_start", None, "VGG: a trained net A (run folder, checkpoint or .keras) whose first four "
                     "conv and three FC layers initialise this deeper net. [VGG §3.1]", **_MODEL)
 flags.DEFINE_string("init_from", None, "Initialise the model from another run (run folder, checkpoint or "
                     ".keras; trained here or imported): every layer, e.g. S=384 from S=256 with "

@@ -2,9 +2,10 @@
 
 Every record's CRCs (TensorFlow's reader), its Example keys, its label range and that its image
 decodes, for every split's shards, and the example counts of `dataset.json` [AlexNet §2]. Prints one
-line per damaged shard (so that just those can be prepared again) and a summary; exit code 1 when any
-shard is damaged or a count differs, 0 otherwise. Training skips and counts what this command reports
-(or stops at it with `train --strict_records`).
+line per damaged shard (so that just those can be prepared again) with the records its damage makes
+unreadable (from `dataset.json`'s per-shard counts; the bytes for a folder prepared before them), and
+a summary; exit code 1 when any shard is damaged or a count differs, 0 otherwise. Training skips and
+counts what this command reports (or stops at it with `train --strict_records`).
 """
 
 import os
@@ -48,7 +49,18 @@ def run(argv) -> None:
         records = sum(shard.records for shard in report.shards)
         print(f"verify: {FLAGS.data_dir}: {len(report.shards)} shard(s), {records:,} records: all sound")
         return
-    damaged = len(report.damaged)
-    counts = f", {len(report.count_lines)} count(s) differing from dataset.json" if report.count_lines else ""
-    raise UserError(f"{FLAGS.data_dir}: {damaged} damaged shard(s) of {len(report.shards)}{counts} (listed "
-                    "above: prepare those shards again, or remove them)")
+    damaged = report.damaged
+    counted = [shard.lost for shard in damaged if shard.lost is not None]
+    uncounted = sum(1 for shard in damaged if shard.damage and shard.lost is None)
+    bad = sum(shard.bad for shard in damaged)
+    parts = [f"{len(damaged)} damaged shard(s) of {len(report.shards)}"]
+    if counted:
+        parts.append(f"{sum(counted):,} record(s) unreadable")
+    if uncounted:
+        parts.append(f"{uncounted} shard(s) unreadable from their damage on, with no record count in dataset.json")
+    if bad:
+        parts.append(f"{bad:,} bad record(s)")
+    if report.count_lines:
+        parts.append(f"{len(report.count_lines)} count(s) differing from dataset.json")
+    raise UserError(f"{FLAGS.data_dir}: {', '.join(parts)} (listed above: prepare those shards again, or remove "
+                    "them)")

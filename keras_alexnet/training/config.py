@@ -252,8 +252,8 @@ class TrainConfig:
             from pipelines.data_service import split_address
 
             split_address(self.data_service, "data_service", protocol_required=True)
-        if self.warm_start and not os.path.exists(self.warm_start):
-            raise FlagError(f"--warm_start={self.warm_start}: no such run folder or file")
+        if self.warm_start and not (os.path.exists(self.warm_start) or os.path.exists(self.warm_start + ".index")):
+            raise FlagError(f"--warm_start={self.warm_start}: no such run folder, checkpoint or file")
         if self.init_from and not (os.path.exists(self.init_from) or os.path.exists(self.init_from + ".index")):
             raise FlagError(f"--init_from={self.init_from}: no such run folder, checkpoint or file")
         finetune.check(self)

@@ -154,7 +154,7 @@ def initialise(model, config) -> dict:
     was done, as `RunRecord.weights_from` records it. UserError in one line when the source cannot be
     read or a layer does not fit."""
     source = read_source(config.init_from)
-    source_model, weights = _source_model(source, config, model)
+    source_model, weights = load_source_model(source, config, model, "init_from")
     target_classes = int(model.get_layer(CLASSIFIER).weights[0].shape[-1])
     try:
         source_classes = int(source_model.get_layer(CLASSIFIER).weights[0].shape[-1])
@@ -179,11 +179,7 @@ def initialise(model, config) -> dict:
                             f"in this run{why}")
         layer.set_weights(source_layer.get_weights())
         copied.append(layer.name)
-    rescale = source.trained_input_scale / config.input_scale
-    if rescale != 1.0:
-        from keras_alexnet.export import fold_input_scale
-
-        fold_input_scale(model, rescale)
+    rescale = rescale_conv1(model, source, config.input_scale)
     record = source.record
     return {
         "path": os.path.abspath(config.init_from),
@@ -198,8 +194,22 @@ def initialise(model, config) -> dict:
     }
 
 
-def _source_model(source: Source, config, model):
-    """(a Keras model holding the source's weights, the file or checkpoint they were read from)."""
+def rescale_conv1(model, source: Source, input_scale: float) -> float:
+    """Rescales the conv1 copied from `source` into `model` so that `model`, on inputs times its own
+    `input_scale`, computes what the source did: conv1 is linear in its input, so its kernel is multiplied
+    by the scale the stored kernel expects over the new one (`export.fold_input_scale`). Returns that
+    factor (1: nothing done)."""
+    rescale = source.trained_input_scale / input_scale
+    if rescale != 1.0:
+        from keras_alexnet.export import fold_input_scale
+
+        fold_input_scale(model, rescale)
+    return rescale
+
+
+def load_source_model(source: Source, config, model, flag: str):
+    """(a Keras model holding the source's weights, the file or checkpoint they were read from); a
+    problem reading them is a UserError naming `--flag=path`."""
     from keras_alexnet.evaluation.models import keras_model_file, load_keras_model
 
     if source.is_keras_model:
@@ -222,7 +232,7 @@ def _source_model(source: Source, config, model):
     try:
         path = restore_model_weights(source_model, source.path)
     except (ValueError, FileNotFoundError) as error:
-        raise UserError(f"--init_from={source.path}: {str(error).splitlines()[0]}") from None
+        raise UserError(f"--{flag}={source.path}: {str(error).splitlines()[0]}") from None
     return source_model, path
 
 

@@ -571,18 +571,12 @@ def _updated(recorded: dict, changes: dict) -> dict:
 
 def _initial_weights(config: TrainConfig, say, num_classes: int, weights_from: dict):
     """The callable the Trainer runs once on a fresh start: VGG warm start, or the weights of another run
-    (`finetune.py`), what it did put in `weights_from` and printed in one line."""
-    from keras_alexnet.evaluation.models import load_keras_model
-
+    (`finetune.py`, `warm_start.py`), what it did printed in one line (and put in `weights_from`)."""
     if config.warm_start:
         def warm(model):
-            from keras_alexnet.vgg import warm_start
+            from keras_alexnet.training import warm_start
 
-            try:
-                copied = warm_start(model, load_keras_model(config.warm_start))
-            except ValueError as error:
-                raise UserError(f"--warm_start={config.warm_start}: {error}") from None
-            say(f"Warm start from {config.warm_start}: {', '.join(copied)} [VGG §3.1]")
+            say(warm_start.initialise(model, config))
         return warm
     if config.init_from:
         def init(model):
