@@ -28,12 +28,12 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from typing import Callable, Optional
 
 from keras_alexnet import atomic, runs
+from keras_alexnet import scratch as scratch_folders
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.training import finetune, precision
 from keras_alexnet.training.config import TrainConfig
@@ -258,7 +258,7 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
 
     policy = keras.mixed_precision.global_policy()
     # A worker other than the chief keeps its copies (the statistics) in a folder of its own, removed at the end.
-    scratch = None if chief else tempfile.mkdtemp(prefix="keras_alexnet_worker_")
+    scratch = None if chief else scratch_folders.make("stats")
     try:
         if several:  # every worker learns from the chief whether the run finished: none waits for it in vain
             from keras_alexnet.training.checkpointing import text_from_chief
