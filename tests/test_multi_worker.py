@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -169,3 +170,34 @@ def test_kill_9_of_a_worker_then_the_same_commands_resume_from_the_chiefs_checkp
     assert _scratch_folders(tmp_path / "tmp1") == []  # its scratch folders, and those the killed worker left
     # (TensorFlow's own __autograph_generated_file*.py of the killed process stay: not ours to remove)
 
+
+def test_a_signal_to_one_worker_stops_every_worker_at_the_same_step_with_a_fresh_checkpoint(tmp_path):
+    """SIGTERM to worker 1 only: its stop vote rides the next step's all-reduce, so both stop after that
+    same step (none waits for the other in a collective operation), the chief saves a checkpoint of it,
+    and both exit 130 with one line naming that step."""
+    from tests.test_train_cli import make_fashion_dir
+
+    data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 256, "validation": 32, "test": 32})
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    checkpoints = tmp_path / "host0" / "runs" / "mw" / "checkpoints"
+    procs = _start(tmp_path, data_dir, cluster, extra=["--epochs=40"])  # far more steps than the test waits for
+    chief, other = procs
+    deadline = time.time() + 240
+    while not (checkpoints / "ckpt-2.index").exists():
+        assert chief.poll() is None and other.poll() is None and time.time() < deadline, _finish(chief, 5)
+        time.sleep(0.1)
+    other.send_signal(signal.SIGTERM)
+    (_, error), (_, other_error) = _finish(chief, 120), _finish(other, 60)
+    assert (chief.returncode, other.returncode) == (130, 130), (error + other_error)[-3000:]
+    assert "Traceback" not in error + other_error
+    chief_line, other_line = error.strip().splitlines()[-1], other_error.strip().splitlines()[-1]
+    stopped = re.fullmatch(r"main\.py train: error: a signal to another worker: stopped during training at step "
+                           r"(\d+), checkpoint saved: runs/mw/checkpoints/ckpt-(\d+); resume with: .+", chief_line)
+    assert stopped and stopped.group(1) == stopped.group(2), chief_line
+    step = int(stopped.group(1))
+    assert step > 2 and step < 160  # after the signal, long before the run's end
+    assert re.fullmatch(rf"main\.py train: error: SIGTERM: stopped during training at step {step}, the chief's last "
+                        r"checkpoint is the one to resume from; resume with: .+", other_line), other_line
+    import tensorflow as tf
+
+    assert tf.train.latest_checkpoint(str(checkpoints)) == str(checkpoints / f"ckpt-{step}")

@@ -444,7 +444,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                                       ten_crop_dataset=(lambda: eval_dataset(config.validation_split, "ten_crop"))
                                       if chief else None,
                                       export_settings=_export_settings(config, record) if chief else None,
-                                      should_stop=stop.event.is_set)
+                                      should_stop=trainer.stop_requested)
     if chief and weights_from:  # a fresh start from another run's weights: recorded with the run
         record.weights_from = weights_from
         runs.write_record(run_dir, record)
@@ -462,8 +462,9 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     history = trainer.fit(callback_set.callbacks + extra_callbacks)
     step = int(trainer.optimizer.iterations.numpy())
     epochs_run = int(trainer.state.epoch.numpy())
-    if stop.event.is_set():
-        raise TrainingInterrupted(trainer.interrupted_at or trainer.checkpointer.latest(), stop.signal_name, step,
+    if stop.event.is_set() or trainer.stopped_by_another_worker:
+        raise TrainingInterrupted(trainer.interrupted_at or trainer.checkpointer.latest(),
+                                  stop.signal_name or "a signal to another worker", step,
                                   trainer.stopped_in or "the end of training", current=not trainer.saved_on_stop,
                                   chief=chief)
 
