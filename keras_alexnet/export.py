@@ -47,6 +47,7 @@ import uuid
 
 import numpy as np
 
+from keras_alexnet import scratch
 from keras_alexnet.serving_client import STATUS_OK
 from pipelines import image_codec
 
@@ -433,21 +434,11 @@ def remove_stale_temporaries(model_dir: str) -> list:
         if not name.startswith(_TMP_PREFIX):
             continue
         pid = name[len(_TMP_PREFIX):].split("-")[0]
-        if pid.isdigit() and _running(int(pid)):
+        if pid.isdigit() and scratch.running(int(pid)):
             continue
         shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
         removed.append(os.path.join(model_dir, name))
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _publish(tmp_dir: str, model_dir: str, version=None) -> str:

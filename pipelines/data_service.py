@@ -26,8 +26,8 @@ is a shard: use several shards per worker (ImageNet's 1024 training shards are p
 
 Workers read the shard paths the trainer names, so they must see the data at the same paths (a
 shared file system, or the same copy at the same place on every machine; the trainer sends absolute
-paths); a worker that does not find a shard fails the trainer with one line naming the path
-(`input_pipeline.UNSEEN_SHARD`): said by the trainer, which stops, not by the worker, which goes on
+paths); a worker that does not find a shard, or may not read it, fails the trainer with one line
+naming the path (`input_pipeline.UNSEEN_SHARD`, `UNREADABLE_SHARD`): said by the trainer, which stops, not by the worker, which goes on
 serving. Each epoch's
 files are shuffled by the epoch's seed and each image's draws come from (seed, shard, position), but
 which worker reads which shard, and so the order of the batches, depends on timing: a run through

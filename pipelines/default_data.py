@@ -5,10 +5,15 @@ validation (5,000 held out of the 60,000 training images with a fixed seed, so l
 decisions never see test, AlexNet §5), and test (10,000), stored as RGB JPEGs upscaled from 28x28 to
 `image_size` x `image_size` (the "alexnet" policy on square images is a plain resize, AlexNet §2), plus
 `stats.npz` (AlexNet §2 mean image, §4.1 RGB PCA). A later call finds it complete and returns at once;
-an interrupted one resumes.
+an interrupted one resumes. Processes calling it together (the tasks of a study job array, `train`
+beside them) take turns through a lock file beside the folder: one prepares, the others say that they
+wait, then find the folder complete.
 """
 
+import contextlib
+import fcntl
 import os
+import sys
 
 from keras_alexnet.errors import UserError
 from pipelines import prepare
@@ -53,6 +58,13 @@ def ensure_default_data(root: str, image_size: int = DEFAULT_IMAGE_SIZE, num_wor
     data_dir = data_dir_for(root, image_size)
     if is_complete(data_dir, image_size):
         return data_dir
+    with _preparing_alone(data_dir):
+        if not is_complete(data_dir, image_size):  # another process may have prepared it meanwhile
+            _prepare(data_dir, image_size, num_workers, source_dir, validation_images)
+    return data_dir
+
+
+def _prepare(data_dir: str, image_size: int, num_workers: int, source_dir: str, validation_images: int) -> None:
     config = prepare.PrepareConfig(
         data_dir=data_dir,
         image_policy="alexnet",
@@ -63,4 +75,23 @@ def ensure_default_data(root: str, image_size: int = DEFAULT_IMAGE_SIZE, num_wor
     )
     prepare.prepare(load.fashion_mnist(source_dir), config)
     stats.run(data_dir)
-    return data_dir
+
+
+@contextlib.contextmanager
+def _preparing_alone(data_dir: str):
+    """Holds an exclusive lock on `<data_dir>.lock` (released by the system when the process dies, so a
+    killed preparation never blocks the next one); says so once when another process holds it."""
+    lock_path = data_dir + ".lock"
+    try:
+        os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+        lock = open(lock_path, "a", encoding="utf-8")  # noqa: SIM115 - held for the block
+    except OSError as error:
+        raise UserError(f"{lock_path}: cannot create the preparation lock ({error.strerror or error})") from None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.stderr.write(f"default data: another process is preparing {data_dir}; waiting for it\n")
+            sys.stderr.flush()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

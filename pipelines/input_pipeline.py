@@ -96,8 +96,10 @@ from pipelines.input_config import MEANS, InputConfig, scale_range, test_scale  
 from pipelines.stats import read_stats, resize_mean_image
 
 AUTOTUNE = tf.data.AUTOTUNE
-UNSEEN_SHARD = (": not found by a tf.data service worker: workers read the data at the paths the trainer reads "
-                "(a shared file system, see docs/data_service.md)")
+_SHARED_DATA = "workers read the data at the paths the trainer reads (a shared file system, see docs/data_service.md)"
+UNSEEN_SHARD = f": not found by a tf.data service worker: {_SHARED_DATA}"
+UNREADABLE_SHARD = f": found but not readable by a tf.data service worker (permission denied?): {_SHARED_DATA}, " \
+                   "with permission to read them"
 DROPPED_LINE = (" record(s) dropped: image does not decode or record does not parse "
                 "(`main.py verify` names them)")
 
@@ -372,6 +374,20 @@ def finish_train_batches(dataset, config: InputConfig, batch=None, finish=None) 
     return _options(dataset.prefetch(AUTOTUNE), bool(config.deterministic))
 
 
+def _readable(path, size):
+    """Whether the worker can read the first byte of the `size`-byte file `path` (True when empty): graph
+    ops (a dataset sent to the service runs no Python), one small read per shard and pass. The read
+    fails inside the one element's map, which `ignore_errors` drops (on a reader dataset itself it
+    would retry the open for ever)."""
+    def first_bytes(file):
+        first = tf.data.FixedLengthRecordDataset(file, 1, footer_bytes=tf.maximum(size - 1, 0), buffer_size=1)
+        return first.take(1).reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
+
+    read = tf.data.Dataset.from_tensors(path).map(tf.autograph.experimental.do_not_convert(first_bytes))
+    read = read.ignore_errors().reduce(tf.constant(0, tf.int64), lambda total, count: total + count)
+    return tf.logical_or(read > 0, size == 0)
+
+
 def build_worker_train_dataset(config: InputConfig) -> tf.data.Dataset:
     """The training pipeline as tf.data service workers run it (`pipelines/data_service.py`), for one
     epoch: batches `(crops, labels, counts)`, crops and labels as `build_train_dataset(...,
@@ -386,7 +402,8 @@ def build_worker_train_dataset(config: InputConfig) -> tf.data.Dataset:
     (`_crop_decoder`, draws from the seed, the shard's name and the position: which worker reads a
     shard changes nothing), the gaps the undecodable records leave counted on the next element that
     arrives (the end element counts those at the shard's end); a shard the worker does not find stops
-    the pass with a one-line error naming it (`UNSEEN_SHARD`). Then the shards' elements are
+    the pass with a one-line error naming it (`UNSEEN_SHARD`), and so does one it cannot open
+    (`UNREADABLE_SHARD`: no permission to read it). Then the shards' elements are
     interleaved and shuffled (decoded crops: ~150 kB each at 224 px), batched, and per batch the counts
     summed, damaged shards named on the worker's stderr (or, strictly, the stop), labels checked.
     """
@@ -409,9 +426,12 @@ def build_worker_train_dataset(config: InputConfig) -> tf.data.Dataset:
 
     @plain
     def shard_elements(path, size, records_held):
-        # A worker without the trainer's files (no shared file system) would find no records in them.
+        # A worker without the trainer's files (no shared file system) would find no records in them; one
+        # without permission to read them would retry opening them for ever (`ignore_errors`, `read_shard`).
         found = tf.size(tf.io.matching_files(path)) > 0
         with tf.control_dependencies([record_parser.bad_data(found, path, UNSEEN_SHARD)]):
+            path = tf.identity(path)
+        with tf.control_dependencies([record_parser.bad_data(_readable(path, size), path, UNREADABLE_SHARD)]):
             path = tf.identity(path)
         draw = tf.bitwise.bitwise_xor(tf.strings.to_hash_bucket_fast(path, 2**62), tf.constant(seed, tf.int64))
         elements = record_parser.read_shard(path, size, records_held)

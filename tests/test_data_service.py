@@ -7,6 +7,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -74,13 +75,17 @@ class Processes:
         self.folder = folder
         self.started = []
 
-    def start(self, name, *args, hide=None):
-        """`main.py args`; with `hide` (a folder), in a mount namespace where an empty folder covers it."""
+    def start(self, name, *args, hide=None, obey_permissions=False):
+        """`main.py args`; with `hide` (a folder), in a mount namespace where an empty folder covers it; with
+        `obey_permissions`, without the capabilities that let root read any file (so a mode denies it)."""
         log = open(os.path.join(self.folder, f"{name}.log"), "w")
         command = [sys.executable, os.path.join(ROOT, "main.py"), *args]
         if hide:
             command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                        'mount -t tmpfs none "$0" && exec "$@"', str(hide)] + command
+        if obey_permissions:
+            dropped = "-dac_override,-dac_read_search"
+            command = ["setpriv", "--bounding-set", dropped, "--inh-caps", dropped] + command
         process = subprocess.Popen(command, cwd=self.folder, env=env(), stdout=log, stderr=subprocess.STDOUT,
                                    text=True)
         process.log_path = log.name
@@ -359,3 +364,32 @@ def test_a_worker_that_cannot_read_the_data_fails_the_trainer_in_one_line(tmp_pa
     assert lines[0].endswith(": not found by a tf.data service worker: workers read the data at the paths the "
                              "trainer reads (a shared file system, see docs/data_service.md)"), lines
     assert "Traceback" not in out
+
+
+def test_a_worker_without_permission_to_read_the_shards_fails_the_trainer_in_one_line(tmp_path, processes,
+                                                                                      data_dir):
+    """The shards are there but their mode denies reading, to the worker only: it runs without the
+    capabilities that let root read any file (as a worker running under another user would be)."""
+    import shutil
+
+    private = tmp_path / "private"
+    shutil.copytree(data_dir, private / "data")
+    shards = sorted((private / "data").glob("train-*"))
+    assert shards
+    for shard in shards:
+        shard.chmod(0)
+    port = free_port()
+    worker = processes.start("worker", "data_service", "worker", f"--dispatcher=localhost:{port}", "--host=localhost",
+                             obey_permissions=True)
+    processes.dispatcher(port, tmp_path / "work")
+    processes.wait_for(worker, "worker listening at localhost:")
+    trainer = start_training(processes, str(private / "data"), port, "unreadable", ["--epochs=1"])
+    out = finished(processes, trainer, timeout=120)
+    lines = [line for line in out.splitlines() if line.startswith("main.py train: error:")]
+    assert trainer.returncode == 1 and len(lines) == 1, out
+    assert re.fullmatch(re.escape(f"main.py train: error: {private / 'data'}/") + r"train-[^:]+" + re.escape(
+        ": found but not readable by a tf.data service worker (permission denied?): workers read the data at the "
+        "paths the trainer reads (a shared file system, see docs/data_service.md), with permission to read them"),
+        lines[0]), lines
+    assert "Traceback" not in out
+    assert worker.poll() is None  # the worker goes on serving

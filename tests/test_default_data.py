@@ -2,7 +2,10 @@
 the training size, validation held out of train), its stats, and the TFDS fallback as far as it runs
 offline."""
 
+import fcntl
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -95,3 +98,37 @@ def test_bad_idx_file_is_one_line_error(tmp_path):
     (tmp_path / "x.gz").write_bytes(b"\x1f\x8b not gzip")
     with pytest.raises(UserError, match="x.gz: cannot read IDX file"):
         fashion_mnist.read_idx(str(tmp_path / "x.gz"))
+
+
+_PREPARE_SCRIPT = """
+import sys
+from pipelines import default_data
+print(default_data.ensure_default_data(sys.argv[1], 32, num_workers=1, source_dir=sys.argv[2], validation_images=20))
+"""
+
+
+def test_two_processes_preparing_at_once_take_turns(idx_dir, tmp_path):
+    """Two real processes asking for the same folder together (the tasks of a study job array): the lock
+    is held here until both wait on it; then one prepares and the other finds the folder complete."""
+    root = str(tmp_path)
+    data_dir = default_data.data_dir_for(root, 32)
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=repository)
+    with open(data_dir + ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        processes = [subprocess.Popen([sys.executable, "-c", _PREPARE_SCRIPT, root, idx_dir], cwd=repository, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        waiting = f"default data: another process is preparing {data_dir}; waiting for it\n"
+        for process in processes:  # each says it waits before anything else
+            assert process.stderr.readline().endswith(waiting)
+        assert not os.path.exists(data_dir)
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    assert [out for out, _ in outputs] == [data_dir + "\n"] * 2
+    prepared = [err for _, err in outputs if f"prepare: {data_dir}: " in err]
+    assert len(prepared) == 1, outputs  # the other found it complete
+    assert default_data.is_complete(data_dir, 32)
+    info = records.read_metadata(data_dir)
+    assert {s: i.num_examples for s, i in info.splits.items()} == {"train": 100, "validation": 20, "test": 30}
+    assert sorted(os.listdir(root)) == sorted([os.path.basename(data_dir), os.path.basename(data_dir) + ".lock"])
+    assert len(read_split(data_dir, "train")) == 100

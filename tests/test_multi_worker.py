@@ -1,12 +1,14 @@
 """Several machines: `main.py train --strategy=multi_worker` with two worker processes on 127.0.0.1, each in
 a working folder of its own (as on separate hosts, with the same --data_dir): only the chief writes run
 files; a worker killed with SIGKILL stops the other with one line, and the same two commands started again
-resume from the chief's last checkpoint, which only the chief reads (`checkpointing.share_from_chief`)."""
+resume from the chief's last checkpoint, which only the chief reads (`checkpointing.share_from_chief`), and the
+scratch folders the killed worker left in its TMPDIR are removed."""
 
 import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -102,16 +104,21 @@ def _train_command(data_dir):
             "--run_name=mw", "--checkpoint_every_steps=2", "--ten_crop_every=0"]
 
 
-def _start(tmp_path, data_dir, cluster, attempt):
-    """Both workers, each in its own folder host<k>/ with its own TMPDIR; the same commands every attempt."""
+def _start(tmp_path, data_dir, cluster, extra=()):
+    """Both workers, each in its own folder host<k>/ with its own TMPDIR tmp<k>/ (kept between attempts, as a
+    host's); the same commands every attempt."""
     procs = []
     for task in range(2):
         host = tmp_path / f"host{task}"
         host.mkdir(exist_ok=True)
-        procs.append(subprocess.Popen(_train_command(data_dir), cwd=host,
-                                      env=_env(tmp_path / f"tmp{task}_{attempt}", task, cluster),
+        procs.append(subprocess.Popen(_train_command(data_dir) + list(extra), cwd=host,
+                                      env=_env(tmp_path / f"tmp{task}", task, cluster),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
+
+
+def _scratch_folders(tmp_dir):
+    return sorted(name for name in os.listdir(tmp_dir) if name.startswith("keras_alexnet_"))
 
 
 def _finish(proc, timeout):
@@ -131,13 +138,16 @@ def test_kill_9_of_a_worker_then_the_same_commands_resume_from_the_chiefs_checkp
     data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 256, "validation": 32, "test": 32})
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     checkpoints = tmp_path / "host0" / "runs" / "mw" / "checkpoints"
-    chief, other = _start(tmp_path, data_dir, cluster, attempt=1)
+    chief, other = _start(tmp_path, data_dir, cluster)
     deadline = time.time() + 240
     while not (checkpoints / "ckpt-6.index").exists():  # epoch 2, step 2 of 4
         assert chief.poll() is None and other.poll() is None and time.time() < deadline, _finish(chief, 5)
         time.sleep(0.1)
     other.kill()
     other.wait()
+    left = _scratch_folders(tmp_path / "tmp1")  # SIGKILL: no cleanup; named with the pid, removed at the next start
+    assert [re.sub(r"-\w+$", "", name) for name in left] == [f"keras_alexnet_checkpoints_{other.pid}",
+                                                           f"keras_alexnet_stats_{other.pid}"], left
     _, error = _finish(chief, timeout=120)
     assert chief.returncode == 1
     last = error.strip().splitlines()[-1]
@@ -147,7 +157,7 @@ def test_kill_9_of_a_worker_then_the_same_commands_resume_from_the_chiefs_checkp
                           r"runs/mw/checkpoints/ckpt-(\d+)$", last)
     assert resumable and int(resumable.group(1)) >= 6, last
 
-    chief, other = _start(tmp_path, data_dir, cluster, attempt=2)
+    chief, other = _start(tmp_path, data_dir, cluster)
     (output, error), (other_output, other_error) = _finish(chief, 300), _finish(other, 60)
     assert chief.returncode == 0 and other.returncode == 0, (error + other_error)[-3000:]
     assert "Resuming from runs/mw/checkpoints/ckpt-" in output and "epoch 3/3 |" in output
@@ -157,4 +167,37 @@ def test_kill_9_of_a_worker_then_the_same_commands_resume_from_the_chiefs_checkp
     assert {"run.json", "stats.npz", "checkpoints", "logs", "metrics.csv", "model.keras"} <= set(
         os.listdir(checkpoints.parent))
     assert os.listdir(tmp_path / "host1") == []  # the other worker's folder: nothing written
-    assert os.listdir(tmp_path / "tmp1_2") == []  # its temporary checkpoints and statistics: removed
+    assert _scratch_folders(tmp_path / "tmp1") == []  # its scratch folders, and those the killed worker left
+    # (TensorFlow's own __autograph_generated_file*.py of the killed process stay: not ours to remove)
+
+
+def test_a_signal_to_one_worker_stops_every_worker_at_the_same_step_with_a_fresh_checkpoint(tmp_path):
+    """SIGTERM to worker 1 only: its stop vote rides the next step's all-reduce, so both stop after that
+    same step (none waits for the other in a collective operation), the chief saves a checkpoint of it,
+    and both exit 130 with one line naming that step."""
+    from tests.test_train_cli import make_fashion_dir
+
+    data_dir = make_fashion_dir(str(tmp_path / "data"), {"train": 256, "validation": 32, "test": 32})
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    checkpoints = tmp_path / "host0" / "runs" / "mw" / "checkpoints"
+    procs = _start(tmp_path, data_dir, cluster, extra=["--epochs=40"])  # far more steps than the test waits for
+    chief, other = procs
+    deadline = time.time() + 240
+    while not (checkpoints / "ckpt-2.index").exists():
+        assert chief.poll() is None and other.poll() is None and time.time() < deadline, _finish(chief, 5)
+        time.sleep(0.1)
+    other.send_signal(signal.SIGTERM)
+    (_, error), (_, other_error) = _finish(chief, 120), _finish(other, 60)
+    assert (chief.returncode, other.returncode) == (130, 130), (error + other_error)[-3000:]
+    assert "Traceback" not in error + other_error
+    chief_line, other_line = error.strip().splitlines()[-1], other_error.strip().splitlines()[-1]
+    stopped = re.fullmatch(r"main\.py train: error: a signal to another worker: stopped during training at step "
+                           r"(\d+), checkpoint saved: runs/mw/checkpoints/ckpt-(\d+); resume with: .+", chief_line)
+    assert stopped and stopped.group(1) == stopped.group(2), chief_line
+    step = int(stopped.group(1))
+    assert step > 2 and step < 160  # after the signal, long before the run's end
+    assert re.fullmatch(rf"main\.py train: error: SIGTERM: stopped during training at step {step}, the chief's last "
+                        r"checkpoint is the one to resume from; resume with: .+", other_line), other_line
+    import tensorflow as tf
+
+    assert tf.train.latest_checkpoint(str(checkpoints)) == str(checkpoints / f"ckpt-{step}")

@@ -1,17 +1,20 @@
 """Leftovers of killed runs: the hidden `.tmp-export-*` folders of killed exports
 (but not those of exports still running) and the `ckpt-N_temp` folders of checkpoint saves killed
-midway are removed at the next start; the workers of a killed `prepare` stop with it. (prepare's `.tmp`
+midway are removed at the next start, and so are the scratch folders in $TMPDIR of killed processes
+(`keras_alexnet.scratch`, named with their pid); the workers of a killed `prepare` stop with it. (prepare's `.tmp`
 files: tests/test_prepare_real_folders.py.)"""
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
 
-from keras_alexnet import export
+from keras_alexnet import export, scratch
 from keras_alexnet.training import checkpointing
 from pipelines import records
 from tests.image_fixtures import make_folder
@@ -90,3 +93,21 @@ def test_the_workers_of_a_killed_prepare_stop_with_it(tmp_path):
         time.sleep(0.1)
     assert not any(_running(pid) for pid in workers)
     assert records.list_shards(str(data), "train") == complete_at_kill  # none completed after the parent died
+
+
+def test_scratch_folders_of_dead_processes_are_removed_when_one_is_made(tmp_path, monkeypatch):
+    """A multi-worker worker killed with SIGKILL leaves its scratch folders in $TMPDIR: the next one made
+    removes them; those of live processes (another worker on the host) and other programs' are kept."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = _dead_pid()
+    stale = [tmp_path / f"keras_alexnet_stats_{dead}-ab_12cd", tmp_path / f"keras_alexnet_checkpoints_{dead}-x9"]
+    kept = [tmp_path / f"keras_alexnet_stats_{os.getpid()}-live", tmp_path / f"other_tool_{dead}-x",
+            tmp_path / "keras_alexnet_stats_nopid-x"]
+    for folder in stale + kept:
+        os.makedirs(folder / "checkpoints")
+        (folder / "stats.npz").write_bytes(b"left behind")
+    made = scratch.make("checkpoints")
+    assert os.path.dirname(made) == str(tmp_path)
+    assert re.fullmatch(rf"keras_alexnet_checkpoints_{os.getpid()}-\w+", os.path.basename(made))
+    assert sorted(os.listdir(tmp_path)) == sorted([f.name for f in kept] + [os.path.basename(made)])
+    assert os.listdir(made) == []

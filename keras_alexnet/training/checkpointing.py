@@ -4,7 +4,8 @@ A `tf.train.Checkpoint` holds the model's variables (weights and random-generato
 rate), the epoch and step-in-epoch counters, the running sums of the epoch's training metrics and the
 callbacks' state (the plateau schedule of AlexNet §5) as a JSON string variable — so every piece is
 written in one atomic save. `CheckpointManager` keeps the last few. Under `MultiWorkerMirroredStrategy`
-every worker saves (as TensorFlow requires), non-chief workers into a temporary folder they remove; only
+every worker saves (as TensorFlow requires), non-chief workers into a scratch folder they remove
+(`keras_alexnet.scratch`: one a killed worker leaves is removed at the next start); only
 the chief reads its checkpoint folder to resume, and sends every restored value to the other workers
 (`share_from_chief`), so they need no access to it (separate hosts, separate disks). The
 `ckpt-N_temp` folders a save killed midway leaves are removed when the run starts again. A save that
@@ -17,11 +18,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 
 import tensorflow as tf
 
-from keras_alexnet import outputs, runs
+from keras_alexnet import outputs, runs, scratch
 from keras_alexnet.errors import UserError
 from keras_alexnet.training.strategy import num_workers
 
@@ -56,7 +56,7 @@ class Checkpointer:
 
     def __init__(self, directory, model, optimizer, state: RunState, is_chief=True, max_to_keep=3):
         self.is_chief = is_chief
-        self.directory = directory if is_chief else tempfile.mkdtemp(prefix="keras_alexnet_worker_ckpt_")
+        self.directory = directory if is_chief else scratch.make("checkpoints")
         # Keras 3 models are not tracked by tf.train.Checkpoint themselves: their variables are listed
         # here, so the non-trainable ones (the dropout layers' random-generator states) are saved and a
         # resumed run draws the same dropout masks as an uninterrupted one.

@@ -28,12 +28,12 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from typing import Callable, Optional
 
 from keras_alexnet import atomic, runs
+from keras_alexnet import scratch as scratch_folders
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.training import finetune, precision
 from keras_alexnet.training.config import TrainConfig
@@ -258,7 +258,7 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
 
     policy = keras.mixed_precision.global_policy()
     # A worker other than the chief keeps its copies (the statistics) in a folder of its own, removed at the end.
-    scratch = None if chief else tempfile.mkdtemp(prefix="keras_alexnet_worker_")
+    scratch = None if chief else scratch_folders.make("stats")
     try:
         if several:  # every worker learns from the chief whether the run finished: none waits for it in vain
             from keras_alexnet.training.checkpointing import text_from_chief
@@ -444,7 +444,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
                                       ten_crop_dataset=(lambda: eval_dataset(config.validation_split, "ten_crop"))
                                       if chief else None,
                                       export_settings=_export_settings(config, record) if chief else None,
-                                      should_stop=stop.event.is_set)
+                                      should_stop=trainer.stop_requested)
     if chief and weights_from:  # a fresh start from another run's weights: recorded with the run
         record.weights_from = weights_from
         runs.write_record(run_dir, record)
@@ -462,8 +462,9 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     history = trainer.fit(callback_set.callbacks + extra_callbacks)
     step = int(trainer.optimizer.iterations.numpy())
     epochs_run = int(trainer.state.epoch.numpy())
-    if stop.event.is_set():
-        raise TrainingInterrupted(trainer.interrupted_at or trainer.checkpointer.latest(), stop.signal_name, step,
+    if stop.event.is_set() or trainer.stopped_by_another_worker:
+        raise TrainingInterrupted(trainer.interrupted_at or trainer.checkpointer.latest(),
+                                  stop.signal_name or "a signal to another worker", step,
                                   trainer.stopped_in or "the end of training", current=not trainer.saved_on_stop,
                                   chief=chief)
 

@@ -25,7 +25,8 @@ everything a callback does per batch happens once per call: the learning rate a 
 warm-up/decay schedule, `callbacks/lr_schedules.py`) is set from the optimizer's iteration count at the
 call's first step and held for its steps (a piecewise-constant curve over blocks of N steps; the
 plateau division, AlexNet §5, acts at epoch ends and is unchanged); the learning rate is logged once
-per call; the stop event (SIGINT/SIGTERM) is seen after the running call, at most N - 1 steps later.
+per call; the stop event (SIGINT/SIGTERM) is seen after the running call, at most N - 1 steps later
+(with several workers, by all of them through the next call's all-reduce: see `Trainer`).
 With a constant learning rate, N steps per call give the weights of N = 1 (tested).
 """
 
@@ -100,7 +101,11 @@ class Trainer:
             current step (or validation batch, or 10-crop batch of an epoch's end; before the first
             step when it was set before `fit`) and returns, with `interrupted_at` its path. Set during
             the 10-crop evaluation at the end of training, `fit` returns with `interrupted_at` the
-            last checkpoint, which is current (every epoch is saved).
+            last checkpoint, which is current (every epoch is saved). With several workers a signal
+            may reach one of them only: each training call carries every worker's stop vote in the
+            all-reduce of its sums, so all stop after the same call (the one after the call the signal
+            came in) and save together, `stopped_by_another_worker` True on those not
+            signalled; the other phases (set-up, validation) then do not stop on their own.
     """
 
     def __init__(self, strategy, build_model, build_optimizer, train_dataset_fn, steps_per_epoch,
@@ -130,6 +135,9 @@ class Trainer:
         self.interrupted_at = None
         self.stopped_in = None  # the phase the stop event stopped: "set-up", "training", ...
         self.saved_on_stop = False  # whether `interrupted_at` was saved then (else the last one is current)
+        self.several_workers = num_workers(strategy) > 1
+        self.stopped_by_another_worker = False  # a multi-worker run stopped by a signal to another worker
+        self._in_epochs = False  # inside `fit`'s epochs (where several workers stop only together)
         with strategy.scope():
             self.model = build_model()
             optimizer = build_optimizer()
@@ -176,28 +184,31 @@ class Trainer:
         if self.jit_compile:
             gradients = tf.function(gradients, jit_compile=True)
 
-        def replica_step(inputs, labels):
+        def replica_step(inputs, labels, stop_vote):
             grads, sums = gradients(inputs, labels)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return sums
+            return tf.concat([sums, tf.reshape(stop_vote, [1])], 0)  # the vote rides the sums' all-reduce
 
-        def train_step(iterator):
+        def train_step(iterator, stop_vote):
             inputs, labels = next(iterator)
-            per_replica = strategy.run(replica_step, args=(inputs, labels))
+            per_replica = strategy.run(replica_step, args=(inputs, labels, stop_vote))
             return tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
+
+        def vote(stop):
+            return tf.constant(1.0 if stop else 0.0, tf.float32)
 
         if self.steps_per_call == 1:
             one_step = tf.function(train_step)
-            return lambda iterator, steps: one_step(iterator)
+            return lambda iterator, steps, stop: one_step(iterator, vote(stop))
 
         @tf.function
-        def train_steps(iterator, steps):
-            sums = tf.zeros([4], tf.float64)
+        def train_steps(iterator, steps, stop_vote):
+            sums = tf.zeros([5], tf.float64)
             for _ in tf.range(steps):
-                sums += train_step(iterator)
+                sums += train_step(iterator, stop_vote)
             return sums
 
-        return lambda iterator, steps: train_steps(iterator, tf.constant(steps, tf.int64))
+        return lambda iterator, steps, stop: train_steps(iterator, tf.constant(steps, tf.int64), vote(stop))
 
     def _make_eval_step(self):
         model, strategy = self.model, self.strategy
@@ -257,7 +268,7 @@ class Trainer:
         iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
         sums = np.zeros(4)
         for step in range(self._val_steps()):
-            if self._stop_requested():
+            if self.stop_requested():
                 return None
             sums += self._eval_step(iterator).numpy()
             if callbacks is not None:
@@ -267,8 +278,12 @@ class Trainer:
             callbacks.on_test_end(_logs(sums, "val_"))
         return _logs(sums, "val_")
 
-    def _stop_requested(self):
-        return self.stop_event is not None and self.stop_event.is_set()
+    def stop_requested(self) -> bool:
+        """Whether this process stops now on its own stop event (the callbacks' `should_stop` too): with
+        several workers, not during `fit`'s epochs, where only the training calls' vote stops (every
+        worker at the same step, none left waiting in a collective operation for one that stopped)."""
+        alone = not (self.several_workers and self._in_epochs)
+        return self.stop_event is not None and self.stop_event.is_set() and alone
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _save(self, callbacks):
@@ -325,8 +340,9 @@ class Trainer:
         callback_list.on_train_begin()
         logs = {}
         try:
-            if self._stop_requested():  # a signal while the run was being set up
+            if self.stop_requested():  # a signal while the run was being set up
                 raise _Interrupted("set-up")
+            self._in_epochs = True
             for epoch in range(start_epoch, self.epochs):
                 skip = start_step if epoch == start_epoch else 0
                 if not skip:
@@ -339,7 +355,9 @@ class Trainer:
                 while step < self.steps_per_epoch:
                     count = self._call_length(step)
                     callback_list.on_train_batch_begin(step)
-                    sums = sums + self._train_step(iterator, count).numpy()
+                    wanted = self.stop_event is not None and self.stop_event.is_set()
+                    summed = self._train_step(iterator, count, wanted).numpy()
+                    sums = sums + summed[:4]
                     step += count
                     callback_list.on_train_batch_end(step - 1, _logs(sums))
                     self.state.train_sums.assign(sums)
@@ -349,7 +367,9 @@ class Trainer:
                         self._save(callbacks)
                     if model.stop_training:
                         break
-                    if self._stop_requested():
+                    if summed[4] > 0 and not wanted:  # another worker's signal: every worker stops here
+                        self.stopped_by_another_worker = True
+                    if summed[4] > 0 or self.stop_requested():
                         raise _Interrupted("training")
                 del iterator  # its pipeline's shutdown is part of the epoch (whose progress line is open)
                 logs = _logs(sums)
@@ -375,6 +395,8 @@ class Trainer:
             self.stopped_in, self.saved_on_stop = str(stopped), True
             self.interrupted_at = self._save(callbacks)
             return history
+        finally:
+            self._in_epochs = False
         try:
             callback_list.on_train_end(logs)
         except EvaluationStopped:  # the final 10-crop evaluation: every epoch is saved already
