@@ -15,6 +15,7 @@ import os
 import zipfile
 import zlib
 
+from keras_alexnet import runs
 from keras_alexnet.errors import UserError
 from keras_alexnet.export import saved_model_dir
 
@@ -27,13 +28,13 @@ def keras_model_file(path: str) -> str:
         return path
     if not os.path.isdir(path):
         raise UserError(f"{path}: no such model file or folder")
-    final = os.path.join(path, "model.keras")
+    final = os.path.join(path, runs.MODEL_FILE)
     if os.path.isfile(final):
         return final
     candidates = glob.glob(os.path.join(path, "*.keras")) + glob.glob(os.path.join(path, "*", "*.keras"))
     if not candidates:
         unfinished = " (a run stopped before its end: resume it)" if os.path.isdir(
-            os.path.join(path, "checkpoints")) else ""
+            os.path.join(path, runs.CHECKPOINTS_DIR)) else ""
         raise UserError(f"{path}: holds no SavedModel (saved_model.pb or integer versions) and no "
                         f".keras model{unfinished}")
     return max(candidates, key=os.path.getmtime)

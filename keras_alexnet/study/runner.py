@@ -26,7 +26,7 @@ import subprocess
 import time
 from typing import Callable, Optional
 
-from keras_alexnet import atomic
+from keras_alexnet import atomic, runs
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.study.definitions import Arm, PerScale, RunOf, Scale, Study
 from keras_alexnet.study.sharding import Shard, shard_runs
@@ -194,7 +194,7 @@ def _history(run_dir: str) -> dict:
     from callbacks.csv_log import read_rows
 
     history = {}
-    for row in read_rows(os.path.join(run_dir, "metrics.csv")):
+    for row in read_rows(os.path.join(run_dir, runs.METRICS_FILE)):
         for key, value in row.items():
             if key != "epoch" and value not in ("", None):
                 history.setdefault(key, []).append(float(value))

@@ -37,6 +37,7 @@ from keras_alexnet import atomic, runs
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.training import finetune, precision
 from keras_alexnet.training.config import TrainConfig
+from pipelines import records
 
 # Settings that may differ when a run is resumed (everything else defines the run).
 RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_steps", "progress", "export",
@@ -135,8 +136,6 @@ def record_path(config):
 
 
 def _class_names(config: TrainConfig, num_classes: int):
-    from pipelines import records
-
     data = config.data
     if data.data_dir:
         metadata = records.read_metadata(data.data_dir)
@@ -270,8 +269,9 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
                 return _finished_result(finished, config, start)
             if when:
                 return RunResult(config.run_dir, config, {}, None, None, None, None,
-                                 os.path.join(config.run_dir, "checkpoints"), os.path.join(config.run_dir, "logs"), 0,
-                                 time.time() - start, finished_before=when)
+                                 os.path.join(config.run_dir, runs.CHECKPOINTS_DIR),
+                                 os.path.join(config.run_dir, runs.LOGS_DIR), 0, time.time() - start,
+                                 finished_before=when)
         with record_parser.user_errors(), _SignalStop(say) as stop:
             return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
                           input_pipeline, record_parser, stop, scratch)
@@ -295,7 +295,7 @@ def _lost_worker_message(error, config: TrainConfig, chief: bool) -> str:
     found = re.search(r"aborted by: ([^\n]+)", text)
     reason = (found.group(1) if found else text.strip().splitlines()[0]).strip()
     if chief:
-        last = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+        last = tf.train.latest_checkpoint(os.path.join(config.run_dir, runs.CHECKPOINTS_DIR))
         resume = f"resume from {last}" if last else "start afresh (no checkpoint yet)"
     else:
         resume = "resume from the chief's last checkpoint"
@@ -339,7 +339,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     info = input_pipeline.dataset_info(config.input_for("train", training=True))
     num_classes = info.num_classes
     if not num_classes:
-        raise UserError(f"{info.source}: the number of classes is unknown (no dataset.json): pass --num_classes")
+        raise UserError(f"{info.source}: the number of classes is unknown (no {records.METADATA_FILE}): "
+                        "pass --num_classes")
     stats, mean_note = _run_stats(config, info, say)
     # The user's settings, paths absolute; the pipelines read the run's copy of the stats.
     recorded_config = runs.absolute_paths(config.to_dict())
