@@ -26,7 +26,7 @@ import subprocess
 import time
 from typing import Callable, Optional
 
-from keras_alexnet import atomic, runs
+from keras_alexnet import atomic, metric_names, runs
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.study.definitions import Arm, PerScale, RunOf, Scale, Study
 from keras_alexnet.study.sharding import Shard, shard_runs
@@ -206,8 +206,8 @@ def _ten_crop_of(result) -> Optional[dict]:
     values = (result.validation or {}).get("ten_crop") if result is not None else None
     if not values:
         return None
-    return {"top1_error": float(values.get("top1_error", values.get("ten_crop_top1_error"))),
-            "top5_error": float(values.get("top5_error", values.get("ten_crop_top5_error")))}
+    return {name: float(values.get(name, values.get(metric_names.TEN_CROP_PREFIX + name)))
+            for name in metric_names.ERRORS}
 
 
 def measure_run(run_dir: str, protocols, split: str, max_examples: int = 0, batch_size: int = 64) -> dict:

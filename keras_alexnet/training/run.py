@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from keras_alexnet import atomic, runs
+from keras_alexnet import atomic, metric_names, runs
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.training import finetune, precision
 from keras_alexnet.training.config import TrainConfig
@@ -485,7 +485,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         model.save(model_path)
     stop_if_asked(f"saving {model_path}")
     final = callback_set.ten_crop.final  # keys as in the epoch logs: ten_crop_top1_error, ...
-    validation = {"ten_crop": {k.removeprefix("ten_crop_"): v for k, v in final.items()}} if final else None
+    validation = ({"ten_crop": {k.removeprefix(metric_names.TEN_CROP_PREFIX): v for k, v in final.items()}}
+                  if final else None)
     test = None
     if config.test_split:
         # On the usual inputs: the saved model, with the scale folded into its first kernel.
