@@ -47,6 +47,9 @@ POOLINGS = ("overlapping", "non_overlapping")
 INITS = ("paper", "caffe", "glorot")
 # Hidden units: ReLU, or the saturating tanh AlexNet compares it with (Figure 1). [AlexNet §3.1]
 ACTIVATIONS = ("relu", "tanh")
+# The classifier's output: softmax probabilities (the papers'), or None for float32 logits
+# (`keras_alexnet.alexnet.classifier_output`).
+CLASSIFIER_ACTIVATIONS = ("softmax", None)
 
 _COMMON_OPTIONS = ("width", "lrn", "lrn_convention", "init", "dropout", "activation", "classifier_activation",
                    "tower_devices")
@@ -145,7 +148,7 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
     _check_choice(options, "lrn_position", LRN_POSITIONS)
     _check_choice(options, "pooling", POOLINGS)
     _check_choice(options, "activation", ACTIVATIONS)
-    _check_choice(options, "classifier_activation", ("softmax", None))
+    _check_choice(options, "classifier_activation", CLASSIFIER_ACTIVATIONS)
     tower_devices = options.pop("tower_devices", "auto")
     if not (tower_devices is None or tower_devices == "auto"):
         if model_spec.towers != 2:

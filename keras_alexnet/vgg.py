@@ -15,7 +15,7 @@ B 133,047,848, C 133,638,952, D 138,357,544, E 143,667,240 (Table 2: 133, 133, 1
 
 import keras
 
-from keras_alexnet.alexnet import classifier_output, scaled
+from keras_alexnet.alexnet import check_classifier_activation, classifier_output, scaled
 from keras_alexnet.initializers import init_for
 from keras_alexnet.lrn import LocalResponseNormalization
 from keras_alexnet.vgg_configs import CONFIGS, M, conv_layer_names  # noqa: F401  (conv_layer_names re-exported)
@@ -48,8 +48,7 @@ def build_vgg(
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown VGG configuration {config!r} (choose from: {', '.join(CONFIGS)})")
-    if classifier_activation not in ("softmax", None):
-        raise ValueError(f"classifier_activation must be 'softmax' or None, got {classifier_activation!r}")
+    check_classifier_activation(classifier_activation)
     if not width > 0:
         raise ValueError(f"width must be positive, got {width}")
     if not 0 <= dropout < 1:
