@@ -324,10 +324,10 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     recorded = record.config.get("mixed_precision") if record is not None and record.config else None
     mixed, why = precision.resolve(config.mixed_precision, recorded, gpus)
     config = dataclasses.replace(config, mixed_precision=mixed)
-    policy = precision.policy_name(gpus) if mixed else "float32"
+    policy = precision.policy_name(gpus) if mixed else precision.FLOAT32_POLICY
     if mixed:
         keras.mixed_precision.set_global_policy(policy)
-    loss_scale = policy == "mixed_float16"
+    loss_scale = precision.needs_loss_scaling(policy)
     if why:
         say(f"  precision: {policy} ({why})")
     changes = check_resume(config, record) if record is not None else {}
