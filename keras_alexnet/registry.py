@@ -84,14 +84,18 @@ class ModelSpec:
     builder: str = "vgg"
 
 
+# AlexNet's recipe: batches of 128, about 90 passes through the training set. [AlexNet §5]
+_ALEXNET_RECIPE = dict(batch_size=128, epochs=90)
+
+
 def _alexnet(name, towers):
-    return ModelSpec(name, "alexnet", towers=towers, lrn=True, min_input=63, mean="image", batch_size=128,
-                     epochs=90, options=_ALEXNET_OPTIONS, builder="alexnet")
+    return ModelSpec(name, "alexnet", towers=towers, lrn=True, min_input=63, mean="image",
+                     options=_ALEXNET_OPTIONS, builder="alexnet", **_ALEXNET_RECIPE)
 
 
 # torchvision's AlexNet: trained on the mean colour (its normalisation), AlexNet's recipe otherwise.
 _ALEXNET_TORCHVISION = ModelSpec("alexnet_torchvision", "alexnet", lrn=False, min_input=63, mean="rgb",
-                                 batch_size=128, epochs=90, builder="alexnet_torchvision")
+                                 builder="alexnet_torchvision", **_ALEXNET_RECIPE)
 
 
 def _vgg(config, lrn=False):

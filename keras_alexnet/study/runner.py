@@ -288,7 +288,7 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
         results[(arm.name, seed)] = done
         printer(f"{tag} run {index} of {len(todo)}: {arm.name} seed {seed} done in "
                 f"{_minutes(seconds)}: " + ", ".join(
-                    f"{name} top-1 {100 * m['top1_error']:.2f}%" for name, m in sorted(measures.items())))
+                    f"{name} top-1 {100 * m[metric_names.TOP1_ERROR]:.2f}%" for name, m in sorted(measures.items())))
     return results
 
 

@@ -502,8 +502,9 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
             stop_if_asked(f"the 10-crop {config.test_split} evaluation")
             raise
         test = {"ten_crop": result}
-        say(f"10-crop {config.test_split} [AlexNet §4.1]: accuracy {1 - result['top1_error']:.4f}, top-1 error "
-            f"{result['top1_error']:.4f}, top-5 error {result['top5_error']:.4f} ({result['count']} images)")
+        top1, top5 = (result[name] for name in metric_names.ERRORS)
+        say(f"10-crop {config.test_split} [AlexNet §4.1]: accuracy {1 - top1:.4f}, top-1 error {top1:.4f}, "
+            f"top-5 error {top5:.4f} ({result[metric_names.COUNT]} images)")
         atomic.write_json(os.path.join(run_dir, f"{config.test_split}_ten_crop.json"), result)
     callback_set.final_summaries(epochs_run, validation and validation["ten_crop"], test and test["ten_crop"])
     stop_if_asked("the final summaries")
@@ -541,8 +542,8 @@ def _finished_message(finished: dict, config: TrainConfig) -> str:
              + (" (its learning-rate schedule stopped it)" if finished["schedule_stopped"] else "") + "."]
     for split, errors in (("validation", finished["validation"]), ("test", finished["test"])):
         if errors:
-            ten = errors["ten_crop"]
-            parts.append(f"10-crop {split}: top-1 error {ten['top1_error']:.4f}, top-5 error {ten['top5_error']:.4f}.")
+            top1, top5 = (errors["ten_crop"][name] for name in metric_names.ERRORS)
+            parts.append(f"10-crop {split}: top-1 error {top1:.4f}, top-5 error {top5:.4f}.")
     parts.append(f"Model: {finished['model']}.")
     if finished["export"]:
         parts.append(f"SavedModel: {finished['export']}.")
