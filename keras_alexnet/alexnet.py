@@ -114,15 +114,11 @@ def build_alexnet(
         raise ValueError(f"towers must be 1 or 2, got {towers}")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    check_classifier_activation(classifier_activation)
-    if not width > 0:
-        raise ValueError(f"width must be positive, got {width}")
+    check_common_options(width, dropout, classifier_activation)
     if lrn_position not in LRN_POSITIONS:
         raise ValueError(f"lrn_position must be one of {', '.join(LRN_POSITIONS)}, got {lrn_position!r}")
     if not (isinstance(conv1_padding, int) and conv1_padding >= 0):
         raise ValueError(f"conv1_padding must be a non-negative number of pixels, got {conv1_padding!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     tower_devices = check_tower_devices(tower_devices, 2)
     height, image_width = input_shape[0], input_shape[1]
     for side in (height, image_width):
@@ -184,8 +180,14 @@ SOFTMAX_LAYER, LOGITS_LAYER = "softmax", "logits"
 OUTPUT_LAYERS = (SOFTMAX_LAYER, LOGITS_LAYER)
 
 
-def check_classifier_activation(classifier_activation) -> None:
-    """ValueError unless `classifier_output` takes `classifier_activation` (`registry.CLASSIFIER_ACTIVATIONS`)."""
+def check_common_options(width, dropout, classifier_activation) -> None:
+    """ValueError in one line for a value of the options every builder takes that none can build: a width
+    multiplier that is not positive, a dropout rate outside [0, 1), an output `classifier_output` does not
+    make (`registry.CLASSIFIER_ACTIVATIONS`)."""
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     if classifier_activation not in CLASSIFIER_ACTIVATIONS:
         shown = " or ".join(repr(choice) for choice in CLASSIFIER_ACTIVATIONS)
         raise ValueError(f"classifier_activation must be {shown}, got {classifier_activation!r}")
