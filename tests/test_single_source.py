@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from keras_alexnet import metric_names, registry, runs
+from keras_alexnet import export, metric_names, registry, runs
 from keras_alexnet.study import definitions
 from keras_alexnet.training import precision
 from pipelines import records
@@ -23,6 +23,7 @@ HOMES = {
     **dict.fromkeys(("top1_error", "top5_error", "val_top1_error", "val_", "ten_crop_"),
                     "keras_alexnet/metric_names.py"),
     **dict.fromkeys(("mixed_float16", "mixed_bfloat16"), "keras_alexnet/training/precision.py"),
+    **dict.fromkeys(("saved_models", "saved_model.pb"), "keras_alexnet/export.py"),
 }
 
 # Strings that are another fact: tensorflow-datasets' own ImageNet label file.
@@ -82,6 +83,7 @@ def test_the_homes_hold_the_facts():
     assert (metric_names.VALIDATION_PREFIX, metric_names.TEN_CROP_PREFIX, metric_names.VAL_TOP1_ERROR) == (
         "val_", "ten_crop_", "val_top1_error")
     assert (precision.policy_name(gpus=1), precision.policy_name(gpus=0)) == ("mixed_float16", "mixed_bfloat16")
+    assert (export.BASE_DIR, export.SAVED_MODEL_FILE) == ("saved_models", "saved_model.pb")
     assert set(HOMES) >= {runs.RUN_FILE, records.STATS_FILE, *metric_names.ERRORS, metric_names.VAL_TOP1_ERROR,
                           precision.GPU_POLICY, precision.CPU_POLICY}
 

@@ -28,6 +28,7 @@ from typing import Optional
 from callbacks.lr_schedules import SCHEDULES
 from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
+from keras_alexnet.export import BASE_DIR as EXPORT_BASE_DIR
 from keras_alexnet.outputs import check_folder_name
 from keras_alexnet.training import finetune
 from keras_alexnet.training import strategy as strategies
@@ -175,7 +176,7 @@ class TrainConfig:
     progress: bool = True
     export: bool = True
     export_best: bool = False
-    export_dir: str = "saved_models"
+    export_dir: str = EXPORT_BASE_DIR
     data_service: str = ""
 
     @property
