@@ -12,6 +12,7 @@ import os
 from absl import flags
 
 from keras_alexnet.cli import flaghelp
+from pipelines import records
 
 FLAGS = flags.FLAGS
 
@@ -25,8 +26,6 @@ def validate() -> None:
         raise FlagError("--data_dir is required (the folder of prepared shards)")
     if not os.path.isdir(FLAGS.data_dir):
         raise UserError(f"--data_dir: {FLAGS.data_dir}: no such folder")
-    from pipelines import records
-
     if not any(records.is_shard_name(name) for name in os.listdir(FLAGS.data_dir)):
         raise UserError(f"--data_dir={FLAGS.data_dir}: no shards (NAME-NNNNN-of-NNNNN files) to verify")
 
@@ -45,10 +44,11 @@ def run(argv) -> None:
     if not report.shards:
         raise UserError(f"{FLAGS.data_dir}: no shards (NAME-NNNNN-of-NNNNN files) to verify")
     if report.ok:
-        records = sum(shard.records for shard in report.shards)
-        print(f"verify: {FLAGS.data_dir}: {len(report.shards)} shard(s), {records:,} records: all sound")
+        total = sum(shard.records for shard in report.shards)
+        print(f"verify: {FLAGS.data_dir}: {len(report.shards)} shard(s), {total:,} records: all sound")
         return
     damaged = len(report.damaged)
-    counts = f", {len(report.count_lines)} count(s) differing from dataset.json" if report.count_lines else ""
+    counts = (f", {len(report.count_lines)} count(s) differing from {records.METADATA_FILE}" if report.count_lines
+              else "")
     raise UserError(f"{FLAGS.data_dir}: {damaged} damaged shard(s) of {len(report.shards)}{counts} (listed "
                     "above: prepare those shards again, or remove them)")

@@ -17,7 +17,7 @@ import zlib
 
 from keras_alexnet import runs
 from keras_alexnet.errors import UserError
-from keras_alexnet.export import saved_model_dir
+from keras_alexnet.export import SAVED_MODEL_FILE, saved_model_dir
 
 
 def keras_model_file(path: str) -> str:
@@ -35,7 +35,7 @@ def keras_model_file(path: str) -> str:
     if not candidates:
         unfinished = " (a run stopped before its end: resume it)" if os.path.isdir(
             os.path.join(path, runs.CHECKPOINTS_DIR)) else ""
-        raise UserError(f"{path}: holds no SavedModel (saved_model.pb or integer versions) and no "
+        raise UserError(f"{path}: holds no SavedModel ({SAVED_MODEL_FILE} or integer versions) and no "
                         f".keras model{unfinished}")
     return max(candidates, key=os.path.getmtime)
 
@@ -66,7 +66,7 @@ def load_saved_model(path: str):
 
     folder = saved_model_dir(path)
     if folder is None:
-        raise UserError(f"{path}: not a SavedModel folder (no saved_model.pb, no integer versions)")
+        raise UserError(f"{path}: not a SavedModel folder (no {SAVED_MODEL_FILE}, no integer versions)")
     try:
         return tf.saved_model.load(folder)
     except (OSError, ValueError, tf.errors.OpError) as error:  # a damaged saved_model.pb or variables

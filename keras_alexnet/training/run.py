@@ -450,7 +450,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         record.weights_from = weights_from
         runs.write_record(run_dir, record)
     elif chief and trainer.resumed_from and record.weights_from:
-        say(f"{finetune.describe(record.weights_from, num_classes)} (as run.json records it)")
+        say(f"{finetune.describe(record.weights_from, num_classes)} (as {runs.RUN_FILE} records it)")
     if chief:
         say(f"Run folder: {run_dir}   TensorBoard: {tool('tensorboard')} --logdir {log_dir}")
         say(f"{config.model.architecture} on {info.source}: {num_classes} classes, {train_examples} training "
