@@ -23,6 +23,8 @@ import functools
 import math
 from typing import Callable, Optional
 
+from keras_alexnet import metric_names
+
 
 class _PlateauRule:
     """`PlateauDecay`: watches `monitor` (lower is better) at each epoch end.
@@ -32,7 +34,7 @@ class _PlateauRule:
     training (`model.stop_training = True`). `max_reductions=0` stops at the first plateau.
     """
 
-    def __init__(self, monitor="val_top1_error", factor=0.1, patience=1, min_delta=0.0,
+    def __init__(self, monitor=metric_names.VAL_TOP1_ERROR, factor=0.1, patience=1, min_delta=0.0,
                  max_reductions=3, printer=print):
         super().__init__()
         if not 0.0 < factor < 1.0:

@@ -30,13 +30,16 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_alexnet import metric_names
+
 TRAIN, VALIDATION, VALIDATION_10CROP = "train", "validation", "validation_10crop"
-_EPOCH_RUNS = (("val_", VALIDATION), ("ten_crop_", VALIDATION_10CROP), ("", TRAIN))
+_EPOCH_RUNS = ((metric_names.VALIDATION_PREFIX, VALIDATION), (metric_names.TEN_CROP_PREFIX, VALIDATION_10CROP),
+               ("", TRAIN))
 _PER_STEP = ("learning_rate", "images_per_sec")  # written every step / every update_freq steps instead
 _DESCRIPTIONS = {
-    "loss": "cross-entropy, mean over the epoch [AlexNet §5]",
-    "top1_error": "fraction of images whose label is not the most probable [AlexNet §6]",
-    "top5_error": "fraction of images whose label is not among the five most probable [AlexNet §6]",
+    metric_names.LOSS: "cross-entropy, mean over the epoch [AlexNet §5]",
+    metric_names.TOP1_ERROR: "fraction of images whose label is not the most probable [AlexNet §6]",
+    metric_names.TOP5_ERROR: "fraction of images whose label is not among the five most probable [AlexNet §6]",
     "dropped_records": "training records skipped because their image could not be decoded",
 }
 
@@ -62,8 +65,8 @@ def write_final_errors(log_dir, trial, run, step, result) -> None:
     writer = tf.summary.create_file_writer(trial_dir(log_dir, trial, run))
     with writer.as_default():
         for key, value in result.items():
-            name = key.rsplit("ten_crop_", 1)[-1]
-            if name in ("top1_error", "top5_error"):
+            name = key.rsplit(metric_names.TEN_CROP_PREFIX, 1)[-1]
+            if name in metric_names.ERRORS:
                 tf.summary.scalar(f"epoch/{name}", float(value), step=max(int(step), 1),
                                   description=_DESCRIPTIONS[name])
     writer.close()
@@ -105,7 +108,7 @@ class ScalarSummaries(keras.callbacks.Callback):
                 if "images_per_sec" in logs:
                     tf.summary.scalar("training/images_per_sec", float(logs["images_per_sec"]), step=step,
                                       description="training images per second in the epoch so far")
-                for key in ("loss", "top1_error"):
+                for key in (metric_names.LOSS, metric_names.TOP1_ERROR):
                     if key in logs:
                         tf.summary.scalar(f"training/running_{key}", float(logs[key]), step=step,
                                           description=f"{key}, mean over the epoch's steps so far")
@@ -141,16 +144,17 @@ def hparam_metrics(test_run=None):
     TensorBoard ticks the first five: the test errors (AlexNet §4.1's ten crops, when `test_run`, e.g.
     run_name("test", "ten_crop"), is given), the validation errors with ten crops and with the centre
     crop, then the train error."""
+    top1, top5 = (f"epoch/{name}" for name in metric_names.ERRORS)
     found = []
     if test_run and test_run != VALIDATION_10CROP:
         split = test_run.replace("_10crop", "")
-        found += [(test_run, "epoch/top1_error", f"{split} top-1 error (10-crop)"),
-                  (test_run, "epoch/top5_error", f"{split} top-5 error (10-crop)")]
-    return found + [(VALIDATION_10CROP, "epoch/top1_error", "validation top-1 error (10-crop)"),
-                    (VALIDATION_10CROP, "epoch/top5_error", "validation top-5 error (10-crop)"),
-                    (VALIDATION, "epoch/top1_error", "validation top-1 error (centre)"),
-                    (VALIDATION, "epoch/top5_error", "validation top-5 error (centre)"),
-                    (TRAIN, "epoch/top1_error", "train top-1 error")]
+        found += [(test_run, top1, f"{split} top-1 error (10-crop)"),
+                  (test_run, top5, f"{split} top-5 error (10-crop)")]
+    return found + [(VALIDATION_10CROP, top1, "validation top-1 error (10-crop)"),
+                    (VALIDATION_10CROP, top5, "validation top-5 error (10-crop)"),
+                    (VALIDATION, top1, "validation top-1 error (centre)"),
+                    (VALIDATION, top5, "validation top-5 error (centre)"),
+                    (TRAIN, top1, "train top-1 error")]
 
 
 def hparam_value(value):

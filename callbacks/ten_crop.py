@@ -12,6 +12,7 @@ test pass and `main.py evaluate` give the same numbers.
 
 import keras
 
+from keras_alexnet import metric_names
 from keras_alexnet.evaluation.engine import evaluate_model
 
 PROTOCOL = "ten_crop"
@@ -42,7 +43,7 @@ class TenCropEvaluation(keras.callbacks.Callback):
     `evaluate_ten_crop`'s; an evaluation it stops raises EvaluationStopped out of the callback.
     """
 
-    def __init__(self, dataset, every_n_epochs=1, prefix="ten_crop_", printer=print, examples=None,
+    def __init__(self, dataset, every_n_epochs=1, prefix=metric_names.TEN_CROP_PREFIX, printer=print, examples=None,
                  title="  validation (10 crops)", stream=None, interactive=None, interval=15.0, should_stop=None):
         super().__init__()
         self.should_stop = should_stop
@@ -66,7 +67,7 @@ class TenCropEvaluation(keras.callbacks.Callback):
         if callable(self.dataset):
             self.dataset = self.dataset()
         result = evaluate_ten_crop(self.model, self.dataset, progress=progress, should_stop=self.should_stop)
-        return {self.prefix + k: v for k, v in result.items() if k != "count"}
+        return {self.prefix + k: v for k, v in result.items() if k != metric_names.COUNT}
 
     def on_train_batch_end(self, batch, logs=None):
         self._last = None  # weights changed since the last evaluation
@@ -80,4 +81,4 @@ class TenCropEvaluation(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.final = self._last if self._last is not None else self._run()
         self.printer("10-crop validation [AlexNet §4.1]: top-1 error %.4f, top-5 error %.4f"
-                     % (self.final[self.prefix + "top1_error"], self.final[self.prefix + "top5_error"]))
+                     % tuple(self.final[self.prefix + name] for name in metric_names.ERRORS))

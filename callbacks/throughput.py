@@ -11,7 +11,14 @@ import time
 
 import keras
 
+from keras_alexnet import metric_names
 from keras_alexnet.progress import ProgressLine, Rate, format_duration, format_rate
+
+# The values of the epoch logs the line at each epoch's end prints, in order (training, centre-crop and
+# 10-crop validation).
+_EPOCH_LOG_KEYS = (metric_names.LOSS, *metric_names.ERRORS,
+                   *(metric_names.VALIDATION_PREFIX + name for name in (metric_names.LOSS, *metric_names.ERRORS)),
+                   *(metric_names.TEN_CROP_PREFIX + name for name in metric_names.ERRORS))
 
 
 class Throughput(keras.callbacks.Callback):
@@ -107,7 +114,7 @@ class Progress(keras.callbacks.Callback):
         if self._line is None:
             return
         logs = logs or {}
-        values = {name: float(logs[key]) for key, name in (("loss", "loss"), ("top1_error", "top-1 error"))
+        values = {name: float(logs[key]) for key, name in ((metric_names.LOSS, "loss"), (metric_names.TOP1_ERROR, "top-1 error"))
                   if key in logs}
         self._line.update(batch + 1, **values)  # the line stays until the next phase opens its own
 
@@ -126,8 +133,7 @@ class Progress(keras.callbacks.Callback):
         self._close()
         logs = logs or {}
         parts = [f"epoch {epoch + 1}/{self.epochs}"]
-        for key in ("loss", "top1_error", "top5_error", "val_loss", "val_top1_error",
-                    "val_top5_error", "ten_crop_top1_error", "ten_crop_top5_error"):
+        for key in _EPOCH_LOG_KEYS:
             if key in logs:
                 parts.append(f"{key} {float(logs[key]):.4f}")
         if "learning_rate" in logs:

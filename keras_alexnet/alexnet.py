@@ -37,7 +37,7 @@ import keras
 
 from keras_alexnet.initializers import init_for
 from keras_alexnet.lrn import LocalResponseNormalization
-from keras_alexnet.registry import LRN_POSITIONS, POOLINGS
+from keras_alexnet.registry import CLASSIFIER_ACTIVATIONS, LRN_POSITIONS, POOLINGS
 from keras_alexnet.towers import TowerConv2D, check_tower_devices
 
 # (name, filters of the two-tower net, kernel, stride, padding, towered) [AlexNet §3.5]
@@ -114,16 +114,11 @@ def build_alexnet(
         raise ValueError(f"towers must be 1 or 2, got {towers}")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    if classifier_activation not in ("softmax", None):
-        raise ValueError(f"classifier_activation must be 'softmax' or None, got {classifier_activation!r}")
-    if not width > 0:
-        raise ValueError(f"width must be positive, got {width}")
+    check_common_options(width, dropout, classifier_activation)
     if lrn_position not in LRN_POSITIONS:
         raise ValueError(f"lrn_position must be one of {', '.join(LRN_POSITIONS)}, got {lrn_position!r}")
     if not (isinstance(conv1_padding, int) and conv1_padding >= 0):
         raise ValueError(f"conv1_padding must be a non-negative number of pixels, got {conv1_padding!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     tower_devices = check_tower_devices(tower_devices, 2)
     height, image_width = input_shape[0], input_shape[1]
     for side in (height, image_width):
@@ -180,9 +175,27 @@ def build_alexnet(
     return keras.Model(inputs, classifier_output(x, classifier_activation), name=name)
 
 
+# The names of the output layers `classifier_output` makes (dense evaluation finds the classifier by them).
+SOFTMAX_LAYER, LOGITS_LAYER = "softmax", "logits"
+OUTPUT_LAYERS = (SOFTMAX_LAYER, LOGITS_LAYER)
+
+
+def check_common_options(width, dropout, classifier_activation) -> None:
+    """ValueError in one line for a value of the options every builder takes that none can build: a width
+    multiplier that is not positive, a dropout rate outside [0, 1), an output `classifier_output` does not
+    make (`registry.CLASSIFIER_ACTIVATIONS`)."""
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if classifier_activation not in CLASSIFIER_ACTIVATIONS:
+        shown = " or ".join(repr(choice) for choice in CLASSIFIER_ACTIVATIONS)
+        raise ValueError(f"classifier_activation must be {shown}, got {classifier_activation!r}")
+
+
 def classifier_output(logits, classifier_activation):
     """The float32 output layer after fc8: ``softmax`` probabilities, or ``logits`` when the activation is
     None (float32 either way, also under mixed precision)."""
     if classifier_activation == "softmax":
-        return keras.layers.Activation("softmax", dtype="float32", name="softmax")(logits)
-    return keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
+        return keras.layers.Activation("softmax", dtype="float32", name=SOFTMAX_LAYER)(logits)
+    return keras.layers.Activation("linear", dtype="float32", name=LOGITS_LAYER)(logits)

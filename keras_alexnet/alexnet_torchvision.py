@@ -21,7 +21,7 @@ of at least 63 pixels reaches fc6 as 6x6x256. Inputs are on the 0..255 scale wit
 import keras
 import numpy as np
 
-from keras_alexnet.alexnet import classifier_output, feature_map_sizes, scaled
+from keras_alexnet.alexnet import check_common_options, classifier_output, feature_map_sizes, scaled
 from keras_alexnet.initializers import init_for
 
 # (name, filters, kernel, conv padding) of torchvision's features: conv1 stride 4, the others stride 1.
@@ -90,12 +90,7 @@ def build_alexnet_torchvision(
     del lrn_convention  # no LRN layer to configure
     if lrn:
         raise ValueError("torchvision's AlexNet has no local response normalization (lrn=False)")
-    if classifier_activation not in ("softmax", None):
-        raise ValueError(f"classifier_activation must be 'softmax' or None, got {classifier_activation!r}")
-    if not width > 0:
-        raise ValueError(f"width must be positive, got {width}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    check_common_options(width, dropout, classifier_activation)
     for side in input_shape[:2]:
         if side is not None:
             feature_map_sizes(side)  # the same strides and conv1 padding: the same smallest input

@@ -24,7 +24,7 @@ model is seen by both.
 
 import keras
 
-_OUTPUT_LAYERS = ("softmax", "logits")
+from keras_alexnet.alexnet import OUTPUT_LAYERS
 
 
 @keras.saving.register_keras_serializable(package="keras_alexnet")
@@ -89,7 +89,7 @@ def to_fully_convolutional(model: keras.Model, name: str = None) -> keras.Model:
             window = (1, 1)
             continue
         x = layer(x)
-    if window is None or model.layers[-1].name not in _OUTPUT_LAYERS:
+    if window is None or model.layers[-1].name not in OUTPUT_LAYERS:
         raise ValueError(f"{model.name}: expected Flatten, Dense layers and a final softmax/logits layer")
     scores = keras.layers.GlobalAveragePooling2D(dtype="float32", name="scores")(x)
     return keras.Model(inputs, {"score_map": x, "scores": scores}, name=name or f"{model.name}_dense")

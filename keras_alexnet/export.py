@@ -63,6 +63,8 @@ DEFAULT_MAX_BATCH_IMAGES = 256
 DEFAULT_MAX_BATCH_PIXELS = 200_000_000
 
 DESCRIPTION_FILE = os.path.join("assets.extra", "keras_alexnet.json")
+SAVED_MODEL_FILE = "saved_model.pb"  # TensorFlow's: it marks a SavedModel folder
+BASE_DIR = "saved_models"  # the default TF Serving base folder: versions go to BASE_DIR/NAME/N
 _VERSION_RE = re.compile(r"^\d+$")
 _TMP_PREFIX = ".tmp-export-"
 
@@ -82,10 +84,10 @@ def latest_version_dir(model_dir: str):
 
 def saved_model_dir(path: str):
     """The SavedModel folder `path` designates (itself or its newest version), or None if it is not one."""
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
         return path
     latest = latest_version_dir(path) if os.path.isdir(path) else None
-    if latest and os.path.isfile(os.path.join(latest, "saved_model.pb")):
+    if latest and os.path.isfile(os.path.join(latest, SAVED_MODEL_FILE)):
         return latest
     return None
 

@@ -18,9 +18,7 @@ tables (`keras_alexnet.evaluation.tables.top_k_error`: the study and ensembles g
 import keras
 import tensorflow as tf
 
-
-def metric_name(k: int) -> str:
-    return f"top{k}_error"
+from keras_alexnet.metric_names import TOP_K, error_name
 
 
 def missed(labels, probabilities, k: int):
@@ -51,7 +49,7 @@ class TopKError(keras.metrics.Mean):
     """The fraction of examples whose label is not among the top k predictions. [AlexNet §6]"""
 
     def __init__(self, k: int = 1, name=None, dtype=None):
-        super().__init__(name=name or metric_name(k), dtype=dtype)
+        super().__init__(name=name or error_name(k), dtype=dtype)
         self.k = k
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -63,4 +61,4 @@ class TopKError(keras.metrics.Mean):
 
 def error_metrics():
     """The compiled metrics for `model.fit`: top-1 and top-5 error."""
-    return [TopKError(1), TopKError(5)]
+    return [TopKError(k) for k in TOP_K]

@@ -47,6 +47,9 @@ POOLINGS = ("overlapping", "non_overlapping")
 INITS = ("paper", "caffe", "glorot")
 # Hidden units: ReLU, or the saturating tanh AlexNet compares it with (Figure 1). [AlexNet §3.1]
 ACTIVATIONS = ("relu", "tanh")
+# The classifier's output: softmax probabilities (the papers'), or None for float32 logits
+# (`keras_alexnet.alexnet.classifier_output`).
+CLASSIFIER_ACTIVATIONS = ("softmax", None)
 
 _COMMON_OPTIONS = ("width", "lrn", "lrn_convention", "init", "dropout", "activation", "classifier_activation",
                    "tower_devices")
@@ -81,14 +84,18 @@ class ModelSpec:
     builder: str = "vgg"
 
 
+# AlexNet's recipe: batches of 128, about 90 passes through the training set. [AlexNet §5]
+_ALEXNET_RECIPE = dict(batch_size=128, epochs=90)
+
+
 def _alexnet(name, towers):
-    return ModelSpec(name, "alexnet", towers=towers, lrn=True, min_input=63, mean="image", batch_size=128,
-                     epochs=90, options=_ALEXNET_OPTIONS, builder="alexnet")
+    return ModelSpec(name, "alexnet", towers=towers, lrn=True, min_input=63, mean="image",
+                     options=_ALEXNET_OPTIONS, builder="alexnet", **_ALEXNET_RECIPE)
 
 
 # torchvision's AlexNet: trained on the mean colour (its normalisation), AlexNet's recipe otherwise.
 _ALEXNET_TORCHVISION = ModelSpec("alexnet_torchvision", "alexnet", lrn=False, min_input=63, mean="rgb",
-                                 batch_size=128, epochs=90, builder="alexnet_torchvision")
+                                 builder="alexnet_torchvision", **_ALEXNET_RECIPE)
 
 
 def _vgg(config, lrn=False):
@@ -145,7 +152,7 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
     _check_choice(options, "lrn_position", LRN_POSITIONS)
     _check_choice(options, "pooling", POOLINGS)
     _check_choice(options, "activation", ACTIVATIONS)
-    _check_choice(options, "classifier_activation", ("softmax", None))
+    _check_choice(options, "classifier_activation", CLASSIFIER_ACTIVATIONS)
     tower_devices = options.pop("tower_devices", "auto")
     if not (tower_devices is None or tower_devices == "auto"):
         if model_spec.towers != 2:

@@ -24,9 +24,10 @@ from typing import Optional
 
 from keras_alexnet import atomic
 from keras_alexnet.errors import FlagError, UserError
+from pipelines import records
 
 RUN_FILE = "run.json"
-STATS_FILE = "stats.npz"
+STATS_FILE = records.STATS_FILE  # the statistics file of a data folder, read by the same `pipelines.stats.read_stats`
 MODEL_FILE = "model.keras"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"  # TensorBoard
@@ -249,8 +250,6 @@ def eval_settings(model_path: str, image_size: int, test_scale: Optional[int] = 
         if not test_scale or not mean:
             raise FlagError(f"{model_path} has no {RUN_FILE} (not a run folder): give --{scale_flag} and --mean "
                             "(the sizes and mean it was trained with)")
-        from pipelines import records
-
         stats_path = os.path.join(data_dir, records.STATS_FILE) if data_dir and mean != "none" else None
         if mean != "none" and not stats_path:
             raise FlagError(f"--mean={mean}: needs --data_dir with the training statistics ({records.STATS_FILE})")

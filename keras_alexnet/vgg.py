@@ -15,7 +15,7 @@ B 133,047,848, C 133,638,952, D 138,357,544, E 143,667,240 (Table 2: 133, 133, 1
 
 import keras
 
-from keras_alexnet.alexnet import classifier_output, scaled
+from keras_alexnet.alexnet import check_common_options, classifier_output, scaled
 from keras_alexnet.initializers import init_for
 from keras_alexnet.lrn import LocalResponseNormalization
 from keras_alexnet.vgg_configs import CONFIGS, M, conv_layer_names  # noqa: F401  (conv_layer_names re-exported)
@@ -48,12 +48,7 @@ def build_vgg(
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown VGG configuration {config!r} (choose from: {', '.join(CONFIGS)})")
-    if classifier_activation not in ("softmax", None):
-        raise ValueError(f"classifier_activation must be 'softmax' or None, got {classifier_activation!r}")
-    if not width > 0:
-        raise ValueError(f"width must be positive, got {width}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    check_common_options(width, dropout, classifier_activation)
     for side in input_shape[:2]:
         if side is not None and side < 32:
             raise ValueError(f"VGG needs inputs of at least 32x32 pixels (five 2x2 pools), got {side}")

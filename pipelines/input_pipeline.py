@@ -168,7 +168,7 @@ def count_examples(config: InputConfig, split: Optional[str] = None) -> int:
         if recorded != len(info.files):
             raise UserError(
                 f"{os.path.join(config.data_dir, records.METADATA_FILE)}: {split}: {recorded} shards recorded, "
-                f"{len(info.files)} found in the folder (prepare again, or fix dataset.json)"
+                f"{len(info.files)} found in the folder (prepare again, or fix {records.METADATA_FILE})"
             )
         return int(info.num_examples[split])
     files = tf.data.Dataset.from_tensor_slices(info.files)

@@ -304,7 +304,7 @@ def _describe_damage(note):
     lost = tf.where(known, held - index, 0)
     skipped = tf.where(known, tf.strings.join([tf.strings.as_string(lost), " record(s) from there skipped"]),
                        tf.strings.join([tf.strings.as_string(size - offset), " byte(s) from there skipped "
-                                        "(dataset.json records no record count for this shard)"]))
+                                        f"({records.METADATA_FILE} records no record count for this shard)"]))
     return line, skipped, lost
 
 

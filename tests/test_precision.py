@@ -37,3 +37,10 @@ def test_resolve(requested, recorded, gpus, flags, expected):
 
 def test_policy_per_device():
     assert precision.policy_name(gpus=0) == "mixed_bfloat16" and precision.policy_name(gpus=2) == "mixed_float16"
+
+
+def test_only_float16_scales_the_loss():
+    """float16's small gradients underflow without loss scaling; bfloat16 keeps float32's exponent range."""
+    assert precision.needs_loss_scaling(precision.policy_name(gpus=1))
+    assert not precision.needs_loss_scaling(precision.policy_name(gpus=0))
+    assert not precision.needs_loss_scaling(precision.FLOAT32_POLICY)

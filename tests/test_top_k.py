@@ -19,7 +19,8 @@ from callbacks.lr_schedules import PlateauDecay
 from callbacks.summaries import ScalarSummaries
 from callbacks.ten_crop import TenCropEvaluation, evaluate_ten_crop
 from keras_alexnet.evaluation import tables
-from keras_alexnet.metrics import TopKError, missed, topk_wrong
+from keras_alexnet import metric_names
+from keras_alexnet.metrics import TopKError, error_metrics, missed, topk_wrong
 from keras_alexnet.training.optimizer import PaperSGD
 from keras_alexnet.training.trainer import Trainer
 
@@ -72,6 +73,15 @@ def test_tied_scores_match_the_numpy_rule_in_every_scorer():
     result = evaluate_ten_crop(echo, tf.data.Dataset.from_tensor_slices((crops, labels)).batch(64))
     assert result["top1_error"] == pytest.approx(reference_missed(probabilities, labels, 1).mean())
     assert result["top5_error"] == pytest.approx(reference_missed(probabilities, labels, 5).mean())
+
+
+def test_training_and_evaluation_name_the_errors_as_metric_names_does():
+    """The compiled metrics (epoch logs, metrics.csv) and the evaluation engine's errors share their keys."""
+    probabilities, labels = tied_scores()
+    assert [metric.name for metric in error_metrics()] == list(metric_names.ERRORS) == ["top1_error", "top5_error"]
+    assert tables.errors(probabilities, labels) == {
+        "top1_error": pytest.approx(reference_missed(probabilities, labels, 1).mean()),
+        "top5_error": pytest.approx(reference_missed(probabilities, labels, 5).mean()), "count": len(labels)}
 
 
 def test_a_non_finite_score_is_a_miss():

@@ -13,7 +13,7 @@ from absl import flags
 from keras_alexnet import outputs
 from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError
-from keras_alexnet.export import DEFAULT_MAX_PIXELS
+from keras_alexnet.export import BASE_DIR, DEFAULT_MAX_PIXELS
 from pipelines import eval_protocols
 
 flagdefs.define_trained_model_flags()
@@ -22,7 +22,7 @@ flags.DEFINE_enum("crops", "center", eval_protocols.servable(), "What serving_de
                   module_name=flaghelp.EVALUATION)
 flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Images whose header claims more pixels are refused before "
                      "decoding.", lower_bound=1, module_name=flaghelp.SERVING)
-flags.DEFINE_string("base_dir", "saved_models", "TF Serving base folder: versions go to BASE_DIR/NAME/N.",
+flags.DEFINE_string("base_dir", BASE_DIR, "TF Serving base folder: versions go to BASE_DIR/NAME/N.",
                     module_name=flaghelp.OUTPUTS)
 flags.DEFINE_string("name", None, "Model name (the folder under --base_dir); default: the run's name "
                     "(the model's name for a .keras file).", module_name=flaghelp.OUTPUTS)

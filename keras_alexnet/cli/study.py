@@ -27,16 +27,18 @@ from absl import flags
 from keras_alexnet.cli import flaghelp
 from keras_alexnet.errors import FlagError
 from keras_alexnet.study import definitions, sharding
+from keras_alexnet.training import presets
 
 TAKES_ARGUMENTS = True
 
-flags.DEFINE_enum("scale", "cpu", ["cpu", "paper"], "cpu: sized for a 2-core CPU on the built-in data; paper: "
-                  "the papers' own settings (ImageNet via --data_dir, GPUs).", module_name=flaghelp.STUDY)
+flags.DEFINE_enum("scale", definitions.SCALES[0], list(definitions.SCALES), "cpu: sized for a 2-core CPU on the "
+                  "built-in data; paper: the papers' own settings (ImageNet via --data_dir, GPUs).",
+                  module_name=flaghelp.STUDY)
 flags.DEFINE_integer("seeds", 3, "Seeds per arm (0, 1, ..., N-1); more seeds narrow the intervals.",
                      lower_bound=1, module_name=flaghelp.STUDY)
 flags.DEFINE_string("data_dir", None, "Prepared data (shards, dataset.json, stats.npz); default at "
                     "--scale=cpu: the built-in Fashion-MNIST.", module_name=flaghelp.DATA)
-flags.DEFINE_string("default_data_root", os.path.join("data", "fashion_mnist"), "Where the built-in "
+flags.DEFINE_string("default_data_root", presets.DEFAULT_DATA_ROOT, "Where the built-in "
                     "Fashion-MNIST is prepared.", module_name=flaghelp.DATA)
 flags.DEFINE_integer("epochs", 0, "Epochs per run; 0: the scale's.", lower_bound=0,
                      module_name=flaghelp.OPTIMISATION)
@@ -60,7 +62,9 @@ def validate(argv):
     if len(argv) != 1:
         *others, last = definitions.STUDIES
         raise FlagError(f"give one study name: {', '.join(others)} or {last}")
-    definitions.get(argv[0])
+    study = definitions.get(argv[0])
+    if FLAGS.scale not in study.scales:
+        raise FlagError(f"--scale={FLAGS.scale}: study {study.name} runs at {', '.join(study.scales)}")
     if FLAGS.shard is not None:
         if FLAGS.report_only:
             raise FlagError(f"--shard={FLAGS.shard}: --report_only reports every shard's runs; give one of the two")
@@ -68,8 +72,9 @@ def validate(argv):
             sharding.parse_shard(FLAGS.shard)
         except ValueError as error:
             raise FlagError(f"--shard={FLAGS.shard}: {error}") from None
-    if FLAGS.scale == "paper" and not FLAGS.data_dir and not FLAGS.report_only:
-        raise FlagError("--scale=paper needs --data_dir (ImageNet prepared with `main.py prepare` and `main.py stats`)")
+    if not study.scales[FLAGS.scale].default_data and not FLAGS.data_dir and not FLAGS.report_only:
+        raise FlagError(f"--scale={FLAGS.scale} needs --data_dir (ImageNet prepared with `main.py prepare` and "
+                        "`main.py stats`)")
     if FLAGS.report_only:
         return
     if FLAGS.data_dir is not None:
@@ -80,7 +85,7 @@ def validate(argv):
 
 
 def study_dir(name: str) -> str:
-    return os.path.join(FLAGS.studies_dir, name if FLAGS.scale == "cpu" else f"{name}_{FLAGS.scale}")
+    return os.path.join(FLAGS.studies_dir, name if FLAGS.scale == definitions.SCALES[0] else f"{name}_{FLAGS.scale}")
 
 
 def _overrides(data_dir: str) -> dict:

@@ -35,13 +35,7 @@ def validate() -> None:
     if FLAGS.image_size < model_spec.min_input:
         raise FlagError(f"--image_size must be at least {model_spec.min_input} for {FLAGS.architecture}, "
                         f"got {FLAGS.image_size}")
-    if "pooling" not in model_spec.options and (FLAGS["pooling"].present or FLAGS["extra_conv"].present):
-        raise FlagError("--pooling and --extra_conv are AlexNet options; "
-                        f"{'VGG' if model_spec.family == 'vgg' else FLAGS.architecture} has neither")
-    if not FLAGS.width > 0:
-        raise FlagError(f"--width={FLAGS.width}: must be positive")
-    if not 0 <= FLAGS.dropout < 1:
-        raise FlagError(f"--dropout={FLAGS.dropout}: must be in [0, 1)")
+    _model_config().validate()
 
 
 def run(argv) -> None:

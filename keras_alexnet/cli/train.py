@@ -17,7 +17,7 @@ import sys
 from absl import flags
 
 from callbacks.lr_schedules import SCHEDULES
-from keras_alexnet import outputs
+from keras_alexnet import outputs, runs
 from keras_alexnet.cli import flagdefs, flaghelp
 from keras_alexnet.errors import FlagError
 from keras_alexnet.training import config as train_config
@@ -257,7 +257,7 @@ def run(argv):
 def _last_checkpoint(run_dir) -> str:
     import tensorflow as tf
 
-    directory = os.path.join(run_dir, "checkpoints")
+    directory = os.path.join(run_dir, runs.CHECKPOINTS_DIR)
     path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
     return f"the last checkpoint is {path}" if path else "no checkpoint yet"
 
@@ -276,9 +276,9 @@ def _final_report(result):
 
     config = result.config
     lines = [f"Done in {result.seconds / 60:.1f} min.",
-             f"  run settings: {os.path.join(result.run_dir, 'run.json')}",
+             f"  run settings: {runs.run_file(result.run_dir)}",
              f"  checkpoints:  {result.checkpoint_dir}",
-             f"  metrics:      {os.path.join(result.run_dir, 'metrics.csv')}",
+             f"  metrics:      {os.path.join(result.run_dir, runs.METRICS_FILE)}",
              f"  Keras model:  {result.model_path}",
              f"  TensorBoard:  {tool('tensorboard')} --logdir {result.log_dir}"]
     if config.data.data_dir:  # the run's data folder, crop, scale and mean come from its run.json

@@ -13,6 +13,7 @@ import os
 from absl import flags
 
 from keras_alexnet.cli import flaghelp
+from pipelines import records
 
 FLAGS = flags.FLAGS
 
@@ -26,8 +27,6 @@ def validate() -> None:
         raise FlagError("--data_dir is required (the folder of prepared shards)")
     if not os.path.isdir(FLAGS.data_dir):
         raise UserError(f"--data_dir: {FLAGS.data_dir}: no such folder")
-    from pipelines import records
-
     if not any(records.is_shard_name(name) for name in os.listdir(FLAGS.data_dir)):
         raise UserError(f"--data_dir={FLAGS.data_dir}: no shards (NAME-NNNNN-of-NNNNN files) to verify")
 
@@ -46,8 +45,8 @@ def run(argv) -> None:
     if not report.shards:
         raise UserError(f"{FLAGS.data_dir}: no shards (NAME-NNNNN-of-NNNNN files) to verify")
     if report.ok:
-        records = sum(shard.records for shard in report.shards)
-        print(f"verify: {FLAGS.data_dir}: {len(report.shards)} shard(s), {records:,} records: all sound")
+        total = sum(shard.records for shard in report.shards)
+        print(f"verify: {FLAGS.data_dir}: {len(report.shards)} shard(s), {total:,} records: all sound")
         return
     damaged = report.damaged
     counted = [shard.lost for shard in damaged if shard.lost is not None]
@@ -57,10 +56,11 @@ def run(argv) -> None:
     if counted:
         parts.append(f"{sum(counted):,} record(s) unreadable")
     if uncounted:
-        parts.append(f"{uncounted} shard(s) unreadable from their damage on, with no record count in dataset.json")
+        parts.append(f"{uncounted} shard(s) unreadable from their damage on, with no record count in "
+                     f"{records.METADATA_FILE}")
     if bad:
         parts.append(f"{bad:,} bad record(s)")
     if report.count_lines:
-        parts.append(f"{len(report.count_lines)} count(s) differing from dataset.json")
+        parts.append(f"{len(report.count_lines)} count(s) differing from {records.METADATA_FILE}")
     raise UserError(f"{FLAGS.data_dir}: {', '.join(parts)} (listed above: prepare those shards again, or remove "
                     "them)")

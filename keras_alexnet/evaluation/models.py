@@ -15,8 +15,9 @@ import os
 import zipfile
 import zlib
 
+from keras_alexnet import runs
 from keras_alexnet.errors import UserError
-from keras_alexnet.export import saved_model_dir
+from keras_alexnet.export import SAVED_MODEL_FILE, saved_model_dir
 
 
 def keras_model_file(path: str) -> str:
@@ -27,14 +28,14 @@ def keras_model_file(path: str) -> str:
         return path
     if not os.path.isdir(path):
         raise UserError(f"{path}: no such model file or folder")
-    final = os.path.join(path, "model.keras")
+    final = os.path.join(path, runs.MODEL_FILE)
     if os.path.isfile(final):
         return final
     candidates = glob.glob(os.path.join(path, "*.keras")) + glob.glob(os.path.join(path, "*", "*.keras"))
     if not candidates:
         unfinished = " (a run stopped before its end: resume it)" if os.path.isdir(
-            os.path.join(path, "checkpoints")) else ""
-        raise UserError(f"{path}: holds no SavedModel (saved_model.pb or integer versions) and no "
+            os.path.join(path, runs.CHECKPOINTS_DIR)) else ""
+        raise UserError(f"{path}: holds no SavedModel ({SAVED_MODEL_FILE} or integer versions) and no "
                         f".keras model{unfinished}")
     return max(candidates, key=os.path.getmtime)
 
@@ -65,7 +66,7 @@ def load_saved_model(path: str):
 
     folder = saved_model_dir(path)
     if folder is None:
-        raise UserError(f"{path}: not a SavedModel folder (no saved_model.pb, no integer versions)")
+        raise UserError(f"{path}: not a SavedModel folder (no {SAVED_MODEL_FILE}, no integer versions)")
     try:
         return tf.saved_model.load(folder)
     except (OSError, ValueError, tf.errors.OpError) as error:  # a damaged saved_model.pb or variables

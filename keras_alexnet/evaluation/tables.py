@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from keras_alexnet import metric_names
+
 COLUMNS = ("model", "evaluation method", "test scale Q", "top-1 val. error (%)", "top-5 val. error (%)",
            "images/s")  # the keys of `row`; `error_table` names the split in the headings
 
@@ -37,8 +39,8 @@ def top_k_error(probabilities, labels, k: int) -> float:
 def errors(probabilities, labels) -> dict:
     """{"top1_error", "top5_error" (fractions), "count"}: what training, the 10-crop callback and the
     studies record."""
-    return {"top1_error": missed_fraction(probabilities, labels, 1),
-            "top5_error": missed_fraction(probabilities, labels, 5), "count": int(len(labels))}
+    return {**{metric_names.error_name(k): missed_fraction(probabilities, labels, k) for k in metric_names.TOP_K},
+            metric_names.COUNT: int(len(labels))}
 
 
 def row(model, method, scales, probabilities, labels, images_per_second) -> dict:

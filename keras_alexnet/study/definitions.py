@@ -21,6 +21,7 @@ translation the project was given omits its tables).
 import dataclasses
 from typing import Optional
 
+from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
 from pipelines import eval_protocols
 
@@ -96,6 +97,12 @@ class Scale:
     description: str
     seconds_per_run: float = 0.0  # measured estimate (0: unknown), for the first ETA
     error_threshold: float = 0.25
+    default_data: bool = False  # runs on the built-in Fashion-MNIST when no --data_dir is given
+
+
+def scales(*of_a_study: Scale) -> dict:
+    """{scale name: Scale}: a study's `scales`."""
+    return {scale.name: scale for scale in of_a_study}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,19 +169,20 @@ ALEXNET_CPU = Scale("cpu", {
 }, "AlexNet width 0.25 (two towers, LRN, overlapping pooling, dropout 0.5, PCA lighting 0.1) on the built-in "
    "Fashion-MNIST at 72 px frames / 64 px crops, batch 64, 6 epochs of 80 steps (30,720 images), learning rate "
    "0.04 with warm-up and linear decay; errors on the 5,000 validation images; tanh vs ReLU: epochs to 40% "
-   "training error (the paper's 25% is barely reached in 6 short epochs)", error_threshold=0.40)
+   "training error (the paper's 25% is barely reached in 6 short epochs)", error_threshold=0.40,
+   default_data=True)
 
 ALEXNET_PAPER = Scale("paper", {
     "architecture": "alexnet", "width": 1.0, "resize_size": 256, "image_size": 224, "init": "paper",
-    "input_scale": 1.0, "learning_rate": 0.01, "lr_schedule": "plateau", "batch_size": 128, "dropout": 0.5,
-    "pca_jitter_std": 0.1, "epochs": 90, "steps_per_epoch": 0,
+    "input_scale": 1.0, "learning_rate": 0.01, "lr_schedule": "plateau", "dropout": 0.5, "pca_jitter_std": 0.1,
+    "batch_size": registry.spec("alexnet").batch_size, "epochs": registry.spec("alexnet").epochs, "steps_per_epoch": 0,
 }, "the paper's AlexNet and recipe (AlexNet §5): 224 px crops of 256 px frames, batch 128, learning rate 0.01 "
    "divided by 10 on validation plateaus three times, up to 90 epochs (ImageNet via --data_dir)")
 
 ALEXNET = Study(
     name="alexnet",
     description="AlexNet's ablations (§3.1-§4.2): each of the paper's choices removed in turn.",
-    scales={"cpu": ALEXNET_CPU, "paper": ALEXNET_PAPER},
+    scales=scales(ALEXNET_CPU, ALEXNET_PAPER),
     protocols=("center",),
     arms=(
         Arm("baseline", "the paper's network and recipe at the study's scale"),
@@ -206,7 +214,7 @@ PRECISION = Study(
     name="precision",
     description="Mixed precision against float32 (this project's claim, not a paper's): the AlexNet study's baseline "
                 "trained both ways on the same seeds; the 10-crop error must not rise by more than 0.3 points.",
-    scales={"cpu": ALEXNET_CPU, "paper": ALEXNET_PAPER},
+    scales=scales(ALEXNET_CPU, ALEXNET_PAPER),
     protocols=(),
     arms=(
         Arm("float32", "the AlexNet study's baseline in float32", {"mixed_precision": False}),
@@ -226,19 +234,20 @@ VGG_CPU = Scale("cpu", {
     "steps_per_epoch": 80, "shuffle_buffer": 10000, "cache": False,
 }, "VGG width 0.125 on the built-in Fashion-MNIST, 32 px crops of images rescaled to S = 36 (VGG §3.1's "
    "224/256 ratio), batch 64, Glorot init, 6 epochs of 80 steps, learning rate 0.02 with warm-up and linear "
-   "decay; dense / multi-crop errors on the first 1,000 validation images")
+   "decay; dense / multi-crop errors on the first 1,000 validation images", default_data=True)
 
 VGG_PAPER = Scale("paper", {
     "architecture": "vgg_a", "width": 1.0, "image_size": 224, "resize_size": 256, "scale_jitter": 256,
     "mean": "rgb", "init": "glorot", "input_scale": 1.0, "learning_rate": 0.01, "lr_schedule": "plateau",
-    "batch_size": 256, "dropout": 0.5, "pca_jitter_std": 0.1, "epochs": 74, "steps_per_epoch": 0,
+    "batch_size": registry.spec("vgg_a").batch_size, "dropout": 0.5, "pca_jitter_std": 0.1,
+    "epochs": registry.spec("vgg_a").epochs, "steps_per_epoch": 0,
 }, "the paper's VGG recipe (VGG §3.1): 224 px crops, S = 256 (jittered arm: S in [256, 512]), batch 256, "
    "learning rate 0.01 divided by 10 on plateaus, up to 74 epochs, Glorot init (ImageNet via --data_dir)")
 
 VGG = Study(
     name="vgg",
     description="VGG's comparisons (Tables 3 and 5, §3.1, §4.1) at reduced width.",
-    scales={"cpu": VGG_CPU, "paper": VGG_PAPER},
+    scales=scales(VGG_CPU, VGG_PAPER),
     protocols=("dense", "multi_crop"),
     eval_examples=1000,
     arms=(
@@ -277,6 +286,8 @@ VGG = Study(
 )
 
 STUDIES = {study.name: study for study in (ALEXNET, VGG, PRECISION)}
+# The scales of the studies (`--scale`), the first the default: sized for a 2-core CPU, or the papers' own.
+SCALES = tuple(dict.fromkeys(name for study in STUDIES.values() for name in study.scales))
 
 
 def get(name: str) -> Study:

@@ -9,6 +9,8 @@
 
 import math
 
+from keras_alexnet import metric_names
+
 
 def _pyplot():
     import matplotlib
@@ -26,7 +28,7 @@ def training_curves(study, results: dict, threshold: float, path: str) -> str:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, arm in enumerate(study.trained_arms()):
-        curves = [result["history"].get("top1_error", []) for (name, _), result in sorted(results.items())
+        curves = [result["history"].get(metric_names.TOP1_ERROR, []) for (name, _), result in sorted(results.items())
                   if name == arm.name]
         curves = [c for c in curves if c]
         if not curves:

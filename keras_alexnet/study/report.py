@@ -15,11 +15,11 @@ import math
 import os
 from typing import Optional
 
-from keras_alexnet import atomic
+from keras_alexnet import atomic, metric_names
 from keras_alexnet.study import statistics
 from keras_alexnet.study.definitions import Arm, Study
 
-ERROR_METRICS = (("top-1 error (%)", "top1_error", "top1"), ("top-5 error (%)", "top5_error", "top5"))
+ERROR_METRICS = tuple((f"top-{k} error (%)", metric_names.error_name(k), f"top{k}") for k in metric_names.TOP_K)
 COLUMNS = ("arm", "description", "measure", "metric", "n", "mean", "std", "reference", "difference", "ci_low",
            "ci_high", "pairs", "ratio", "paper_difference", "paper", "section", "verdict", "note")
 
@@ -45,7 +45,7 @@ def run_values(result: dict, measure: str, threshold: float) -> dict:
     """{metric label: (value, note)} of one run under `measure`."""
     if measure == "epochs_to_error":
         chance = 1.0 - 1.0 / result.get("num_classes", 10)
-        epochs, reached = epochs_to_error(result["history"].get("top1_error", []), threshold, chance)
+        epochs, reached = epochs_to_error(result["history"].get(metric_names.TOP1_ERROR, []), threshold, chance)
         return {metric_label(threshold): (epochs, "" if reached else "not reached")}
     values = result["measures"].get(measure)
     if values is None:

@@ -26,7 +26,7 @@ import subprocess
 import time
 from typing import Callable, Optional
 
-from keras_alexnet import atomic
+from keras_alexnet import atomic, metric_names, runs
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.study.definitions import Arm, PerScale, RunOf, Scale, Study
 from keras_alexnet.study.sharding import Shard, shard_runs
@@ -194,7 +194,7 @@ def _history(run_dir: str) -> dict:
     from callbacks.csv_log import read_rows
 
     history = {}
-    for row in read_rows(os.path.join(run_dir, "metrics.csv")):
+    for row in read_rows(os.path.join(run_dir, runs.METRICS_FILE)):
         for key, value in row.items():
             if key != "epoch" and value not in ("", None):
                 history.setdefault(key, []).append(float(value))
@@ -206,8 +206,8 @@ def _ten_crop_of(result) -> Optional[dict]:
     values = (result.validation or {}).get("ten_crop") if result is not None else None
     if not values:
         return None
-    return {"top1_error": float(values.get("top1_error", values.get("ten_crop_top1_error"))),
-            "top5_error": float(values.get("top5_error", values.get("ten_crop_top5_error")))}
+    return {name: float(values.get(name, values.get(metric_names.TEN_CROP_PREFIX + name)))
+            for name in metric_names.ERRORS}
 
 
 def measure_run(run_dir: str, protocols, split: str, max_examples: int = 0, batch_size: int = 64) -> dict:
@@ -288,7 +288,7 @@ def run_study(plan: Plan, train: Optional[Callable] = None, measure: Callable = 
         results[(arm.name, seed)] = done
         printer(f"{tag} run {index} of {len(todo)}: {arm.name} seed {seed} done in "
                 f"{_minutes(seconds)}: " + ", ".join(
-                    f"{name} top-1 {100 * m['top1_error']:.2f}%" for name, m in sorted(measures.items())))
+                    f"{name} top-1 {100 * m[metric_names.TOP1_ERROR]:.2f}%" for name, m in sorted(measures.items())))
     return results
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import sys
 
-from keras_alexnet import runs
+from keras_alexnet import metric_names, runs
 from keras_alexnet.training.config import TrainConfig
 
 
@@ -126,6 +126,6 @@ def training_callbacks(config: TrainConfig, *, chief, log_dir, steps_per_epoch, 
         if config.spec.family == "alexnet":
             found.append(Conv1Images(log_dir, trial))
         if config.export_best:
-            found.append(ExportBest(config.export_dir, config.run_name, monitor="val_top1_error",
+            found.append(ExportBest(config.export_dir, config.run_name, monitor=metric_names.VAL_TOP1_ERROR,
                                     input_scale=config.input_scale, **export_settings))
     return CallbackSet(found, ten_crop, log_dir, trial)

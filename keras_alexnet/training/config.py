@@ -28,6 +28,7 @@ from typing import Optional
 from callbacks.lr_schedules import SCHEDULES
 from keras_alexnet import registry
 from keras_alexnet.errors import FlagError
+from keras_alexnet.export import BASE_DIR as EXPORT_BASE_DIR
 from keras_alexnet.outputs import check_folder_name
 from keras_alexnet.training import finetune
 from keras_alexnet.training import strategy as strategies
@@ -38,6 +39,9 @@ from pipelines.input_config import InputConfig
 # learning-rate schedules' (`callbacks.lr_schedules.SCHEDULES`), built on the lists of the modules that
 # implement them: "auto" (the architecture's own, `registry`) or a mean of `input_config.MEANS`.
 MEANS = ("auto",) + input_config.MEANS
+# The ModelConfig fields only the paper's two AlexNets take (`registry`), and those of them that are flags.
+_ALEXNET_ONLY_FLAGS = ("pooling", "extra_conv")
+_ALEXNET_ONLY = _ALEXNET_ONLY_FLAGS + ("conv1_padding", "lrn_position")
 # InputConfig fields the training run sets itself (not user settings).
 _RUN_SET_INPUT_FIELDS = ("split", "random_crop", "flip", "deterministic", "seed", "drop_remainder")
 
@@ -71,6 +75,29 @@ class ModelConfig:
                        extra_conv=self.extra_conv, conv1_padding=self.conv1_padding,
                        lrn_position=self.lrn_position)
         return {key: value for key, value in options.items() if key in registry.spec(self.architecture).options}
+
+    def validate(self) -> None:
+        """FlagError in one line, naming the setting, for model options the architecture cannot take: the
+        check `train` and `summary` share."""
+        spec = registry.spec(self.architecture)
+        _choice("lrn_convention", self.lrn_convention, registry.LRN_CONVENTIONS)
+        _choice("lrn_position", self.lrn_position, registry.LRN_POSITIONS)
+        _choice("pooling", self.pooling, registry.POOLINGS)
+        _choice("init", self.init, registry.INITS)
+        _choice("activation", self.activation, registry.ACTIVATIONS)
+        default = ModelConfig()
+        changed = [name for name in _ALEXNET_ONLY if getattr(self, name) != getattr(default, name)]
+        if "pooling" not in spec.options and changed:
+            net = "VGG" if spec.family == "vgg" else spec.name
+            if set(changed) & set(_ALEXNET_ONLY_FLAGS):
+                raise FlagError(f"{' and '.join(f'--{name}' for name in _ALEXNET_ONLY_FLAGS)} are AlexNet options; "
+                                f"{net} has neither")
+            # conv1_padding and lrn_position have no flag: they come with imported Caffe weights.
+            raise FlagError(f"{', '.join(changed)}: AlexNet options; {net} has none of them")
+        if not self.width > 0:
+            raise FlagError(f"--width={self.width}: must be positive")
+        if not 0 <= self.dropout < 1:
+            raise FlagError(f"--dropout={self.dropout}: must be in [0, 1)")
 
 
 @dataclasses.dataclass
@@ -149,7 +176,7 @@ class TrainConfig:
     progress: bool = True
     export: bool = True
     export_best: bool = False
-    export_dir: str = "saved_models"
+    export_dir: str = EXPORT_BASE_DIR
     data_service: str = ""
 
     @property
@@ -190,24 +217,11 @@ class TrainConfig:
         """FlagError (a ValueError) in one line, naming the setting, for values that cannot work."""
         spec = self.spec
         model, data, opt, sched = self.model, self.data, self.optimizer, self.schedule
-        _choice("lrn_convention", model.lrn_convention, registry.LRN_CONVENTIONS)
-        _choice("lrn_position", model.lrn_position, registry.LRN_POSITIONS)
-        _choice("pooling", model.pooling, registry.POOLINGS)
-        _choice("init", model.init, registry.INITS)
-        _choice("activation", model.activation, registry.ACTIVATIONS)
+        model.validate()
         _choice("mean", data.mean, MEANS)
         _choice("lr_schedule", sched.lr_schedule, SCHEDULES)
         _choice("strategy", self.strategy, strategies.STRATEGIES)
-        default = ModelConfig()
-        changed = [name for name in ("pooling", "extra_conv", "conv1_padding", "lrn_position")
-                   if getattr(model, name) != getattr(default, name)]
-        if "pooling" not in spec.options and changed:
-            # conv1_padding and lrn_position have no flag: they come with imported Caffe weights.
-            named = ", ".join(f"--{name}" if name in ("pooling", "extra_conv") else name for name in changed)
-            raise FlagError(f"{named}: AlexNet options; --architecture={spec.name} has none of them")
         checks = (
-            (model.width > 0, f"--width={model.width}: must be positive"),
-            (0 <= model.dropout < 1, f"--dropout={model.dropout}: must be in [0, 1)"),
             (data.image_size >= spec.min_input,
              f"--image_size={data.image_size}: {spec.name} needs at least {spec.min_input} pixels"),
             (data.resize_size >= data.image_size,

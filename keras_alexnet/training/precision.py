@@ -19,6 +19,10 @@ A resumed run keeps the precision it recorded, whatever the machine.
 from typing import Optional
 
 AMX_FLAG = "amx_bf16"
+# The Keras dtype policies a run trains in (module docstring).
+FLOAT32_POLICY = "float32"  # mixed precision off
+GPU_POLICY = "mixed_float16"  # with dynamic loss scaling
+CPU_POLICY = "mixed_bfloat16"
 
 
 def cpu_fields(cpuinfo: str = "/proc/cpuinfo") -> dict:
@@ -44,7 +48,13 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
 
 def policy_name(gpus: int) -> str:
     """The Keras dtype policy of mixed precision on this machine (module docstring)."""
-    return "mixed_float16" if gpus else "mixed_bfloat16"
+    return GPU_POLICY if gpus else CPU_POLICY
+
+
+def needs_loss_scaling(policy: str) -> bool:
+    """Whether training in `policy` scales the loss: float16's gradients underflow without it, bfloat16 has
+    float32's exponent range (module docstring)."""
+    return policy == GPU_POLICY
 
 
 def resolve(requested: Optional[bool], recorded: Optional[bool], gpus: int, flags=None) -> tuple:

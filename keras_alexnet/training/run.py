@@ -32,11 +32,12 @@ import threading
 import time
 from typing import Callable, Optional
 
-from keras_alexnet import atomic, runs
+from keras_alexnet import atomic, metric_names, runs
 from keras_alexnet import scratch as scratch_folders
 from keras_alexnet.errors import FlagError, UserError
 from keras_alexnet.training import finetune, precision
 from keras_alexnet.training.config import TrainConfig
+from pipelines import records
 
 # Settings that may differ when a run is resumed (everything else defines the run).
 RESUMABLE_CHANGES = ("schedule.epochs", "checkpoint_every_steps", "log_every_steps", "progress", "export",
@@ -135,8 +136,6 @@ def record_path(config):
 
 
 def _class_names(config: TrainConfig, num_classes: int):
-    from pipelines import records
-
     data = config.data
     if data.data_dir:
         metadata = records.read_metadata(data.data_dir)
@@ -270,8 +269,9 @@ def train(config: TrainConfig, printer: Callable[[str], None] = print, callbacks
                 return _finished_result(finished, config, start)
             if when:
                 return RunResult(config.run_dir, config, {}, None, None, None, None,
-                                 os.path.join(config.run_dir, "checkpoints"), os.path.join(config.run_dir, "logs"), 0,
-                                 time.time() - start, finished_before=when)
+                                 os.path.join(config.run_dir, runs.CHECKPOINTS_DIR),
+                                 os.path.join(config.run_dir, runs.LOGS_DIR), 0, time.time() - start,
+                                 finished_before=when)
         with record_parser.user_errors(), _SignalStop(say) as stop:
             return _train(config, strategy, strategy_options, chief, say, list(callbacks), start, keras, tf,
                           input_pipeline, record_parser, stop, scratch)
@@ -295,7 +295,7 @@ def _lost_worker_message(error, config: TrainConfig, chief: bool) -> str:
     found = re.search(r"aborted by: ([^\n]+)", text)
     reason = (found.group(1) if found else text.strip().splitlines()[0]).strip()
     if chief:
-        last = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+        last = tf.train.latest_checkpoint(os.path.join(config.run_dir, runs.CHECKPOINTS_DIR))
         resume = f"resume from {last}" if last else "start afresh (no checkpoint yet)"
     else:
         resume = "resume from the chief's last checkpoint"
@@ -324,10 +324,10 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     recorded = record.config.get("mixed_precision") if record is not None and record.config else None
     mixed, why = precision.resolve(config.mixed_precision, recorded, gpus)
     config = dataclasses.replace(config, mixed_precision=mixed)
-    policy = precision.policy_name(gpus) if mixed else "float32"
+    policy = precision.policy_name(gpus) if mixed else precision.FLOAT32_POLICY
     if mixed:
         keras.mixed_precision.set_global_policy(policy)
-    loss_scale = policy == "mixed_float16"
+    loss_scale = precision.needs_loss_scaling(policy)
     if why:
         say(f"  precision: {policy} ({why})")
     changes = check_resume(config, record) if record is not None else {}
@@ -339,7 +339,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
     info = input_pipeline.dataset_info(config.input_for("train", training=True))
     num_classes = info.num_classes
     if not num_classes:
-        raise UserError(f"{info.source}: the number of classes is unknown (no dataset.json): pass --num_classes")
+        raise UserError(f"{info.source}: the number of classes is unknown (no {records.METADATA_FILE}): "
+                        "pass --num_classes")
     stats, mean_note = _run_stats(config, info, say)
     # The user's settings, paths absolute; the pipelines read the run's copy of the stats.
     recorded_config = runs.absolute_paths(config.to_dict())
@@ -449,7 +450,7 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         record.weights_from = weights_from
         runs.write_record(run_dir, record)
     elif chief and trainer.resumed_from and record.weights_from:
-        say(f"{finetune.describe(record.weights_from, num_classes)} (as run.json records it)")
+        say(f"{finetune.describe(record.weights_from, num_classes)} (as {runs.RUN_FILE} records it)")
     if chief:
         say(f"Run folder: {run_dir}   TensorBoard: {tool('tensorboard')} --logdir {log_dir}")
         say(f"{config.model.architecture} on {info.source}: {num_classes} classes, {train_examples} training "
@@ -485,7 +486,8 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
         model.save(model_path)
     stop_if_asked(f"saving {model_path}")
     final = callback_set.ten_crop.final  # keys as in the epoch logs: ten_crop_top1_error, ...
-    validation = {"ten_crop": {k.removeprefix("ten_crop_"): v for k, v in final.items()}} if final else None
+    validation = ({"ten_crop": {k.removeprefix(metric_names.TEN_CROP_PREFIX): v for k, v in final.items()}}
+                  if final else None)
     test = None
     if config.test_split:
         # On the usual inputs: the saved model, with the scale folded into its first kernel.
@@ -501,8 +503,9 @@ def _train(config, strategy, strategy_options, chief, say, extra_callbacks, star
             stop_if_asked(f"the 10-crop {config.test_split} evaluation")
             raise
         test = {"ten_crop": result}
-        say(f"10-crop {config.test_split} [AlexNet §4.1]: accuracy {1 - result['top1_error']:.4f}, top-1 error "
-            f"{result['top1_error']:.4f}, top-5 error {result['top5_error']:.4f} ({result['count']} images)")
+        top1, top5 = (result[name] for name in metric_names.ERRORS)
+        say(f"10-crop {config.test_split} [AlexNet §4.1]: accuracy {1 - top1:.4f}, top-1 error {top1:.4f}, "
+            f"top-5 error {top5:.4f} ({result[metric_names.COUNT]} images)")
         atomic.write_json(os.path.join(run_dir, f"{config.test_split}_ten_crop.json"), result)
     callback_set.final_summaries(epochs_run, validation and validation["ten_crop"], test and test["ten_crop"])
     stop_if_asked("the final summaries")
@@ -540,8 +543,8 @@ def _finished_message(finished: dict, config: TrainConfig) -> str:
              + (" (its learning-rate schedule stopped it)" if finished["schedule_stopped"] else "") + "."]
     for split, errors in (("validation", finished["validation"]), ("test", finished["test"])):
         if errors:
-            ten = errors["ten_crop"]
-            parts.append(f"10-crop {split}: top-1 error {ten['top1_error']:.4f}, top-5 error {ten['top5_error']:.4f}.")
+            top1, top5 = (errors["ten_crop"][name] for name in metric_names.ERRORS)
+            parts.append(f"10-crop {split}: top-1 error {top1:.4f}, top-5 error {top5:.4f}.")
     parts.append(f"Model: {finished['model']}.")
     if finished["export"]:
         parts.append(f"SavedModel: {finished['export']}.")

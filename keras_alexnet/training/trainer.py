@@ -39,6 +39,7 @@ import tensorflow as tf
 from callbacks.nan_guard import NonFiniteLoss
 from keras_alexnet.evaluation.protocols import EvaluationStopped
 from keras_alexnet.training.checkpointing import Checkpointer, RunState
+from keras_alexnet import metric_names
 from keras_alexnet.metrics import error_metrics, topk_wrong
 from keras_alexnet.training.strategy import num_workers
 
@@ -57,9 +58,11 @@ def _sums(labels, probabilities, weights=None):
 
 
 def _logs(sums, prefix=""):
-    count = max(float(sums[3]), 1.0)
-    return {prefix + "loss": float(sums[0]) / count, prefix + "top1_error": float(sums[1]) / count,
-            prefix + "top5_error": float(sums[2]) / count}
+    """The epoch logs of `_sums` added up: mean loss, top-1 and top-5 error, each key after `prefix`."""
+    loss, top1_misses, top5_misses, count = (float(value) for value in sums)
+    count = max(count, 1.0)
+    return {prefix + metric_names.LOSS: loss / count, prefix + metric_names.TOP1_ERROR: top1_misses / count,
+            prefix + metric_names.TOP5_ERROR: top5_misses / count}
 
 
 class _Interrupted(Exception):
@@ -275,8 +278,8 @@ class Trainer:
                 callbacks.on_test_batch_end(step)
         del iterator  # its pipeline's shutdown is part of the pass
         if callbacks is not None:
-            callbacks.on_test_end(_logs(sums, "val_"))
-        return _logs(sums, "val_")
+            callbacks.on_test_end(_logs(sums, metric_names.VALIDATION_PREFIX))
+        return _logs(sums, metric_names.VALIDATION_PREFIX)
 
     def stop_requested(self) -> bool:
         """Whether this process stops now on its own stop event (the callbacks' `should_stop` too): with
