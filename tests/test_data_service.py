@@ -149,26 +149,6 @@ def main_py(*args, timeout=60):
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "expected one of: dispatcher, worker"),
-    (["dispatcher", "--work_dir=wd"], "--port is required"),
-    (["dispatcher", "--port=70000", "--work_dir=wd"], "--port=70000: the port must be in 1..65535"),
-    (["dispatcher", "--port=5050"], "--work_dir is required"),
-    (["dispatcher", "--port=5050", "--work_dir=/etc/passwd/wd"],
-     "--work_dir=/etc/passwd/wd: /etc/passwd is not a folder"),
-    (["dispatcher", "--port=5050", "--work_dir=wd", "--dispatcher=a:1"], "--dispatcher is not a dispatcher flag"),
-    (["worker"], "--dispatcher is required"),
-    (["worker", "--dispatcher=localhost"], "--dispatcher=localhost: expected HOST:PORT"),
-    (["worker", "--dispatcher=http://localhost:5050"], "the protocol is grpc://"),
-    (["worker", "--dispatcher=localhost:0"], "the port must be in 1..65535"),
-])
-def test_bad_flags_are_one_line_exit_2(args, message):
-    result = main_py("data_service", *args)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("main.py data_service: error:") and message in lines[0], lines
-
-
 def test_a_port_in_use_is_refused_not_shared():
     """gRPC would share the port with the process listening there (SO_REUSEPORT)."""
     with socket.socket() as listening:
