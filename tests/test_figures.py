@@ -183,7 +183,8 @@ def test_neighbors_command_finds_the_same_image_first(tiny_run, tmp_path):
     assert printed[0] == f"Nearest train images to 2 validation images by fc7 distance, model {model}"
     assert printed[1] == "Loading TensorFlow ..." and printed[2].startswith("Loading TensorFlow: done in ")
     # One pass over the training split (the line counting it), then the figure is written.
-    assert printed[-2].startswith("fc7 features of train |  0/10 images") and printed[-1].startswith("wrote ")
+    assert printed[-3].startswith("fc7 features of train |  0/10 images")  # off a terminal: start and end
+    assert printed[-2].startswith("fc7 features of train | 10/10 images") and printed[-1].startswith("wrote ")
     grid = tf.io.decode_png(tf.io.read_file(str(tmp_path / "neighbors.png"))).numpy()
     row = 16 + 2 * (figures.caption_size(16) + 3) + 2  # each image, its class name and (neighbours) its distance
     body = figures.caption_size(16) + 5 + 2 + 2 * row + 2  # the header, then two rows

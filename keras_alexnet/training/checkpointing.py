@@ -56,7 +56,7 @@ class Checkpointer:
 
     def __init__(self, directory, model, optimizer, state: RunState, is_chief=True, max_to_keep=3):
         self.is_chief = is_chief
-        self.directory = directory if is_chief else scratch.make("checkpoints")
+        self.directory = directory if is_chief else scratch.make(runs.CHECKPOINTS_DIR)
         # Keras 3 models are not tracked by tf.train.Checkpoint themselves: their variables are listed
         # here, so the non-trainable ones (the dropout layers' random-generator states) are saved and a
         # resumed run draws the same dropout masks as an uninterrupted one.
