@@ -126,8 +126,8 @@ def test_unset_mixed_precision_follows_the_cpu_and_a_resume_keeps_the_record(api
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
     lines = []
     train(_config(folder, **values), printer=lines.append)
-    assert "  precision: mixed_bfloat16 (default on this CPU's AMX-BF16 matrix units (--nomixed_precision " \
-           "turns it off))" in lines, lines
+    assert "  precision: mixed_bfloat16 (default on this CPU's AMX-BF16 matrix units; --nomixed_precision " \
+           "turns it off)" in lines, lines
     record = json.loads((folder / "runs" / "auto_precision" / "run.json").read_text())
     assert record["config"]["mixed_precision"] is True
     saved = json.loads(_zip_member(folder / "runs" / "auto_precision" / "model.keras", "config.json"))

@@ -66,7 +66,7 @@ def resolve(requested: Optional[bool], recorded: Optional[bool], gpus: int, flag
         return bool(recorded), "as the run recorded it"
     flags = cpu_flags() if flags is None else flags
     if gpus:
-        return False, "default off on GPUs (--mixed_precision turns it on)"
+        return False, "default off on GPUs; --mixed_precision turns it on"
     if AMX_FLAG in flags:
-        return True, "default on this CPU's AMX-BF16 matrix units (--nomixed_precision turns it off)"
-    return False, "default off: this CPU has no AMX-BF16 matrix units (--mixed_precision turns it on)"
+        return True, "default on this CPU's AMX-BF16 matrix units; --nomixed_precision turns it off"
+    return False, "default off: this CPU has no AMX-BF16 matrix units; --mixed_precision turns it on"
