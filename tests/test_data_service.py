@@ -324,20 +324,32 @@ def test_an_interrupted_run_resumes_through_the_service(tmp_path, processes, dat
     assert again.returncode == 0 and "Resuming from" in out and "epoch 1/1" in out and "Done in" in out, out
 
 
-def test_a_worker_that_cannot_read_the_data_fails_the_trainer_in_one_line(tmp_path, processes, data_dir):
-    """The worker runs where the trainer's data folder is not there (an empty folder mounted over it in
-    the worker's own mount namespace), as on a machine without the shared file system."""
+def private_copy(tmp_path, data_dir):
+    """A copy of the data under tmp_path/private/data (a folder the tests may hide or lock); its parent."""
     import shutil
 
     private = tmp_path / "private"
     shutil.copytree(data_dir, private / "data")
+    return private
+
+
+def train_through_one_worker(tmp_path, processes, private, **worker_options):
+    """One epoch on private/data through a dispatcher and one worker started with `worker_options`
+    (`processes.start`'s): (the trainer's process, its output, the worker's process)."""
     port = free_port()
     worker = processes.start("worker", "data_service", "worker", f"--dispatcher=localhost:{port}", "--host=localhost",
-                             hide=private)
+                             **worker_options)
     processes.dispatcher(port, tmp_path / "work")
     processes.wait_for(worker, "worker listening at localhost:")
     trainer = start_training(processes, str(private / "data"), port, "unreadable", ["--epochs=1"])
-    out = finished(processes, trainer, timeout=120)
+    return trainer, finished(processes, trainer, timeout=120), worker
+
+
+def test_a_worker_that_cannot_read_the_data_fails_the_trainer_in_one_line(tmp_path, processes, data_dir):
+    """The worker runs where the trainer's data folder is not there (an empty folder mounted over it in
+    the worker's own mount namespace), as on a machine without the shared file system."""
+    private = private_copy(tmp_path, data_dir)
+    trainer, out, _ = train_through_one_worker(tmp_path, processes, private, hide=private)
     lines = [line for line in out.splitlines() if line.startswith("main.py train: error:")]
     assert trainer.returncode == 1 and len(lines) == 1, out
     assert lines[0].startswith(f"main.py train: error: {private / 'data' / 'train-'}"), lines
@@ -350,21 +362,12 @@ def test_a_worker_without_permission_to_read_the_shards_fails_the_trainer_in_one
                                                                                       data_dir):
     """The shards are there but their mode denies reading, to the worker only: it runs without the
     capabilities that let root read any file (as a worker running under another user would be)."""
-    import shutil
-
-    private = tmp_path / "private"
-    shutil.copytree(data_dir, private / "data")
+    private = private_copy(tmp_path, data_dir)
     shards = sorted((private / "data").glob("train-*"))
     assert shards
     for shard in shards:
         shard.chmod(0)
-    port = free_port()
-    worker = processes.start("worker", "data_service", "worker", f"--dispatcher=localhost:{port}", "--host=localhost",
-                             obey_permissions=True)
-    processes.dispatcher(port, tmp_path / "work")
-    processes.wait_for(worker, "worker listening at localhost:")
-    trainer = start_training(processes, str(private / "data"), port, "unreadable", ["--epochs=1"])
-    out = finished(processes, trainer, timeout=120)
+    trainer, out, worker = train_through_one_worker(tmp_path, processes, private, obey_permissions=True)
     lines = [line for line in out.splitlines() if line.startswith("main.py train: error:")]
     assert trainer.returncode == 1 and len(lines) == 1, out
     assert re.fullmatch(re.escape(f"main.py train: error: {private / 'data'}/") + r"train-[^:]+" + re.escape(
